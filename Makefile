@@ -1,0 +1,25 @@
+# One entry point for a fresh machine: `make test` creates .venv, installs
+# gitreg with its test extras, then runs lint, types and the test suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: dev test lint demo clean
+
+$(BIN)/gitreg: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+dev: $(BIN)/gitreg
+
+lint: dev
+	$(BIN)/ruff check gitreg hooks tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

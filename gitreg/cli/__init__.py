@@ -1,0 +1,1 @@
+"""Command-line interface: thin typer apps; heavy imports inside commands."""

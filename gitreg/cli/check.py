@@ -1,0 +1,1 @@
+"""`gitreg check` (filled in by the foundation work)."""

@@ -1,0 +1,1 @@
+"""`gitreg import` and `gitreg export` (filled in by the foundation work)."""

@@ -1,0 +1,80 @@
+"""The ``gitreg`` command: a thin typer app.
+
+Commands live in sibling modules (one concept each) and register themselves
+on ``app`` here; heavy imports stay inside the command functions so that
+start-up stays cheap for cron jobs and hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from gitreg import __version__
+from gitreg.errors import EXIT_OPERATIONAL, GitregError
+
+app = typer.Typer(
+    name="gitreg",
+    help="Git-backed, replicated registry of signed HEPiX virtual-machine image lists.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"gitreg {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True,
+        help="Print the version and exit.",
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show tracebacks and debug messages.",
+    ),
+) -> None:
+    """Git-backed, replicated registry of signed HEPiX image lists."""
+    if verbose:
+        os.environ["GITREG_VERBOSE"] = "1"
+
+
+def _register_commands() -> None:
+    # Each module adds its commands to ``app``; imported here, not at the top
+    # of the package, so that ``gitreg --version`` pays only for typer.
+    from gitreg.cli import check as _check  # noqa: F401
+    from gitreg.cli import interop as _interop  # noqa: F401
+
+
+def _verbose() -> bool:
+    return os.environ.get("GITREG_VERBOSE") == "1" or "--verbose" in sys.argv or "-v" in sys.argv
+
+
+def run() -> None:
+    """Console-script entry point: every error becomes a message and an exit code."""
+    _register_commands()
+    try:
+        # standalone mode: typer/click turn usage errors into exit 2 themselves.
+        app()
+    except GitregError as exc:
+        if _verbose():
+            import traceback
+
+            traceback.print_exc()
+        from gitreg.cli.output import error
+
+        error(exc.diagnostics())
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _verbose():
+            raise
+        from gitreg.cli.output import error
+
+        error(f"internal error: {type(exc).__name__}: {exc} (run with --verbose for a traceback)")
+        sys.exit(EXIT_OPERATIONAL)

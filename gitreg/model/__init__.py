@@ -1,0 +1,1 @@
+"""Pure data model: imagelists, policy, versions, strict JSON, canonical form."""

@@ -1,0 +1,1 @@
+"""Signatures: one interface, one module per scheme (ssh, openpgp, x509)."""

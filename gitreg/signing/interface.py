@@ -1,0 +1,97 @@
+"""The one small interface every signature scheme implements.
+
+Verification needs only key material (from the policy, or a CA directory);
+signing needs a ``Signer`` (a private key file, a gpg key, a certificate and
+key). Schemes are told apart by the armour of the signature, never by a flag.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from gitreg.errors import SignatureError
+
+Scheme = Literal["ssh", "openpgp", "x509"]
+
+# SSHSIG namespaces: imagelists get their own, so a commit signature can never
+# be replayed as a list signature and vice versa. "git" is git's own choice.
+NAMESPACE_IMAGELIST = "gitreg-imagelist"
+NAMESPACE_POLICY = "gitreg-policy"
+NAMESPACE_GIT = "git"
+
+_SSH_ARMOUR = b"-----BEGIN SSH SIGNATURE-----"
+_PGP_ARMOUR = b"-----BEGIN PGP SIGNATURE-----"
+_PKCS7_ARMOURS = (b"-----BEGIN PKCS7-----", b"-----BEGIN CMS-----")
+
+
+@dataclass(frozen=True)
+class VerifiedSignature:
+    """What a valid signature proves: which key (as the policy names it) signed."""
+
+    scheme: Scheme
+    # ssh: "SHA256:<base64>" fingerprint as ssh-keygen prints it;
+    # openpgp: the 40-hex-digit upper-case primary key fingerprint;
+    # x509: the signer subject DN in OpenSSL slash form.
+    key_id: str
+    # Human-readable, for messages (key type, signer and issuer DN, ...).
+    detail: str = ""
+
+
+class PublicKey(ABC):
+    """Verification side of one key."""
+
+    scheme: ClassVar[Scheme]
+
+    @property
+    @abstractmethod
+    def key_id(self) -> str:
+        """The id that ``VerifiedSignature.key_id`` carries for this key."""
+
+    @abstractmethod
+    def verify(self, data: bytes, signature: bytes, *, namespace: str) -> VerifiedSignature:
+        """Verify a detached ``signature`` of exactly ``data``.
+
+        Raises ``SignatureError`` (or a subclass) when the signature is
+        malformed, does not match, or was not made by this key. ``namespace``
+        is checked by schemes that have one (SSHSIG) and ignored by others.
+        """
+
+    @abstractmethod
+    def to_policy(self) -> dict[str, Any]:
+        """JSON-able key material for ``policy.json`` (includes ``"scheme"``)."""
+
+
+class Signer(ABC):
+    """Signing side of one key."""
+
+    scheme: ClassVar[Scheme]
+
+    @property
+    @abstractmethod
+    def key_id(self) -> str:
+        """Same id as the matching ``PublicKey.key_id``."""
+
+    @abstractmethod
+    def sign(self, data: bytes, *, namespace: str) -> bytes:
+        """An armoured detached signature of exactly ``data``."""
+
+    @abstractmethod
+    def public_key(self) -> PublicKey:
+        """The verification side of this key."""
+
+
+def detect_scheme(signature: bytes) -> Scheme:
+    """Tell the scheme of a detached signature by its armour."""
+    head = signature.lstrip()[:4096]
+    if head.startswith(_SSH_ARMOUR):
+        return "ssh"
+    if head.startswith(_PGP_ARMOUR):
+        return "openpgp"
+    if head.startswith(_PKCS7_ARMOURS) or head[:1] == b"\x30":
+        return "x509"
+    lowered = head.lower()
+    if b"multipart/signed" in lowered or lowered.startswith(b"mime-version"):
+        return "x509"
+    raise SignatureError("unrecognised signature format (not SSHSIG, OpenPGP or S/MIME/CMS)")

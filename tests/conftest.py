@@ -1,0 +1,50 @@
+"""Test session setup: nothing touches the user's home, keyrings or git config.
+
+Key fixtures live in one plug-in module per scheme under tests/fixtures/.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.env",
+    "tests.fixtures.ssh_keys",
+    "tests.fixtures.openpgp_keys",
+    "tests.fixtures.x509_pki",
+]
+
+INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop" / "imagelists"
+
+
+@pytest.fixture(scope="session")
+def interop_dir() -> Path:
+    """The real imagelists of other tools (../shared/interop/imagelists)."""
+    if not INTEROP.is_dir():
+        pytest.skip(f"interop samples not found at {INTEROP}")
+    return INTEROP
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Test Endorser")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "endorser@example.org")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "Test Endorser")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "endorser@example.org")
+    monkeypatch.delenv("GITREG_VERBOSE", raising=False)
+    # A GNUPGHOME that exists but holds nothing: a test that needs keys uses
+    # the session keyring fixture explicitly.
+    gnupg = home / ".gnupg"
+    gnupg.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(gnupg))
+    yield
+    os.environ.pop("GITREG_VERBOSE", None)
