@@ -96,6 +96,11 @@ class UntrustedSignerError(SignatureError):
     """The signature is valid but the signer is not trusted for this data."""
 
 
+class InvalidKeyError(RejectedError):
+    """Key material (an SSH key line, an armoured OpenPGP key, a certificate) is
+    malformed, unsupported or not the key it claims to be."""
+
+
 class PolicyViolationError(RejectedError):
     """A change breaks a rule of the registry's trust policy."""
 
