@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: dev test lint demo clean
+.PHONY: dev test lint demo clean system-deps
+
+# ssh-keygen, sshd, gpg, openssl, git from Debian when missing (no-op otherwise).
+system-deps:
+	./scripts/system-deps
 
 $(BIN)/gitreg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +16,7 @@ $(BIN)/gitreg: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-dev: $(BIN)/gitreg
+dev: system-deps $(BIN)/gitreg
 
 lint: dev
 	$(BIN)/ruff check gitreg hooks tests benchmarks
