@@ -1,0 +1,880 @@
+"""The registry trust policy, ``policy.json``: a signed envelope, parsed strictly.
+
+Pure: bytes and dicts in, objects and typed errors out. Signatures are
+verified only with ``PublicKey`` objects built from the policy's own key
+material, never with an ambient keyring or CA bundle.
+
+The ``signed`` dict is kept as parsed and written back as is, so unknown
+top-level keys (and unknown fields of key material and limits) survive a
+round trip byte for byte. Inside ``root``, ``endorsers`` and ``rules`` unknown
+keys are refused: an older gitreg ignoring a newer restriction there would
+grant more than the root holders signed for.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from gitreg.errors import (
+    ExpiredError,
+    GitregError,
+    InvalidDocumentError,
+    InvalidKeyError,
+    PolicyViolationError,
+    Problem,
+    UntrustedSignerError,
+    UsageError,
+)
+from gitreg.model import strictjson
+from gitreg.model.dates import DATE_FORMAT, format_date, parse_date
+from gitreg.model.globs import glob_matches, glob_problem
+from gitreg.model.registry_info import uuid_problem
+from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
+
+POLICY_FILE = "policy.json"
+SCHEMES = ("ssh", "openpgp", "x509")
+SIG_SUFFIX = ".sig"
+
+# Key ids exactly as PublicKey.key_id spells them (see signing/interface.py).
+_KEY_ID_SHAPES: Mapping[str, re.Pattern[str]] = {
+    "ssh": re.compile(r"SHA256:[A-Za-z0-9+/]{43}"),
+    "openpgp": re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}"),
+    "x509": re.compile(r"/[^/=]+=.*"),
+}
+_KEY_ID_HINT = {
+    "ssh": 'the "SHA256:..." fingerprint ssh-keygen -lf prints',
+    "openpgp": "the upper-case hex fingerprint of the primary key",
+    "x509": "the subject DN in OpenSSL slash form (/C=../O=../CN=..)",
+}
+_ENDORSER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+
+_SIGNED_REQUIRED = ("version", "expires", "registry", "root", "keys", "endorsers", "rules")
+_ROOT_FIELDS = ("keys", "threshold")
+_ENDORSER_FIELDS = ("keys", "email", "expires")
+_RULE_FIELDS = ("paths", "endorsers")
+_SIGNATURE_FIELDS = ("keyid", "sig")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size and lifetime caps the verifier enforces (``signed.limits``)."""
+
+    max_file_size: int = 1 << 20
+    max_list_lifetime_days: int = 365
+    max_images_per_list: int = 1000
+
+    def to_dict(self) -> dict[str, int]:
+        return {"max_file_size": self.max_file_size,
+                "max_list_lifetime_days": self.max_list_lifetime_days,
+                "max_images_per_list": self.max_images_per_list}
+
+
+_LIMIT_NAMES = tuple(Limits().to_dict())
+
+
+@dataclass(frozen=True)
+class Endorser:
+    """One endorser: who may sign lists and commits with which keys."""
+
+    name: str
+    keys: tuple[str, ...]
+    email: str | None = None
+    expires: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Paths (globs) that the named endorsers may change."""
+
+    paths: tuple[str, ...]
+    endorsers: tuple[str, ...]
+
+    def covers(self, path: str) -> bool:
+        """Whether ``path`` (or, for ``X.sig``, the list ``X`` it signs) matches a glob."""
+        candidates = [path]
+        if path.endswith(SIG_SUFFIX):
+            candidates.append(path[: -len(SIG_SUFFIX)])
+        return any(glob_matches(glob, p) for glob in self.paths for p in candidates)
+
+
+@dataclass(frozen=True)
+class PolicySignature:
+    """One root signature over the canonical bytes of ``signed``."""
+
+    keyid: str
+    sig: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"keyid": self.keyid, "sig": self.sig}
+
+
+# --- validation ------------------------------------------------------------
+
+
+def _member(parent: str, key: str) -> str:
+    """JSON path of ``key`` below ``parent``; ids with ``:`` or ``/`` are bracket-quoted."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key):
+        return f"{parent}.{key}" if parent else key
+    return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def _key_path(key_id: str) -> str:
+    """JSON path of a key entry: always bracket-quoted, as ids are never names."""
+    return f"signed.keys[{_q(key_id)}]"
+
+
+def _q(value: Any) -> str:
+    """A name or id quoted for a message, the way JSON spells it."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+            int: "an integer", float: "a number", type(None): "null"}.get(
+                type(value), type(value).__name__)
+
+
+class _Checker:
+    """Collects every problem of one document, each with its JSON path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message, self.source))
+
+    def expect(self, value: Any, kind: type, path: str, what: str) -> bool:
+        # bool is an int subclass in Python but not an integer in JSON.
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if not ok:
+            self.add(path, f"must be {what}, not {_type_name(value)}")
+        return ok
+
+    def fields(self, obj: dict[str, Any], path: str, allowed: Sequence[str],
+               required: Sequence[str]) -> None:
+        for key in obj:
+            if key not in allowed:
+                self.add(_member(path, key), f"unknown key (allowed: {', '.join(allowed)})")
+        for key in required:
+            if key not in obj:
+                self.add(_member(path, key), "missing")
+
+    def date(self, value: Any, path: str) -> None:
+        if not self.expect(value, str, path, f"a date {DATE_FORMAT}"):
+            return
+        try:
+            parse_date(value)
+        except ValueError as exc:
+            self.add(path, str(exc))
+
+    def id_list(self, value: Any, path: str, what: str) -> list[tuple[int, str]]:
+        """A non-empty array of unique strings; returns the valid ones with their index."""
+        if not self.expect(value, list, path, f"an array of {what}"):
+            return []
+        if not value:
+            self.add(path, f"must list at least one {what[:-1]}")
+        seen: list[tuple[int, str]] = []
+        for i, item in enumerate(value):
+            at = f"{path}[{i}]"
+            if not self.expect(item, str, at, "a string"):
+                continue
+            if any(item == s for _, s in seen):
+                self.add(at, f"{_q(item)} is listed twice")
+                continue
+            seen.append((i, item))
+        return seen
+
+
+def _check_keys(c: _Checker, keys: Any, path: str) -> None:
+    if not c.expect(keys, dict, path, "an object (key id -> key material)"):
+        return
+    for key_id, material in keys.items():
+        at = f"{path}[{_q(key_id)}]"
+        if not c.expect(material, dict, at, "an object (key material)"):
+            continue
+        scheme = material.get("scheme")
+        if "scheme" not in material:
+            c.add(_member(at, "scheme"), "missing")
+            continue
+        if scheme not in SCHEMES:
+            c.add(_member(at, "scheme"), f"must be one of {', '.join(SCHEMES)}, "
+                                         f"not {_q(scheme)}")
+            continue
+        if not _KEY_ID_SHAPES[scheme].fullmatch(key_id):
+            c.add(at, f"{_q(key_id)} is not a {scheme} key id ({_KEY_ID_HINT[scheme]})")
+
+
+def _check_root(c: _Checker, root: Any, path: str, keys: Mapping[str, Any]) -> None:
+    if not c.expect(root, dict, path, "an object"):
+        return
+    c.fields(root, path, _ROOT_FIELDS, _ROOT_FIELDS)
+    root_keys: list[str] = []
+    if "keys" in root:
+        listed = c.id_list(root["keys"], f"{path}.keys", "key ids")
+        for i, key_id in listed:
+            if key_id not in keys:
+                c.add(f"{path}.keys[{i}]", f"unknown key {_q(key_id)} (not in signed.keys)")
+        root_keys = [key_id for _, key_id in listed]
+    if "threshold" in root and c.expect(root["threshold"], int, f"{path}.threshold",
+                                        "an integer"):
+        threshold = root["threshold"]
+        if not 1 <= threshold <= max(len(root_keys), 1):
+            c.add(f"{path}.threshold",
+                  f"must be between 1 and the number of root keys ({len(root_keys)}), "
+                  f"not {threshold}")
+
+
+def _check_endorsers(c: _Checker, endorsers: Any, path: str, keys: Mapping[str, Any]) -> None:
+    if not c.expect(endorsers, dict, path, "an object (name -> endorser)"):
+        return
+    owner: dict[str, str] = {}
+    for name, entry in endorsers.items():
+        at = _member(path, name)
+        if not _ENDORSER_NAME.fullmatch(name):
+            c.add(at, f"invalid endorser name {_q(name)} (letters, digits and ._@+-, "
+                      "starting with a letter or digit, at most 64)")
+        if not c.expect(entry, dict, at, "an object"):
+            continue
+        c.fields(entry, at, _ENDORSER_FIELDS, ("keys",))
+        if "keys" in entry:
+            for i, key_id in c.id_list(entry["keys"], f"{at}.keys", "key ids"):
+                key_at = f"{at}.keys[{i}]"
+                if key_id not in keys:
+                    c.add(key_at, f"unknown key {_q(key_id)} (not in signed.keys)")
+                elif key_id in owner:
+                    # One key, one endorser: otherwise a signature could not say who signed.
+                    c.add(key_at, f"key {_q(key_id)} already belongs to endorser "
+                                  f"{_q(owner[key_id])}")
+                else:
+                    owner[key_id] = name
+        if "email" in entry and c.expect(entry["email"], str, f"{at}.email", "a string") \
+                and "@" not in entry["email"]:
+            c.add(f"{at}.email", f"not an e-mail address: {_q(entry['email'])}")
+        if "expires" in entry:
+            c.date(entry["expires"], f"{at}.expires")
+
+
+def _check_rules(c: _Checker, rules: Any, path: str, endorsers: Any) -> None:
+    if not c.expect(rules, list, path, "an array of rules"):
+        return
+    known = endorsers if isinstance(endorsers, dict) else {}
+    for i, rule in enumerate(rules):
+        at = f"{path}[{i}]"
+        if not c.expect(rule, dict, at, "an object"):
+            continue
+        c.fields(rule, at, _RULE_FIELDS, _RULE_FIELDS)
+        if "paths" in rule:
+            for j, glob in c.id_list(rule["paths"], f"{at}.paths", "path globs"):
+                if (why := glob_problem(glob)) is not None:
+                    c.add(f"{at}.paths[{j}]", why)
+        if "endorsers" in rule:
+            for j, name in c.id_list(rule["endorsers"], f"{at}.endorsers", "endorser names"):
+                if name not in known:
+                    c.add(f"{at}.endorsers[{j}]", f"unknown endorser {_q(name)}")
+
+
+def _check_limits(c: _Checker, limits: Any, path: str) -> None:
+    if not c.expect(limits, dict, path, "an object"):
+        return
+    for name in _LIMIT_NAMES:
+        if name in limits and c.expect(limits[name], int, f"{path}.{name}", "an integer") \
+                and limits[name] < 1:
+            c.add(f"{path}.{name}", f"must be at least 1, not {limits[name]}")
+
+
+def _check_signed(c: _Checker, signed: Any, path: str) -> None:
+    if not c.expect(signed, dict, path, "an object"):
+        return
+    for key in _SIGNED_REQUIRED:
+        if key not in signed:
+            c.add(_member(path, key), "missing")
+    if "version" in signed and c.expect(signed["version"], int, f"{path}.version",
+                                        "an integer") and signed["version"] < 1:
+        c.add(f"{path}.version", f"must be at least 1, not {signed['version']}")
+    if "expires" in signed:
+        c.date(signed["expires"], f"{path}.expires")
+    if "registry" in signed and (why := uuid_problem(signed["registry"])):
+        c.add(f"{path}.registry", why)
+    keys = signed.get("keys", {})
+    if "keys" in signed:
+        _check_keys(c, keys, f"{path}.keys")
+    if not isinstance(keys, dict):
+        keys = {}
+    if "root" in signed:
+        _check_root(c, signed["root"], f"{path}.root", keys)
+    if "endorsers" in signed:
+        _check_endorsers(c, signed["endorsers"], f"{path}.endorsers", keys)
+    if "rules" in signed:
+        _check_rules(c, signed["rules"], f"{path}.rules", signed.get("endorsers"))
+    if "limits" in signed:
+        _check_limits(c, signed["limits"], f"{path}.limits")
+    if "heartbeat" in signed:
+        c.expect(signed["heartbeat"], dict, f"{path}.heartbeat", "an object")
+
+
+def _check_signatures(c: _Checker, signatures: Any, path: str) -> None:
+    if not c.expect(signatures, list, path, "an array"):
+        return
+    for i, entry in enumerate(signatures):
+        at = f"{path}[{i}]"
+        if not c.expect(entry, dict, at, "an object"):
+            continue
+        c.fields(entry, at, _SIGNATURE_FIELDS, _SIGNATURE_FIELDS)
+        for name in _SIGNATURE_FIELDS:
+            if name in entry and c.expect(entry[name], str, f"{at}.{name}", "a string") \
+                    and not entry[name]:
+                c.add(f"{at}.{name}", "must not be empty")
+
+
+def _derive_key(key_id: str, material: Mapping[str, Any]) -> PublicKey:
+    """Build the key from its material and check it is the key ``key_id`` names.
+
+    Raises ``InvalidKeyError`` with a message that does not repeat the id.
+    """
+    # Imported here: the scheme modules pull in cryptography and gnupg, which
+    # the pure parse path does not need.
+    from gitreg.signing.keys import public_key_from_policy
+
+    try:
+        key = public_key_from_policy(dict(material))
+    except InvalidKeyError:
+        raise
+    except GitregError as exc:
+        raise InvalidKeyError(exc.message, hint=exc.hint) from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidKeyError(f"unusable key material: {exc}") from None
+    if key.key_id != key_id:
+        raise InvalidKeyError(f"the material is key {_q(key.key_id)}, not the key id it is "
+                              "listed under")
+    return key
+
+
+# --- the signed part -----------------------------------------------------
+
+
+class Policy:
+    """The ``signed`` part of ``policy.json``, validated, with typed accessors."""
+
+    def __init__(self, signed: Mapping[str, Any], *, source: str = POLICY_FILE) -> None:
+        """Validate ``signed`` (a parsed dict); raise ``InvalidDocumentError`` listing
+        every problem, with paths starting at ``signed``."""
+        c = _Checker(source)
+        _check_signed(c, signed, "signed")
+        if c.problems:
+            raise InvalidDocumentError(strictjson.capped(c.problems), source=source)
+        raw: dict[str, Any] = copy.deepcopy(dict(signed))
+        self._raw = raw
+        self.source = source
+        self._endorsers = {
+            name: Endorser(name=name, keys=tuple(entry["keys"]), email=entry.get("email"),
+                           expires=parse_date(entry["expires"]) if "expires" in entry else None)
+            for name, entry in raw["endorsers"].items()}
+        self._rules = tuple(Rule(paths=tuple(r["paths"]), endorsers=tuple(r["endorsers"]))
+                            for r in raw["rules"])
+        self._owner = {key_id: e.name for e in self._endorsers.values() for key_id in e.keys}
+        given = raw.get("limits", {})
+        self._limits = Limits(**{k: given[k] for k in _LIMIT_NAMES if k in given})
+        self._key_cache: dict[str, PublicKey] = {}
+
+    # plain fields
+
+    @property
+    def version(self) -> int:
+        return int(self._raw["version"])
+
+    @property
+    def expires(self) -> datetime:
+        return parse_date(self._raw["expires"])
+
+    @property
+    def registry(self) -> str:
+        return str(self._raw["registry"])
+
+    @property
+    def root_keys(self) -> tuple[str, ...]:
+        return tuple(self._raw["root"]["keys"])
+
+    @property
+    def threshold(self) -> int:
+        return int(self._raw["root"]["threshold"])
+
+    @property
+    def keys(self) -> Mapping[str, Mapping[str, Any]]:
+        """Key id -> key material, read-only (the material dicts are copies)."""
+        return MappingProxyType({k: MappingProxyType(copy.deepcopy(v))
+                                 for k, v in self._raw["keys"].items()})
+
+    @property
+    def endorsers(self) -> Mapping[str, Endorser]:
+        return MappingProxyType(self._endorsers)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._rules
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def heartbeat(self) -> dict[str, Any] | None:
+        value = self._raw.get("heartbeat")
+        return copy.deepcopy(value) if isinstance(value, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A deep copy of ``signed`` exactly as parsed (unknown keys included)."""
+        return copy.deepcopy(self._raw)
+
+    def canonical_bytes(self) -> bytes:
+        """What root keys sign: the canonical form of ``signed``."""
+        return strictjson.canonical_dumps(self._raw)
+
+    # time
+
+    def check_expiry(self, now: datetime) -> None:
+        """Raise ``ExpiredError`` if the policy has expired at ``now``."""
+        if now >= self.expires:
+            raise ExpiredError(
+                f"{self.source}: policy version {self.version} expired at "
+                f"{format_date(self.expires)} (now {format_date(now)})",
+                hint="the root key holders must sign a new policy with a later expiry")
+
+    def is_endorser_active(self, name: str, now: datetime) -> bool:
+        """Whether endorser ``name`` exists and has not expired at ``now``."""
+        endorser = self._endorsers.get(name)
+        if endorser is None:
+            return False
+        return endorser.expires is None or now < endorser.expires
+
+    # authorisation
+
+    def endorsers_for_path(self, path: str) -> frozenset[str]:
+        """Names of the endorsers allowed to change ``path``; empty means nobody
+        (default deny). A rule for ``X.json`` also covers ``X.json.sig``."""
+        return frozenset(name for rule in self._rules if rule.covers(path)
+                         for name in rule.endorsers)
+
+    def endorser_of_key(self, key_id: str) -> str | None:
+        """The endorser owning ``key_id``, or None (a root-only or unknown key)."""
+        return self._owner.get(key_id)
+
+    def endorser_keys(self, name: str) -> tuple[str, ...]:
+        """The key ids of endorser ``name``."""
+        endorser = self._endorsers.get(name)
+        if endorser is None:
+            raise UsageError(f"{self.source}: no endorser named {_q(name)} "
+                             f"(endorsers: {', '.join(sorted(self._endorsers)) or 'none'})")
+        return endorser.keys
+
+    def public_key(self, key_id: str) -> PublicKey:
+        """The verification key for ``key_id``, built from this policy's material.
+
+        Raises ``UntrustedSignerError`` for a key the policy does not list and
+        ``InvalidKeyError`` when the material is broken or is another key.
+        """
+        cached = self._key_cache.get(key_id)
+        if cached is not None:
+            return cached
+        material = self._raw["keys"].get(key_id)
+        if material is None:
+            raise UntrustedSignerError(f"{self.source}: key {_q(key_id)} is not in the policy")
+        try:
+            key = _derive_key(key_id, material)
+        except InvalidKeyError as exc:
+            raise InvalidKeyError(f"{self.source}: {_key_path(key_id)}: "
+                                  f"{exc.message}", hint=exc.hint) from None
+        self._key_cache[key_id] = key
+        return key
+
+    def __repr__(self) -> str:
+        return f"Policy(version={self.version}, registry={self.registry!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Policy) and self._raw == other._raw
+
+    def __hash__(self) -> int:
+        return hash(self.canonical_bytes())
+
+
+def check_key_ids(policy: Policy) -> None:
+    """Check that every key id equals the id derived from its material.
+
+    Separate from parsing because it loads key material with the scheme
+    modules; raises ``InvalidDocumentError`` listing every mismatch.
+    """
+    c = _Checker(policy.source)
+    for key_id, material in policy.keys.items():
+        try:
+            _derive_key(key_id, material)
+        except InvalidKeyError as exc:
+            c.add(_key_path(key_id), exc.message)
+    if c.problems:
+        raise InvalidDocumentError(c.problems, source=policy.source)
+
+
+# --- the envelope ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyEnvelope:
+    """``policy.json``: the signed policy and the root signatures over it."""
+
+    signed: Policy
+    signatures: tuple[PolicySignature, ...] = ()
+    source: str = field(default=POLICY_FILE, compare=False)
+
+    @property
+    def version(self) -> int:
+        return self.signed.version
+
+    def signed_bytes(self) -> bytes:
+        """The bytes root keys sign (SSHSIG namespace ``gitreg-policy``)."""
+        return self.signed.canonical_bytes()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"signed": self.signed.to_dict(),
+                "signatures": [s.to_dict() for s in self.signatures]}
+
+    def canonical_bytes(self) -> bytes:
+        """The bytes gitreg writes to ``policy.json``."""
+        return strictjson.canonical_dumps(self.to_dict())
+
+    # editing: each returns a new unsigned envelope, version +1
+
+    def _edited(self, change: Callable[[dict[str, Any]], None]) -> PolicyEnvelope:
+        raw = self.signed.to_dict()
+        change(raw)
+        raw["version"] = self.version + 1
+        return PolicyEnvelope(Policy(raw, source=self.source), (), self.source)
+
+    def with_version(self, version: int) -> PolicyEnvelope:
+        """The same policy as version ``version``, unsigned.
+
+        For drafts: edits each add 1, and a draft edited several times before
+        publication must still be exactly the published version + 1.
+        """
+        raw = self.signed.to_dict()
+        raw["version"] = version
+        return PolicyEnvelope(Policy(raw, source=self.source), (), self.source)
+
+    def with_expires(self, expires: datetime) -> PolicyEnvelope:
+        try:
+            text = format_date(expires)
+        except ValueError as exc:
+            raise UsageError(f"policy expiry: {exc}") from None
+
+        def change(raw: dict[str, Any]) -> None:
+            raw["expires"] = text
+
+        return self._edited(change)
+
+    def add_endorser(self, name: str, keys: Sequence[PublicKey], email: str | None = None,
+                     allow: Iterable[str] = ()) -> PolicyEnvelope:
+        """Add endorser ``name`` with ``keys``, allowed to change the ``allow`` globs."""
+        policy = self.signed
+        if name in policy.endorsers:
+            raise UsageError(f"{self.source}: endorser {_q(name)} already exists")
+        if not _ENDORSER_NAME.fullmatch(name):
+            raise UsageError(f"invalid endorser name {_q(name)} (letters, digits and ._@+-, "
+                             "starting with a letter or digit, at most 64)")
+        if not keys:
+            raise UsageError(f"endorser {_q(name)} needs at least one key")
+        globs = list(allow)
+        for glob in globs:
+            if (why := glob_problem(glob)) is not None:
+                raise UsageError(why)
+        for key in keys:
+            if (owner := policy.endorser_of_key(key.key_id)) is not None:
+                raise UsageError(f"key {key.key_id} already belongs to endorser {_q(owner)}")
+
+        def change(raw: dict[str, Any]) -> None:
+            key_ids: list[str] = []
+            for key in keys:
+                raw["keys"].setdefault(key.key_id, key.to_policy())
+                if key.key_id not in key_ids:
+                    key_ids.append(key.key_id)
+            entry: dict[str, Any] = {"keys": key_ids}
+            if email is not None:
+                entry["email"] = email
+            raw["endorsers"][name] = entry
+            for glob in globs:
+                _allow_in(raw, name, glob)
+
+        return self._edited(change)
+
+    def remove_endorser(self, name: str) -> PolicyEnvelope:
+        """Remove endorser ``name``, its keys (unless root keys) and its rule entries."""
+        owned = self.signed.endorser_keys(name)
+        root = set(self.signed.root_keys)
+
+        def change(raw: dict[str, Any]) -> None:
+            del raw["endorsers"][name]
+            for key_id in owned:
+                if key_id not in root:
+                    del raw["keys"][key_id]
+            rules = []
+            for rule in raw["rules"]:
+                rule["endorsers"] = [n for n in rule["endorsers"] if n != name]
+                if rule["endorsers"]:
+                    rules.append(rule)
+            raw["rules"] = rules
+
+        return self._edited(change)
+
+    def allow(self, name: str, glob: str) -> PolicyEnvelope:
+        """Allow endorser ``name`` to change paths matching ``glob``."""
+        self.signed.endorser_keys(name)  # raises for an unknown endorser
+        if (why := glob_problem(glob)) is not None:
+            raise UsageError(why)
+        if any(glob in rule.paths and name in rule.endorsers and len(rule.paths) == 1
+               for rule in self.signed.rules):
+            raise UsageError(f"endorser {_q(name)} is already allowed {_q(glob)}")
+        return self._edited(lambda raw: _allow_in(raw, name, glob))
+
+    def add_root(self, key: PublicKey) -> PolicyEnvelope:
+        """Add ``key`` to the root keys (the threshold stays as it is)."""
+        if key.key_id in self.signed.root_keys:
+            raise UsageError(f"key {key.key_id} is already a root key")
+
+        def change(raw: dict[str, Any]) -> None:
+            raw["keys"].setdefault(key.key_id, key.to_policy())
+            raw["root"]["keys"].append(key.key_id)
+
+        return self._edited(change)
+
+    def remove_root(self, key_id: str) -> PolicyEnvelope:
+        """Remove ``key_id`` from the root keys (and its material unless an endorser's)."""
+        roots = self.signed.root_keys
+        if key_id not in roots:
+            raise UsageError(f"key {key_id} is not a root key "
+                             f"(root keys: {', '.join(roots)})")
+        if len(roots) == 1:
+            raise UsageError(f"key {key_id} is the only root key; add another root first")
+        if self.signed.threshold > len(roots) - 1:
+            raise UsageError(f"the threshold {self.signed.threshold} would exceed the "
+                             f"{len(roots) - 1} remaining root keys; lower it first")
+        owned = self.signed.endorser_of_key(key_id) is not None
+
+        def change(raw: dict[str, Any]) -> None:
+            raw["root"]["keys"].remove(key_id)
+            if not owned:
+                del raw["keys"][key_id]
+
+        return self._edited(change)
+
+    def set_threshold(self, threshold: int) -> PolicyEnvelope:
+        """Require ``threshold`` root signatures on the next policy change."""
+        n = len(self.signed.root_keys)
+        if not 1 <= threshold <= n:
+            raise UsageError(f"threshold must be between 1 and the number of root keys "
+                             f"({n}), not {threshold}")
+
+        def change(raw: dict[str, Any]) -> None:
+            raw["root"]["threshold"] = threshold
+
+        return self._edited(change)
+
+
+def _allow_in(raw: dict[str, Any], name: str, glob: str) -> None:
+    # Endorsers allowed the same single glob share one rule, so the rule list
+    # stays as short as a human would write it.
+    for rule in raw["rules"]:
+        if rule["paths"] == [glob]:
+            if name not in rule["endorsers"]:
+                rule["endorsers"].append(name)
+            return
+    raw["rules"].append({"paths": [glob], "endorsers": [name]})
+
+
+def new_policy(registry_id: str, root_keys: Sequence[PublicKey], threshold: int,
+               expires: datetime, *, limits: Limits | None = None) -> PolicyEnvelope:
+    """The first policy (version 1) of registry ``registry_id``, unsigned."""
+    if not root_keys:
+        raise UsageError("a policy needs at least one root key")
+    key_ids = list(dict.fromkeys(k.key_id for k in root_keys))
+    if not 1 <= threshold <= len(key_ids):
+        raise UsageError(f"threshold must be between 1 and the number of root keys "
+                         f"({len(key_ids)}), not {threshold}")
+    try:
+        expires_text = format_date(expires)
+    except ValueError as exc:
+        raise UsageError(f"policy expiry: {exc}") from None
+    signed = {
+        "version": 1,
+        "expires": expires_text,
+        "registry": registry_id,
+        "root": {"keys": key_ids, "threshold": threshold},
+        "keys": {k.key_id: k.to_policy() for k in root_keys},
+        "endorsers": {},
+        "rules": [],
+        "limits": (limits or Limits()).to_dict(),
+    }
+    return PolicyEnvelope(Policy(signed))
+
+
+def add_signature(envelope: PolicyEnvelope, signer: Signer) -> PolicyEnvelope:
+    """``envelope`` with a signature by ``signer`` over its signed bytes.
+
+    A signature already made by the same key is replaced, so signing twice
+    never looks like two signers.
+    """
+    armour = signer.sign(envelope.signed_bytes(), namespace=NAMESPACE_POLICY)
+    try:
+        text = armour.decode("ascii")
+    except UnicodeDecodeError:
+        raise UsageError(f"key {signer.key_id}: the signature is not armoured text") from None
+    new = PolicySignature(keyid=signer.key_id, sig=text)
+    signatures = list(envelope.signatures)
+    for i, existing in enumerate(signatures):
+        if existing.keyid == new.keyid:
+            signatures[i] = new
+            break
+    else:
+        signatures.append(new)
+    return PolicyEnvelope(envelope.signed, tuple(signatures), envelope.source)
+
+
+def parse_policy(data: bytes, *, source: str = POLICY_FILE) -> PolicyEnvelope:
+    """Parse ``policy.json`` strictly; every problem in one ``InvalidDocumentError``."""
+    doc = strictjson.loads(data, source=source)
+    c = _Checker(source)
+    if not isinstance(doc, dict):
+        c.add("", f"must be an object with signed and signatures, not {_type_name(doc)}")
+        raise InvalidDocumentError(c.problems, source=source)
+    # The envelope itself is not signed: anything extra in it is refused.
+    c.fields(doc, "", ("signed", "signatures"), ("signed", "signatures"))
+    if "signatures" in doc:
+        _check_signatures(c, doc["signatures"], "signatures")
+    if "signed" in doc:
+        _check_signed(c, doc["signed"], "signed")
+    if c.problems:
+        raise InvalidDocumentError(strictjson.capped(c.problems), source=source)
+    signatures = tuple(PolicySignature(keyid=s["keyid"], sig=s["sig"])
+                       for s in doc["signatures"])
+    return PolicyEnvelope(Policy(doc["signed"], source=source), signatures, source)
+
+
+def fingerprint(data: bytes) -> str:
+    """``sha256:<hex>`` of the ``policy.json`` bytes: what a site pins."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+# --- thresholds --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """How many of the required keys validly signed, and who is missing."""
+
+    signed_by: tuple[str, ...]
+    missing: tuple[str, ...]
+    # "<key id>: <reason>" for each signature that failed to verify.
+    invalid: tuple[str, ...]
+    threshold: int
+    enough: bool
+    listed: int = 0
+    # Signatures by keys that do not count here (not root keys of the policy).
+    ignored: tuple[str, ...] = ()
+    role: str = "root keys"
+    # key id -> endorser name, only to make messages readable.
+    names: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+
+    def _label(self, key_id: str) -> str:
+        name = dict(self.names).get(key_id)
+        return f"{key_id} ({name})" if name else key_id
+
+    def describe(self) -> str:
+        text = (f"signed by {len(self.signed_by)} of {self.threshold} {self.role} required "
+                f"({self.listed} listed)")
+        if not self.enough and self.missing:
+            text += f"; missing: {', '.join(self._label(k) for k in self.missing)}"
+        if self.invalid:
+            text += f"; invalid: {'; '.join(self.invalid)}"
+        if self.ignored:
+            text += f"; not counted (not {self.role}): {', '.join(self.ignored)}"
+        return text
+
+
+def check_root_signatures(envelope: PolicyEnvelope, under: Policy) -> ThresholdResult:
+    """Verify ``envelope``'s signatures against the root keys of ``under``.
+
+    Each root key counts once however many signatures it made; signatures by
+    other keys do not count; an invalid signature is reported, not fatal.
+    """
+    data = envelope.signed_bytes()
+    roots = under.root_keys
+    signed_by: list[str] = []
+    invalid: list[str] = []
+    ignored: list[str] = []
+    for signature in envelope.signatures:
+        keyid = signature.keyid
+        if keyid not in roots:
+            if keyid not in ignored:
+                ignored.append(keyid)
+            continue
+        if keyid in signed_by:
+            continue
+        try:
+            verified = under.public_key(keyid).verify(
+                data, signature.sig.encode("utf-8"), namespace=NAMESPACE_POLICY)
+        except GitregError as exc:
+            invalid.append(f"{keyid}: {exc.message}")
+            continue
+        if verified.key_id != keyid:
+            invalid.append(f"{keyid}: signature was made by {verified.key_id}")
+            continue
+        signed_by.append(keyid)
+    names = tuple((k, n) for k in roots if (n := under.endorser_of_key(k)) is not None)
+    return ThresholdResult(
+        signed_by=tuple(signed_by),
+        missing=tuple(k for k in roots if k not in signed_by),
+        invalid=tuple(invalid),
+        threshold=under.threshold,
+        enough=len(signed_by) >= under.threshold,
+        listed=len(roots),
+        ignored=tuple(ignored),
+        names=names,
+    )
+
+
+def verify_policy_transition(old: PolicyEnvelope | None, new: PolicyEnvelope, *,
+                             commit: str | None = None) -> None:
+    """Check that ``new`` may replace ``old`` (None: ``new`` is the first policy).
+
+    Same registry, version exactly +1, and signed by a threshold of the OLD
+    root keys (so a thief of fewer keys cannot replace the roots) and of the
+    NEW ones (so the new roots accept their role). Expiry is separate:
+    ``Policy.check_expiry``.
+    """
+    if old is not None:
+        if new.signed.registry != old.signed.registry:
+            raise PolicyViolationError(
+                f"policy names registry {new.signed.registry}, but the registry is "
+                f"{old.signed.registry}", rule="policy-registry", commit=commit,
+                path=POLICY_FILE)
+        if new.version != old.version + 1:
+            raise PolicyViolationError(
+                f"policy version {new.version} does not follow version {old.version} "
+                f"(must be exactly {old.version + 1})", rule="policy-version",
+                commit=commit, path=POLICY_FILE)
+        result = check_root_signatures(new, old.signed)
+        if not result.enough:
+            raise PolicyViolationError(
+                f"policy version {new.version} lacks the threshold of the previous root keys: "
+                f"{result.describe()}", rule="policy-threshold-old", commit=commit,
+                path=POLICY_FILE)
+    result = check_root_signatures(new, new.signed)
+    if not result.enough:
+        raise PolicyViolationError(
+            f"policy version {new.version} lacks the threshold of its own root keys: "
+            f"{result.describe()}", rule="policy-threshold-new", commit=commit,
+            path=POLICY_FILE)
