@@ -214,13 +214,15 @@ class SiteCache:
         _fsync_dir(path.parent)
         return True
 
-    def clean_stray(self, verified: Collection[str]) -> list[StrayFile]:
+    def clean_stray(self, verified: Collection[str],
+                    known: Collection[str] = ()) -> list[StrayFile]:
         """Keep in cache/ only the files the state knows as verified.
 
         The rule: cache/ may hold nothing a handler could mistake for a
-        verified image. An entry whose name is not in ``verified``:
+        verified image. For an entry whose name is not in ``verified``:
 
-        - a regular file named like an image is *demoted* to partial/<uuid>,
+        - a regular file of an image the state knows (``known``, e.g. recorded
+          ``pending`` before its download) is *demoted* to partial/<uuid>,
           unless partial/ already holds a download of it; the downloader
           re-hashes partial files before resuming, so a crash between the
           rename into cache/ and the state commit costs a re-hash, not a
@@ -230,7 +232,7 @@ class SiteCache:
         - a directory is *left* alone and reported: deleting a tree an
           operator put there is not ours to do.
 
-        partial/ is not touched: its files survive for resume.
+        partial/ is not otherwise touched: its files survive for resume.
         """
         try:
             entries = sorted(e.name for e in self.dirs.cache.iterdir())
@@ -247,7 +249,7 @@ class SiteCache:
             if path.is_dir() and not path.is_symlink():
                 strays.append(StrayFile(name, "left", path, "a directory in cache/"))
                 continue
-            safe = _SAFE_NAME.fullmatch(name) is not None and ".." not in name
+            safe = name in known and _SAFE_NAME.fullmatch(name) is not None and ".." not in name
             partial = self.dirs.download / name
             try:
                 if safe and path.is_file() and not path.is_symlink() \
@@ -260,7 +262,7 @@ class SiteCache:
                 else:
                     path.unlink()
                     reason = ("a download of it is already in partial/" if safe and
-                              os.path.lexists(partial) else "not an image file")
+                              os.path.lexists(partial) else "not an image the state knows")
                     strays.append(StrayFile(name, "deleted", path, reason))
                 changed_cache = True
             except OSError as exc:
