@@ -1,0 +1,181 @@
+"""The registry of signature schemes: keys from policy entries and command-line
+specs, and verification of a signature against a set of allowed keys.
+
+Scheme modules are imported here eagerly except X.509, which is imported only
+when an X.509 key is asked for (it pulls in asn1crypto).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from gitreg.errors import InvalidKeyError, SignatureError, UntrustedSignerError, UsageError
+from gitreg.signing import openpgp, ssh
+from gitreg.signing.interface import PublicKey, Signer, VerifiedSignature, detect_scheme
+from gitreg.signing.openpgp import OpenPGPPublicKey, OpenPGPSigner
+from gitreg.signing.ssh import SSHPublicKey, SSHSigner
+
+_OPENPGP_PREFIX = "openpgp:"
+_SSH_PREFIX = "ssh:"
+# Enough to tell a PEM/armour header or a DER certificate from an SSH key line.
+_SNIFF_BYTES = 4096
+
+
+def public_key_from_policy(entry: Mapping[str, Any]) -> PublicKey:
+    """The key a policy ``keys`` entry describes, dispatched on ``entry["scheme"]``.
+
+    Equal entries give the same (cached) object: a sync meets the same few
+    keys in every policy version it walks through.
+    """
+    if not isinstance(entry, Mapping):
+        raise InvalidKeyError(f"a policy key must be an object, not {type(entry).__name__}")
+    try:
+        canonical = json.dumps(entry, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidKeyError(f"policy key is not plain JSON: {exc}") from exc
+    return _public_key_from_canonical(canonical)
+
+
+@lru_cache(maxsize=1024)
+def _public_key_from_canonical(canonical: str) -> PublicKey:
+    entry = json.loads(canonical)
+    scheme = entry.get("scheme")
+    if scheme == "ssh":
+        return SSHPublicKey.from_policy(entry)
+    if scheme == "openpgp":
+        return OpenPGPPublicKey.from_policy(entry)
+    if scheme == "x509":
+        # Imported late: only X.509 needs asn1crypto.
+        from gitreg.signing.x509 import X509PublicKey
+
+        key: PublicKey = X509PublicKey.from_policy(entry)
+        return key
+    raise InvalidKeyError(f"policy key has unknown scheme {scheme!r} "
+                          "(expected 'ssh', 'openpgp' or 'x509')")
+
+
+def _openpgp_fingerprint(spec: str) -> str:
+    try:
+        return openpgp.normalise_fingerprint(spec.removeprefix(_OPENPGP_PREFIX))
+    except InvalidKeyError as exc:
+        raise UsageError(f"key spec {spec!r}: {exc.message}",
+                         hint="write openpgp:<40-hex-digit fingerprint>") from exc
+
+
+def _existing_file(spec: str, what: str) -> Path:
+    path = Path(spec.removeprefix(_SSH_PREFIX)).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{what} {spec!r}: no such file",
+                         hint="give a key file path, or openpgp:<fingerprint> for a gpg key")
+    return path
+
+
+def load_signer(spec: str, *, passphrase: bytes | None = None) -> Signer:
+    """A signer from ``openpgp:FINGERPRINT`` (gpg, $GNUPGHOME) or an SSH private key path."""
+    if spec.startswith(_OPENPGP_PREFIX):
+        return OpenPGPSigner(_openpgp_fingerprint(spec))
+    return SSHSigner.from_file(_existing_file(spec, "signing key"), passphrase)
+
+
+def load_public_key(spec: str) -> PublicKey:
+    """A public key from ``openpgp:FINGERPRINT``, an SSH ``.pub`` or private key file,
+    an armoured OpenPGP public key file, or an X.509 certificate file (PEM or DER)."""
+    if spec.startswith(_OPENPGP_PREFIX):
+        return OpenPGPPublicKey.from_gnupghome(_openpgp_fingerprint(spec))
+    path = _existing_file(spec, "public key")
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(_SNIFF_BYTES).lstrip()
+    except OSError as exc:
+        raise UsageError(f"cannot read public key {spec!r}: {exc}") from exc
+    if head.startswith(b"-----BEGIN CERTIFICATE-----") or head[:1] == b"\x30":
+        # Imported late: only X.509 needs asn1crypto.
+        from gitreg.signing.x509 import X509PublicKey
+
+        certificate: PublicKey = X509PublicKey.from_certificate_file(path)
+        return certificate
+    if head.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+        try:
+            return OpenPGPPublicKey.from_armored(path.read_text(encoding="ascii"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidKeyError(f"{path}: not an armoured OpenPGP key: {exc}") from exc
+        except InvalidKeyError as exc:
+            raise InvalidKeyError(f"{path}: {exc.message}") from exc
+    if head.startswith(b"-----BEGIN ") and b"PRIVATE KEY-----" in head:
+        return SSHSigner.from_file(path).public_key()
+    return SSHPublicKey.from_file(path)
+
+
+def select_key(signature: bytes, keys: Iterable[PublicKey]) -> PublicKey | None:
+    """The listed key a signature names as its signer (SSH key, OpenPGP issuer or one
+    of its subkeys), or None when the scheme names none or no listed key matches.
+
+    Raises ``SignatureError`` for a malformed signature.
+    """
+    scheme = detect_scheme(signature)
+    if scheme == "ssh":
+        key_id = ssh.signature_key_id(signature)
+        return next((k for k in keys if k.scheme == "ssh" and k.key_id == key_id), None)
+    if scheme == "openpgp":
+        issuer = openpgp.signature_issuer(signature)
+        if issuer is None:
+            return None
+        return next((k for k in keys if isinstance(k, OpenPGPPublicKey)
+                     and k.matches_issuer(issuer)), None)
+    return None
+
+
+def _untrusted_ssh(data: bytes, signature: bytes, namespace: str,
+                   allowed: int) -> SignatureError:
+    """Tell a valid signature by an unlisted key from one that is simply bad."""
+    parsed = ssh.parse_signature(signature)
+    try:
+        SSHPublicKey(parsed.public_key).verify(data, signature, namespace=namespace)
+    except (SignatureError, InvalidKeyError) as exc:
+        return SignatureError(f"SSH signature by {parsed.key_id}, which is not an allowed "
+                              f"key, and not valid either: {exc.message}")
+    return UntrustedSignerError(f"SSH signature by {parsed.key_id} is valid, but that key is "
+                                f"not among the {allowed} allowed SSH keys")
+
+
+def verify_any(data: bytes, signature: bytes, keys: Iterable[PublicKey], *,
+               namespace: str) -> VerifiedSignature:
+    """Verify ``signature`` over ``data`` by whichever of ``keys`` made it.
+
+    The key is picked by the id the signature embeds where the scheme has one;
+    otherwise (X.509, an OpenPGP signature without issuer) each key of the
+    scheme is tried. ``UntrustedSignerError`` when the signer is not listed.
+    """
+    scheme = detect_scheme(signature)
+    candidates = [k for k in keys if k.scheme == scheme]
+    chosen = select_key(signature, candidates)
+    if chosen is not None:
+        return chosen.verify(data, signature, namespace=namespace)
+    if scheme == "ssh":
+        raise _untrusted_ssh(data, signature, namespace, len(candidates))
+    if scheme == "openpgp":
+        issuer = openpgp.signature_issuer(signature)
+        if issuer is not None:
+            raise UntrustedSignerError(f"OpenPGP signature by {issuer}, which is not among "
+                                       f"the {len(candidates)} allowed OpenPGP keys")
+    if not candidates:
+        raise UntrustedSignerError(f"{scheme} signature, but no {scheme} key is allowed here")
+    failures: list[SignatureError] = []
+    for key in candidates:
+        try:
+            return key.verify(data, signature, namespace=namespace)
+        except SignatureError as exc:
+            failures.append(exc)
+    if len(failures) == 1:
+        raise failures[0]
+    reasons = "; ".join(f"{key.key_id}: {exc.message}" for key, exc in zip(candidates, failures,
+                                                                           strict=True))
+    if all(isinstance(exc, UntrustedSignerError) for exc in failures):
+        raise UntrustedSignerError(f"{scheme} signature is by none of the allowed keys "
+                                   f"({reasons})")
+    raise SignatureError(f"{scheme} signature verifies with none of the allowed keys "
+                         f"({reasons})")
