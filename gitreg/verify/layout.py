@@ -1,0 +1,57 @@
+"""Which paths and modes a registry tree may hold (format version 1)."""
+
+from __future__ import annotations
+
+import re
+
+from gitreg.errors import PolicyViolationError
+from gitreg.verify.source import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, Entry
+
+REGISTRY_FILE = "gitreg.json"
+POLICY_FILE = "policy.json"
+LIST_DIR = "imagelists/"
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_LIST_RE = re.compile(rf"imagelists/({_UUID})\.json")
+_SIG_RE = re.compile(rf"imagelists/({_UUID})\.json\.sig")
+
+
+def list_path(list_id: str) -> str:
+    return f"{LIST_DIR}{list_id}.json"
+
+
+def sig_path(list_id: str) -> str:
+    return f"{LIST_DIR}{list_id}.json.sig"
+
+
+def list_id_of(path: str) -> str | None:
+    """The list UUID of ``imagelists/<uuid>.json`` or its ``.sig``, else ``None``."""
+    match = _LIST_RE.fullmatch(path) or _SIG_RE.fullmatch(path)
+    return match.group(1) if match else None
+
+
+def is_list(path: str) -> bool:
+    return _LIST_RE.fullmatch(path) is not None
+
+
+def check_entry(entry: Entry, *, commit: str, max_size: int, size: int) -> None:
+    """Reject a path outside the layout, a non-regular mode, or an oversized file."""
+    path = entry.path
+    if entry.mode == MODE_LINK:
+        raise PolicyViolationError("symbolic links are not allowed", rule="layout-mode",
+                                   commit=commit, path=path)
+    if entry.mode == MODE_COMMIT:
+        raise PolicyViolationError("submodules are not allowed", rule="layout-mode",
+                                   commit=commit, path=path)
+    if entry.mode == MODE_EXEC:
+        raise PolicyViolationError("executable files are not allowed (mode 100755)",
+                                   rule="layout-mode", commit=commit, path=path)
+    if entry.mode != MODE_BLOB:
+        raise PolicyViolationError(f"file mode {entry.mode:o} is not allowed",
+                                   rule="layout-mode", commit=commit, path=path)
+    if path not in (REGISTRY_FILE, POLICY_FILE) and list_id_of(path) is None:
+        raise PolicyViolationError(
+            "path outside the registry layout (allowed: gitreg.json, policy.json, "
+            "imagelists/<uuid>.json and .json.sig)", rule="layout-path", commit=commit, path=path)
+    if size > max_size:
+        raise PolicyViolationError(f"file of {size} bytes exceeds the policy limit of "
+                                   f"{max_size} bytes", rule="size-limit", commit=commit, path=path)

@@ -1,0 +1,110 @@
+"""Checking a signature against the keys a policy allows, with the cache.
+
+The signer is found by the key id embedded in the signature where the scheme
+carries one (SSH, OpenPGP), so one verification suffices; X.509 identities
+are tried in turn. A valid signature by a key the policy does not allow here
+is reported with the endorser it belongs to, so the message says who tried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection
+
+from gitreg.errors import PolicyViolationError, SignatureError
+from gitreg.model.policy import Policy
+from gitreg.model.strictjson import canonical_dumps
+from gitreg.signing.interface import detect_scheme
+from gitreg.verify.cache import VerificationCache
+
+
+def key_digest(policy: Policy, key_id: str) -> str:
+    """A digest of a key's material: the cache key for 'verified with this key'."""
+    return hashlib.sha256(canonical_dumps(policy.keys[key_id])).hexdigest()
+
+
+def named_signer(policy: Policy, signature: bytes) -> tuple[str | None, str | None]:
+    """The policy key a signature names as its signer, and the id it names.
+
+    SSH signatures carry their public key, OpenPGP ones their issuer (maybe a
+    signing subkey); X.509 ones name nobody cheaply: ``(None, None)``.
+    Raises ``SignatureError`` for a malformed signature.
+    """
+    scheme = detect_scheme(signature)
+    if scheme == "ssh":
+        from gitreg.signing.ssh import signature_key_id
+
+        named = signature_key_id(signature)
+        return (named if named in policy.keys else None), named
+    if scheme == "openpgp":
+        from gitreg.signing.openpgp import OpenPGPPublicKey, signature_issuer
+
+        issuer = signature_issuer(signature)
+        if issuer is None:
+            return None, None
+        for key_id, entry in policy.keys.items():
+            if entry.get("scheme") != "openpgp":
+                continue
+            key = policy.public_key(key_id)
+            if isinstance(key, OpenPGPPublicKey) and key.matches_issuer(issuer):
+                return key_id, issuer
+        return None, issuer
+    return None, None
+
+
+def check_signature(
+    policy: Policy,
+    *,
+    allowed: Collection[str],
+    data_id: str,
+    data: Callable[[], bytes],
+    signature_id: str,
+    signature: bytes,
+    namespace: str,
+    cache: VerificationCache,
+    rule: str,
+    commit: str,
+    path: str | None,
+    what: str,
+) -> str:
+    """Return the id of the allowed policy key that made ``signature`` over ``data``.
+
+    ``data`` is a thunk: the bytes are loaded only if the cache does not know
+    the answer. Raises ``PolicyViolationError`` naming ``rule`` otherwise.
+    """
+    try:
+        embedded, named = named_signer(policy, signature)
+    except SignatureError as exc:
+        raise PolicyViolationError(f"{what}: {exc.message}", rule=rule, commit=commit,
+                                   path=path) from exc
+    if named is not None:
+        if embedded is None or embedded not in allowed:
+            endorser = policy.endorser_of_key(embedded) if embedded else None
+            who = f"key {embedded or named}"
+            if endorser:
+                who += f" (endorser {endorser})"
+            elif embedded is None:
+                who += " (not in the policy)"
+            raise PolicyViolationError(f"{what} is signed by {who}, which is not allowed here",
+                                       rule=rule, commit=commit, path=path)
+        candidates = [embedded]
+    else:
+        candidates = [k for k in allowed if k in policy.keys]
+    errors: list[str] = []
+    loaded: bytes | None = None
+    for key_id in candidates:
+        digest = key_digest(policy, key_id)
+        if cache.signature_ok(data_id, signature_id, digest):
+            return key_id
+        if loaded is None:
+            loaded = data()
+        try:
+            policy.public_key(key_id).verify(loaded, signature, namespace=namespace)
+        except SignatureError as exc:
+            errors.append(f"{key_id}: {exc.message}")
+            continue
+        cache.mark_signature_ok(data_id, signature_id, digest)
+        return key_id
+    reason = "; ".join(errors) if errors else "no key is allowed here"
+    raise PolicyViolationError(f"{what} has no valid signature by an allowed key ({reason})",
+                               rule=rule, commit=commit, path=path)
