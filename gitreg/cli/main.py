@@ -49,7 +49,13 @@ def _register_commands() -> None:
     # Each module adds its commands to ``app``; imported here, not at the top
     # of the package, so that ``gitreg --version`` pays only for typer.
     from gitreg.cli import check as _check  # noqa: F401
+    from gitreg.cli import imagelists as _imagelists  # noqa: F401
+    from gitreg.cli import images as _images  # noqa: F401
     from gitreg.cli import interop as _interop  # noqa: F401
+    from gitreg.cli import policy as _policy  # noqa: F401
+    from gitreg.cli import registry as _registry  # noqa: F401
+    from gitreg.cli import server as _server  # noqa: F401
+    from gitreg.cli import verify as _verify  # noqa: F401
 
 
 def _verbose() -> bool:
