@@ -1,0 +1,205 @@
+"""`gitreg policy ...`: edit, sign and show the registry's trust policy.
+
+Edits change the working copy's policy.json: a new, unsigned version
+(published version + 1, however many edits). Root key holders then sign it
+with `gitreg policy sign`, and `gitreg publish` commits it once it carries the
+threshold of the old and of the new root keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from gitreg.cli.main import app
+from gitreg.cli.registry import open_copy, registry_option
+
+if TYPE_CHECKING:
+    from gitreg.model.policy import PolicyEnvelope
+    from gitreg.publish.workcopy import WorkingCopy
+
+policy_app = typer.Typer(help="Edit, sign and show the registry's trust policy.",
+                         no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+def _status(copy: WorkingCopy, draft: PolicyEnvelope) -> list[str]:
+    """Where the draft stands against the old and the new root thresholds."""
+    from gitreg.model.policy import check_root_signatures
+
+    published = copy.published_policy()
+    if draft.canonical_bytes() == published.canonical_bytes():
+        return [f"policy version {published.version} is published; no draft"]
+    old = check_root_signatures(draft, published.signed)
+    new = check_root_signatures(draft, draft.signed)
+    lines = [f"draft policy version {draft.version} (published: {published.version})",
+             f"  root keys of version {published.version}: {old.describe()}",
+             f"  root keys of version {draft.version}: {new.describe()}"]
+    if old.enough and new.enough:
+        lines.append("  ready: publish it with `gitreg publish`")
+    else:
+        lines.append("  sign it with `gitreg policy sign --key ROOT-KEY`")
+    return lines
+
+
+def _edit(registry: Path | None, what: str,
+          edit: Callable[[PolicyEnvelope], PolicyEnvelope]) -> None:
+    from gitreg.cli import output
+    from gitreg.publish.drafts import edit_policy
+
+    copy = open_copy(registry)
+    published = copy.published_policy()
+    draft = edit_policy(published, copy.draft_policy(), edit)
+    copy.write_policy(draft)
+    output.ok(what)
+    for line in _status(copy, draft):
+        output.info(line)
+
+
+def _public_keys(specs: list[str]) -> list[Any]:
+    from gitreg.signing.keys import load_public_key
+
+    return [load_public_key(spec) for spec in specs]
+
+
+@policy_app.command("add-endorser")
+def add_endorser(
+    name: str = typer.Argument(..., help="The endorser's name."),
+    keys: list[str] = typer.Option(
+        ..., "--key", help="A public key: an SSH .pub file, openpgp:FINGERPRINT, an armoured "
+        "OpenPGP key file or an X.509 certificate file. Repeatable."),
+    allow: list[str] = typer.Option(
+        [], "--allow", help="A path glob the endorser may change, e.g. 'imagelists/*'. "
+        "Repeatable."),
+    email: str | None = typer.Option(None, "--email", help="The endorser's contact address."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Add an endorser with its keys (and, with --allow, what it may change)."""
+    public = _public_keys(keys)
+    _edit(registry, f"added endorser {name} with {len(public)} key(s)"
+          + (f", allowed {', '.join(allow)}" if allow else ""),
+          lambda p: p.add_endorser(name, public, email=email, allow=allow))
+
+
+@policy_app.command("remove-endorser")
+def remove_endorser(
+    name: str = typer.Argument(..., help="The endorser to remove (its keys and rules go too)."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Remove an endorser: its keys and its rule entries."""
+    _edit(registry, f"removed endorser {name}", lambda p: p.remove_endorser(name))
+
+
+@policy_app.command("allow")
+def allow(
+    name: str = typer.Argument(..., help="An endorser of the policy."),
+    glob: str = typer.Argument(..., help="A path glob, e.g. imagelists/<uuid>.json."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Allow an endorser to change the paths matching GLOB."""
+    _edit(registry, f"allowed endorser {name} to change {glob}", lambda p: p.allow(name, glob))
+
+
+@policy_app.command("add-root")
+def add_root(
+    key: str = typer.Argument(..., metavar="PUBKEY", help="The new root's public key."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Add a root key (the threshold stays as it is)."""
+    public = _public_keys([key])[0]
+    _edit(registry, f"added root key {public.key_id}", lambda p: p.add_root(public))
+
+
+@policy_app.command("remove-root")
+def remove_root(
+    key_id: str = typer.Argument(..., metavar="KEYID",
+                                 help="The root key's id (or its public key file)."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Remove a root key."""
+    wanted = key_id
+    if Path(key_id).is_file() or key_id.startswith("openpgp:"):
+        wanted = _public_keys([key_id])[0].key_id
+    _edit(registry, f"removed root key {wanted}", lambda p: p.remove_root(wanted))
+
+
+@policy_app.command("threshold")
+def threshold(
+    count: int = typer.Argument(..., metavar="N", help="Root signatures a policy change needs."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Set how many root signatures the next policy change needs."""
+    _edit(registry, f"set the root threshold to {count}", lambda p: p.set_threshold(count))
+
+
+@policy_app.command("sign")
+def sign(
+    key: str = typer.Option(..., "--key", help="A root signing key: an SSH private key file "
+                            "or openpgp:FINGERPRINT."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Add a root signature to the draft policy."""
+    from gitreg.cli import output
+    from gitreg.errors import UsageError
+    from gitreg.model.policy import add_signature
+    from gitreg.publish.drafts import policy_changed
+    from gitreg.publish.signing_keys import load_signing_key
+
+    copy = open_copy(registry)
+    published = copy.published_policy()
+    draft = copy.draft_policy()
+    if not policy_changed(published, draft):
+        raise UsageError(f"{copy.path('policy.json')}: no unpublished policy change to sign "
+                         f"(version {published.version} is published)",
+                         hint="edit it first, e.g. `gitreg policy add-endorser`")
+    signer = load_signing_key(key)
+    roots = set(published.signed.root_keys) | set(draft.signed.root_keys)
+    if signer.key_id not in roots:
+        raise UsageError(f"key {signer.key_id} is not a root key of policy version "
+                         f"{published.version} or of the draft version {draft.version}")
+    signed = add_signature(draft, signer)
+    copy.write_policy(signed)
+    output.ok(f"signed draft policy version {signed.version} with {signer.key_id}")
+    for line in _status(copy, signed):
+        output.info(line)
+
+
+@policy_app.command("show")
+def show(
+    json_output: bool = typer.Option(False, "--json", help="Print policy.json on stdout."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Show the policy of the working copy (the draft, if there is one)."""
+    from gitreg.cli import output
+    from gitreg.model.dates import format_date
+
+    copy = open_copy(registry)
+    draft = copy.draft_policy()
+    if json_output:
+        output.data_json(draft.to_dict())
+        return
+    policy = draft.signed
+    lines = [f"registry {policy.registry}",
+             f"version {policy.version}, expires {format_date(policy.expires)}",
+             f"root keys (threshold {policy.threshold} of {len(policy.root_keys)}):"]
+    lines += [f"  {key_id} ({policy.keys[key_id].get('scheme')})"
+              + (f" endorser {owner}" if (owner := policy.endorser_of_key(key_id)) else "")
+              for key_id in policy.root_keys]
+    lines.append("endorsers:" if policy.endorsers else "endorsers: none")
+    for name, endorser in sorted(policy.endorsers.items()):
+        contact = f" <{endorser.email}>" if endorser.email else ""
+        lines.append(f"  {name}{contact}")
+        lines += [f"    key {key_id} ({policy.keys[key_id].get('scheme')})"
+                  for key_id in endorser.keys]
+    lines.append("rules:" if policy.rules else "rules: none (nobody may change a list)")
+    lines += [f"  {', '.join(rule.paths)}: {', '.join(rule.endorsers)}" for rule in policy.rules]
+    limits = policy.limits
+    lines.append(f"limits: file size {limits.max_file_size} bytes, list lifetime "
+                 f"{limits.max_list_lifetime_days} days, {limits.max_images_per_list} images "
+                 "per list")
+    output.data("\n".join(lines))
+    for line in _status(copy, draft):
+        output.info(line)
