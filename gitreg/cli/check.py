@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from gitreg.cli.main import app
+
+if TYPE_CHECKING:
+    from gitreg.interop.hepix import Assessment
 
 
 @app.command()
@@ -17,46 +20,53 @@ def check(
         None, "--ca-dir", help="CA directory (IGTF layout): also verify the signature "
         "and that the signer is the list's endorser (hv:dn, hv:ca)."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
-    max_size: int = typer.Option(1 << 20, "--max-size", help="Largest list accepted, in bytes."),
+    max_size: int = typer.Option(1 << 20, "--max-size", min=1,
+                                 help="Largest list accepted, in bytes."),
 ) -> None:
     """Validate an imagelist: exit 0 if valid, 1 with every problem otherwise."""
     from gitreg.cli import output
     from gitreg.cli.files import read_input
     from gitreg.errors import UsageError
-    from gitreg.interop.hepix import assess
+    from gitreg.interop.hepix import assess, message_cap, oversized
     from gitreg.model.dates import utcnow
 
     if ca_dir is not None and not ca_dir.is_dir():
         raise UsageError(f"--ca-dir {ca_dir}: not a directory")
-    data = read_input(file, max_size=max_size)
-    result = assess(data, source=str(file), ca_dir=ca_dir, now=utcnow(), max_size=max_size)
+    cap = message_cap(max_size)
+    data, size = read_input(file, max_size=cap)
+    if size > cap:
+        result = oversized(str(file), size, max_size)
+    else:
+        result = assess(data, source=str(file), ca_dir=ca_dir, now=utcnow(), max_size=max_size)
     for warning in result.warnings:
-        output.warn(f"{file}: {warning}")
+        output.warn(warning if warning.startswith(str(file)) else f"{file}: {warning}")
     if json_output:
         output.data_json(_report(result))
     if result.valid:
         il = result.imagelist
         assert il is not None
+        signed = f", signed by {result.signer_dn}" if result.signer is not None else ""
         output.ok(f"{file}: imagelist {il.identifier} version {il.version}, "
-                  f"{len(il.images)} image(s), expires {il.get('dc:date:expires')}"
-                  + (f", signed by {result.signer_dn}" if result.signature_checked else ""))
+                  f"{len(il.images)} image(s), expires {il.get('dc:date:expires')}{signed}")
         raise typer.Exit(0)
-    output.error(f"{file}: invalid ({len(result.problems)} problem(s))")
+    n = len(result.problems)
+    output.error(f"{file}: invalid ({n} problem{'s' if n != 1 else ''})")
     for problem in result.problems:
         output.info(f"  {problem.path}: {problem.message}" if problem.path
                     else f"  {problem.message}")
     raise typer.Exit(1)
 
 
-def _report(result: Any) -> dict[str, Any]:
+def _report(result: Assessment) -> dict[str, Any]:
+    """The --json report: stable keys a script can rely on."""
     il = result.imagelist
     return {
         "file": result.source,
         "valid": result.valid,
         "signed": result.signed,
         "signature_verified": result.signature_checked,
-        "signer": {"dn": result.signer_dn, "ca": result.signer_ca}
-        if result.signature_checked else None,
+        "signer": None if result.signer is None else {"dn": result.signer_dn,
+                                                      "ca": result.signer_ca},
         "expired": result.expired,
         "problems": [{"path": p.path, "message": p.message} for p in result.problems],
         "warnings": list(result.warnings),
@@ -64,9 +74,11 @@ def _report(result: Any) -> dict[str, Any]:
             "identifier": il.identifier,
             "version": il.version,
             "title": il.title,
+            "created": il.get("dc:date:created"),
             "expires": il.get("dc:date:expires"),
             "endorser": {"dn": il.endorser_dn, "ca": il.endorser_ca},
             "images": [{"identifier": i.identifier, "title": i.title, "uri": i.uri,
-                        "size": i.size} for i in il.images],
+                        "size": i.size, "version": i.version} for i in il.images],
+            "content": il.to_dict(),
         },
     }

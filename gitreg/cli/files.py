@@ -9,27 +9,43 @@ from pathlib import Path
 from gitreg.errors import UnreachableError, UsageError
 
 
-def read_input(path: Path, *, max_size: int) -> bytes:
-    """Read a file named on the command line; a missing one is a usage error."""
+def read_input(path: Path, *, max_size: int) -> tuple[bytes, int]:
+    """Read a file named on the command line: (at most ``max_size + 1`` bytes, its size).
+
+    A missing file or a directory is a usage error; a size over ``max_size``
+    is for the caller to report (the size tells it by how much).
+    """
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     if path.is_dir():
         raise UsageError(f"{path}: is a directory, not a file")
     try:
         with path.open("rb") as handle:
-            # One byte past the cap is enough to tell "too large" without reading it all.
-            return handle.read(max_size + 1)
+            size = os.fstat(handle.fileno()).st_size
+            # One byte past the cap tells "too large" without reading it all.
+            data = handle.read(max_size + 1)
     except OSError as exc:
-        raise UnreachableError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise UnreachableError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return data, max(size, len(data))
+
+
+def read_small(path: Path, *, what: str, max_size: int = 1 << 20) -> bytes:
+    """Read a small input (a certificate, a key) whole; too large is a usage error."""
+    data, size = read_input(path, max_size=max_size)
+    if size > max_size:
+        raise UsageError(f"{path}: {size} bytes is too large for {what}")
+    return data
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename: never half-written."""
-    directory = path.parent if str(path.parent) else Path()
+    if path.is_dir():
+        raise UsageError(f"{path}: is a directory; give a file name to write")
+    directory = path.parent
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise UnreachableError(f"{path}: cannot write: {exc.strerror}") from exc
+        raise UnreachableError(f"{path}: cannot write: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -39,4 +55,4 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         Path(tmp).replace(path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise UnreachableError(f"{path}: cannot write: {exc.strerror}") from exc
+        raise UnreachableError(f"{path}: cannot write: {exc.strerror or exc}") from exc

@@ -12,15 +12,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitreg.errors import (
     InvalidDocumentError,
     Problem,
-    RejectedError,
     SignatureError,
+    UntrustedSignerError,
+    UsageError,
 )
-from gitreg.model.imagelist import Imagelist, parse_imagelist
-from gitreg.model.strictjson import DEFAULT_MAX_SIZE
+from gitreg.model.dates import format_date
+from gitreg.model.imagelist import ENDORSER, ENDORSER_X509, WRAPPER, Imagelist, parse_imagelist
+from gitreg.model.strictjson import DEFAULT_MAX_SIZE, json_path
+
+if TYPE_CHECKING:
+    from gitreg.signing.x509 import X509SignerInfo
+
+# The JSON path a binding problem is reported at: the endorser the signer must be.
+ENDORSER_PATH = json_path(json_path(WRAPPER, ENDORSER), ENDORSER_X509)
+
+
+def message_cap(max_size: int) -> int:
+    """The largest S/MIME message read for a list of at most ``max_size`` bytes.
+
+    The signed part is the list with CRLF line ends, and the signature (with
+    its certificates) is base64: twice the list plus 64 KiB covers both.
+    """
+    return 2 * max_size + (64 << 10)
 
 
 def is_smime(data: bytes) -> bool:
@@ -36,9 +54,7 @@ class Assessment:
     source: str
     signed: bool
     imagelist: Imagelist | None = None
-    signer_dn: str | None = None
-    signer_ca: str | None = None
-    signature_checked: bool = False
+    signer: X509SignerInfo | None = None
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     expired: bool = False
@@ -47,26 +63,56 @@ class Assessment:
     def valid(self) -> bool:
         return not self.problems
 
+    @property
+    def signature_checked(self) -> bool:
+        """Whether the signature verified against the CA directory (binding aside)."""
+        return self.signer is not None
+
+    @property
+    def signer_dn(self) -> str | None:
+        return None if self.signer is None else self.signer.subject_dn
+
+    @property
+    def signer_ca(self) -> str | None:
+        return None if self.signer is None else self.signer.issuer_dn
+
+
+def oversized(source: str, size: int, max_size: int, *, signed: bool = False) -> Assessment:
+    """The assessment of a file too large to be read at all."""
+    return Assessment(source=source, signed=signed, problems=[Problem(
+        "", f"file is {size} bytes, over the limit of {max_size} (see --max-size)", source)])
+
 
 def assess(data: bytes, *, source: str, ca_dir: Path | None, now: datetime,
            max_size: int = DEFAULT_MAX_SIZE) -> Assessment:
-    """Check one plain or S/MIME-signed list; collect every problem, raise nothing.
+    """Check one plain or S/MIME-signed list; collect every problem, raise nothing
+    about the data (a CA directory that cannot be read is still an error).
 
     With ``ca_dir`` the signature is verified against that directory only and
-    the signer must be the list's endorser.
+    the signer must be the list's endorser. A signature that fails does not
+    stop the list itself from being checked, so every problem is reported.
     """
     result = Assessment(source=source, signed=is_smime(data))
     payload = data
     if result.signed:
         try:
             payload = _open_smime(data, source, ca_dir, now, result)
-        except (SignatureError, InvalidDocumentError) as exc:
-            result.problems.append(Problem("", f"signature: {exc.message}", source))
-            if isinstance(exc, InvalidDocumentError):
+        except InvalidDocumentError as exc:
+            result.problems.extend(exc.problems)
+            return result
+        except SignatureError as exc:
+            result.problems.append(Problem("", _signature_problem(exc), source))
+            from gitreg.interop.smime import parse_smime
+
+            try:
+                # The signature is bad, but the list inside may say more.
+                payload = parse_smime(data, source=source).payload
+            except (SignatureError, InvalidDocumentError):
                 return result
     elif ca_dir is not None:
-        result.problems.append(Problem("", "not signed: --ca-dir needs an S/MIME-signed list",
-                                       source))
+        result.problems.append(Problem(
+            "", "not signed: --ca-dir needs an S/MIME-signed list (plain JSON carries "
+                "no signature to verify)", source))
     try:
         imagelist = parse_imagelist(payload, source=source, max_size=max_size)
     except InvalidDocumentError as exc:
@@ -74,17 +120,22 @@ def assess(data: bytes, *, source: str, ca_dir: Path | None, now: datetime,
         return result
     result.imagelist = imagelist
     result.warnings.extend(imagelist.warnings)
-    for problem in imagelist.time_problems(now):
-        result.problems.append(problem)
-        if "expired" in problem.message:
-            result.expired = True
-    if result.signature_checked and result.signer_dn is not None:
+    result.problems.extend(imagelist.time_problems(now))
+    result.expired = imagelist.expires <= now
+    if result.signer is not None:
+        from gitreg.signing.x509 import check_binding
+
         try:
-            _binding(imagelist, result.signer_dn, result.signer_ca or "", source)
-        except RejectedError as exc:
-            result.problems.append(Problem("hv:imagelist.hv:endorser.hv:x509", exc.message,
+            check_binding(result.signer, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca)
+        except UntrustedSignerError as exc:
+            result.problems.append(Problem(ENDORSER_PATH, f"untrusted signer: {exc.message}",
                                            source))
     return result
+
+
+def _signature_problem(exc: SignatureError) -> str:
+    kind = "untrusted signer" if isinstance(exc, UntrustedSignerError) else "bad signature"
+    return f"{kind}: {exc.message}"
 
 
 def _open_smime(data: bytes, source: str, ca_dir: Path | None, now: datetime,
@@ -92,61 +143,54 @@ def _open_smime(data: bytes, source: str, ca_dir: Path | None, now: datetime,
     from gitreg.interop.smime import parse_smime, verify_smime
 
     if ca_dir is None:
-        result.warnings.append("signature not verified (no --ca-dir given)")
-        return parse_smime(data).payload
+        result.warnings.append("signature not verified (give --ca-dir to verify it)")
+        return parse_smime(data, source=source).payload
     from gitreg.signing.x509 import CAStore
 
     store = CAStore.from_directory(ca_dir)
     payload, signer = verify_smime(data, store, at=now)
-    result.signature_checked = True
-    result.signer_dn, result.signer_ca = signer.subject_dn, signer.issuer_dn
+    result.signer = signer
     return payload
 
 
-def _binding(imagelist: Imagelist, signer_dn: str, signer_ca: str, source: str) -> None:
-    from gitreg.signing.x509 import X509SignerInfo, check_binding
-
-    info = X509SignerInfo(subject_dn=signer_dn, issuer_dn=signer_ca, certificate=None)  # type: ignore[arg-type]
-    check_binding(info, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca, source=source)
-
-
 def import_signed(data: bytes, *, source: str, ca_dir: Path | None, now: datetime,
-                  verify: bool = True) -> Imagelist:
+                  verify: bool = True, max_size: int = DEFAULT_MAX_SIZE) -> Imagelist:
     """Verify fail-closed and return the list (``gitreg import``).
 
-    Raises the first typed error: untrusted or bad signature, invalid list,
-    signer not the endorser, or expired.
+    Raises the first typed error: an unsigned list (SignatureError), a bad or
+    untrusted signature, an invalid list, a signer that is not the endorser
+    (UntrustedSignerError), or an expired list (ExpiredError). ``verify=False``
+    skips only the signature: the list must still be valid and current.
     """
     if verify and ca_dir is None:
-        raise SignatureError(f"{source}: a CA directory is needed to verify the list")
+        raise UsageError(f"{source}: a CA directory is needed to verify the list")
     if not is_smime(data):
         if verify:
             raise SignatureError(f"{source}: not an S/MIME-signed list; refusing to import "
-                                 "it unverified (use --no-verify to override)")
-        payload = data
+                                 "it unverified", hint="use --no-verify to import it anyway")
+        imagelist = parse_imagelist(data, source=source, max_size=max_size)
     elif verify:
         assert ca_dir is not None
         from gitreg.interop.smime import verify_smime
         from gitreg.signing.x509 import CAStore, check_binding
 
-        payload, signer = verify_smime(data, CAStore.from_directory(ca_dir), at=now)
-        imagelist = parse_imagelist(payload, source=source)
+        payload, signer = verify_smime(data, CAStore.from_directory(ca_dir), at=now,
+                                       source=source)
+        imagelist = parse_imagelist(payload, source=source, max_size=max_size)
         check_binding(signer, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca,
                       source=source)
-        imagelist.check_times(now)
-        return imagelist
     else:
         from gitreg.interop.smime import parse_smime
 
-        payload = parse_smime(data).payload
-    imagelist = parse_imagelist(payload, source=source)
+        payload = parse_smime(data, source=source).payload
+        imagelist = parse_imagelist(payload, source=source, max_size=max_size)
     imagelist.check_times(now)
     return imagelist
 
 
-def export_signed(imagelist: Imagelist, *, cert_pem: bytes, key_pem: bytes,
-                  source: str) -> bytes:
-    """The list as a vmcatcher-compatible detached S/MIME message.
+def export_signed(imagelist: Imagelist, *, cert_pem: bytes, key_pem: bytes, source: str,
+                  cert_source: str = "certificate") -> bytes:
+    """The list as a vmcatcher-compatible detached S/MIME message of its canonical bytes.
 
     Refuses a certificate that is not the list's endorser: vmcatcher would
     reject the result, so it is better not to write it.
@@ -154,10 +198,27 @@ def export_signed(imagelist: Imagelist, *, cert_pem: bytes, key_pem: bytes,
     from cryptography import x509
 
     from gitreg.interop.smime import build_smime
-    from gitreg.signing.x509 import X509SignerInfo, check_binding, dn_openssl
+    from gitreg.signing.x509 import X509SignerInfo, certificate_dns, check_binding
 
-    cert = x509.load_pem_x509_certificate(cert_pem)
-    info = X509SignerInfo(subject_dn=dn_openssl(cert.subject),
-                          issuer_dn=dn_openssl(cert.issuer), certificate=cert)
-    check_binding(info, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca, source=source)
-    return build_smime(imagelist.canonical_bytes(), cert_pem, key_pem)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        subject_dn, issuer_dn = certificate_dns(cert)
+    except ValueError as exc:
+        raise UsageError(f"{cert_source}: not a PEM certificate: {exc}") from exc
+    info = X509SignerInfo(subject_dn=subject_dn, issuer_dn=issuer_dn, certificate=cert)
+    try:
+        check_binding(info, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca)
+    except UntrustedSignerError as exc:
+        raise UntrustedSignerError(
+            f"{source}: refusing to sign with {cert_source}: {exc.message}",
+            hint="sign with the endorser's own certificate, or set hv:dn and hv:ca "
+                 "to its subject and issuer") from exc
+    return build_smime(imagelist.canonical_bytes(), cert_pem, key_pem, source=source)
+
+
+def expiry_warning(imagelist: Imagelist, now: datetime) -> str | None:
+    """A warning for exporting a list subscribers will refuse, or None."""
+    if imagelist.expires <= now:
+        return (f"imagelist {imagelist.identifier} expired at "
+                f"{format_date(imagelist.expires)}; subscribers will reject it")
+    return None
