@@ -44,6 +44,7 @@ from gitreg.model.policy import (
 )
 from gitreg.model.registry_info import RegistryInfo
 from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
+from gitreg.signing.openpgp import OpenPGPSigner
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
 
 REGISTRY = "6f1c3c52-4d0e-4f55-9f43-2d3a3c0b8e11"
@@ -156,6 +157,29 @@ def test_round_trip_is_byte_stable_including_unknown_keys(with_alice, keys):
     assert envelope.signed.limits == Limits()
     assert [s.keyid for s in envelope.signatures] == [keys["root1"].key_id,
                                                       keys["root2"].key_id]
+
+
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63)
+    | st.floats(allow_nan=False, allow_infinity=False) | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(extra=st.dictionaries(st.from_regex(r"x_[a-z]{1,8}", fullmatch=True), json_values,
+                             max_size=3))
+def test_unknown_top_level_keys_round_trip_byte_stable(keys, extra):
+    base = new_policy(REGISTRY, [keys["root1"].public], 1, EXPIRES)
+    doc = _doc(_signed(base, keys["root1"]))
+    doc["signed"].update(extra)
+    data = json.dumps(doc, sort_keys=True, indent=4, ensure_ascii=False).encode() + b"\n"
+    envelope = parse_policy(data)
+    assert envelope.canonical_bytes() == data
+    assert parse_policy(envelope.canonical_bytes()).to_dict() == envelope.to_dict()
+    # the signature covers the unknown keys too: it no longer verifies
+    assert check_root_signatures(envelope, envelope.signed).enough is (not extra)
 
 
 def test_new_policy_is_canonical_and_parses_back(base):
@@ -362,6 +386,22 @@ def test_policy_signed_by_openssh_itself_counts(base, keys, tmp_path):
     verify_policy_transition(None, parse_policy(envelope.canonical_bytes()))
 
 
+def test_mixed_scheme_roots_with_an_openpgp_key(keys, openpgp_keyring):
+    home = str(openpgp_keyring.gnupghome)
+    gpg_alice = OpenPGPSigner(openpgp_keyring.fingerprints["alice"], home)
+    envelope = new_policy(REGISTRY, [keys["root1"].public, gpg_alice.public_key()], 2, EXPIRES)
+    assert gpg_alice.key_id in envelope.signed.root_keys
+    check_key_ids(envelope.signed)
+
+    half = add_signature(envelope, gpg_alice)
+    with pytest.raises(PolicyViolationError) as caught:
+        verify_policy_transition(None, half)
+    assert keys["root1"].key_id in caught.value.message
+
+    both = parse_policy(add_signature(half, keys["root1"].signer).canonical_bytes())
+    verify_policy_transition(None, both)
+
+
 # --- transitions --------------------------------------------------------------------
 
 
@@ -456,6 +496,30 @@ def test_endorsers_for_path(with_alice):
     assert policy.endorsers_for_path(f"imagelists/sub/{LIST_UUID}.json") == frozenset()
     assert policy.endorsers_for_path(f"imagelists/{LIST_UUID}.json.bak") == frozenset()
     assert policy.endorsers_for_path(f"x/imagelists/{LIST_UUID}.json") == frozenset()
+
+
+def test_literal_and_wildcard_rules_combine_in_a_large_policy(with_alice):
+    doc = _doc(with_alice)
+    lists = [str(uuid.UUID(int=i)) for i in range(1, 2001)]
+    doc["signed"]["rules"] = [{"paths": [f"imagelists/{u}.json"], "endorsers": ["alice"]}
+                              for u in lists]
+    doc["signed"]["rules"].append({"paths": ["imagelists/0*.json"], "endorsers": ["bob"]})
+    policy = parse_policy(_bytes(doc)).signed
+    assert all(policy.endorsers_for_path(f"imagelists/{u}.json.sig") == {"alice", "bob"}
+               for u in lists)
+    assert policy.endorsers_for_path(f"imagelists/{uuid.UUID(int=9999)}.json") == {"bob"}
+    assert policy.endorsers_for_path(f"imagelists/{uuid.UUID(int=1)}.jsonx") == frozenset()
+    assert policy.endorsers_for_path("imagelists/f0.json") == frozenset()
+
+
+def test_key_material_view_cannot_change_what_is_signed(with_alice, keys):
+    before = with_alice.signed_bytes()
+    material = with_alice.signed.keys[keys["alice"].key_id]
+    material["public_key"] = "tampered"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        with_alice.signed.keys["x"] = {}  # type: ignore[index]
+    assert with_alice.signed_bytes() == before
+    assert with_alice.signed.public_key(keys["alice"].key_id) == keys["alice"].public
 
 
 def test_policy_without_rules_denies_everything(base):

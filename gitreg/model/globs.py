@@ -95,7 +95,12 @@ def _check_shape(pattern: str) -> None:
             raise _GlobSyntaxError(f'path segment "{segment}" is not allowed')
 
 
-@lru_cache(maxsize=1024)
+def is_literal(pattern: str) -> bool:
+    """Whether ``pattern`` has no wildcard, so it matches exactly one path: itself."""
+    return not any(c in pattern for c in "*?[")
+
+
+@lru_cache(maxsize=4096)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(_translate(pattern))
 

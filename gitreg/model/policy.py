@@ -35,7 +35,7 @@ from gitreg.errors import (
 )
 from gitreg.model import strictjson
 from gitreg.model.dates import DATE_FORMAT, format_date, parse_date
-from gitreg.model.globs import glob_matches, glob_problem
+from gitreg.model.globs import glob_matches, glob_problem, is_literal
 from gitreg.model.registry_info import uuid_problem
 from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
 
@@ -384,6 +384,19 @@ class Policy:
         given = raw.get("limits", {})
         self._limits = Limits(**{k: given[k] for k in _LIMIT_NAMES if k in given})
         self._key_cache: dict[str, PublicKey] = {}
+        # A separate copy, so a caller writing into it cannot change what is signed.
+        self._keys_view: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+            copy.deepcopy(raw["keys"]))
+        # Literal paths are looked up, not matched: a registry with a rule per
+        # list (10,000 rules) must not cost 10,000 regex matches per path.
+        self._exact: dict[str, set[str]] = {}
+        self._wild: list[tuple[str, tuple[str, ...]]] = []
+        for rule in self._rules:
+            for glob in rule.paths:
+                if is_literal(glob):
+                    self._exact.setdefault(glob, set()).update(rule.endorsers)
+                else:
+                    self._wild.append((glob, rule.endorsers))
 
     # plain fields
 
@@ -409,9 +422,8 @@ class Policy:
 
     @property
     def keys(self) -> Mapping[str, Mapping[str, Any]]:
-        """Key id -> key material, read-only (the material dicts are copies)."""
-        return MappingProxyType({k: MappingProxyType(copy.deepcopy(v))
-                                 for k, v in self._raw["keys"].items()})
+        """Key id -> key material (a copy of it: writing into it changes nothing signed)."""
+        return self._keys_view
 
     @property
     def endorsers(self) -> Mapping[str, Endorser]:
@@ -460,8 +472,16 @@ class Policy:
     def endorsers_for_path(self, path: str) -> frozenset[str]:
         """Names of the endorsers allowed to change ``path``; empty means nobody
         (default deny). A rule for ``X.json`` also covers ``X.json.sig``."""
-        return frozenset(name for rule in self._rules if rule.covers(path)
-                         for name in rule.endorsers)
+        candidates = [path]
+        if path.endswith(SIG_SUFFIX):
+            candidates.append(path[: -len(SIG_SUFFIX)])
+        names: set[str] = set()
+        for candidate in candidates:
+            names.update(self._exact.get(candidate, ()))
+            for glob, endorsers in self._wild:
+                if glob_matches(glob, candidate):
+                    names.update(endorsers)
+        return frozenset(names)
 
     def endorser_of_key(self, key_id: str) -> str | None:
         """The endorser owning ``key_id``, or None (a root-only or unknown key)."""
@@ -743,9 +763,10 @@ def add_signature(envelope: PolicyEnvelope, signer: Signer) -> PolicyEnvelope:
     return PolicyEnvelope(envelope.signed, tuple(signatures), envelope.source)
 
 
-def parse_policy(data: bytes, *, source: str = POLICY_FILE) -> PolicyEnvelope:
+def parse_policy(data: bytes, *, source: str = POLICY_FILE,
+                 max_size: int = strictjson.DEFAULT_MAX_SIZE) -> PolicyEnvelope:
     """Parse ``policy.json`` strictly; every problem in one ``InvalidDocumentError``."""
-    doc = strictjson.loads(data, source=source)
+    doc = strictjson.loads(data, source=source, max_size=max_size)
     c = _Checker(source)
     if not isinstance(doc, dict):
         c.add("", f"must be an object with signed and signatures, not {_type_name(doc)}")
