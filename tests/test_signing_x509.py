@@ -1,0 +1,540 @@
+"""X.509 CMS signatures: DNs as openssl prints them, the CA store, verify_cms against
+signatures made by the real openssl, and the endorser identity of the policy."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitreg.errors import (
+    GitregError,
+    InvalidKeyError,
+    SignatureError,
+    UntrustedSignerError,
+    UsageError,
+)
+from gitreg.signing.interface import NAMESPACE_IMAGELIST, detect_scheme
+from gitreg.signing.x509 import (
+    CAStore,
+    X509PublicKey,
+    X509Signer,
+    X509SignerInfo,
+    check_binding,
+    dn_openssl,
+    sign_cms,
+    verify_cms,
+)
+from tests.fixtures.x509_pki import (
+    NOW,
+    TestPKI,
+    build_certificate,
+    build_crl,
+    new_key,
+    openssl_dn,
+    write_identity,
+)
+
+DATA = b'{"hv:imagelist": {"dc:title": "a list"}}\n'
+FUZZ = settings(max_examples=200, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow,
+                                       HealthCheck.function_scoped_fixture])
+
+
+def openssl(*args: str | Path, input: bytes | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["openssl", *map(str, args)], input=input, capture_output=True,
+                          check=False, env=env)
+
+
+def openssl_cms_sign(tmp_path: Path, signer: object, data: bytes, *extra: str,
+                     outform: str = "DER") -> bytes:
+    """A detached CMS signature made by the real openssl."""
+    src = tmp_path / "data.bin"
+    src.write_bytes(data)
+    out = tmp_path / "sig.out"
+    result = openssl("cms", "-sign", "-binary", "-in", src, "-signer",
+                     signer.cert_path, "-inkey", signer.key_path,  # type: ignore[attr-defined]
+                     "-outform", outform, "-out", out, *extra)
+    assert result.returncode == 0, result.stderr.decode()
+    return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def store(x509_pki: TestPKI) -> CAStore:
+    return CAStore.from_directory(x509_pki.ca_dir)
+
+
+# --- DNs ----------------------------------------------------------------------
+
+
+def test_dn_openssl_matches_openssl_for_the_session_certificates(x509_pki: TestPKI) -> None:
+    for identity in (x509_pki.root, x509_pki.issuing, x509_pki.alice, x509_pki.bob):
+        assert dn_openssl(identity.cert.subject) == identity.dn
+        assert dn_openssl(identity.cert.issuer) == identity.ca_dn
+    assert x509_pki.alice.dn == "/DC=org/DC=example/O=Hosts/CN=alice"
+
+
+ODD_NAMES = [
+    # '/' and '+' escaped, multi-valued RDN joined with '+', UTF-8 as \xHH.
+    [x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_NAME,
+                                                        "A/B+C=D, E")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, "multi"),
+                                     x509.NameAttribute(NameOID.USER_ID, "u1")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.LOCALITY_NAME, "Zürich")])],
+    # BMP and universal strings: every byte, zeros included, as OpenSSL prints them.
+    [x509.RelativeDistinguishedName([x509.NameAttribute(
+        NameOID.STATE_OR_PROVINCE_NAME, "BMP é", _ASN1Type.BMPString)]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(
+        NameOID.COMMON_NAME, "uni", _ASN1Type.UniversalString)])],
+    # Unknown OIDs dotted, control characters escaped, less common short names.
+    [x509.RelativeDistinguishedName([x509.NameAttribute(x509.ObjectIdentifier("1.2.3.4.5"),
+                                                        "odd")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME,
+                                                        "tab\there")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "a@b.c")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SERIAL_NUMBER, "42")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.GIVEN_NAME, "J")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.SURNAME, "Doe")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.JURISDICTION_COUNTRY_NAME,
+                                                        "DE")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER,
+                                                        "VATDE-1")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COUNTRY_NAME, "CH")]),
+     x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "ch")])],
+    # A backslash and a quote stay as they are.
+    [x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                        'back\\slash "q"')])],
+]
+
+
+@pytest.mark.parametrize("rdns", ODD_NAMES, ids=["escapes", "wide-strings", "oids", "quote"])
+def test_dn_openssl_matches_openssl_compat_for_odd_names(rdns: list[x509.RelativeDistinguishedName],
+                                                         tmp_path: Path) -> None:
+    name = x509.Name(rdns)
+    key = new_key()
+    cert = build_certificate(name, key, issuer=None, ca=True)
+    identity = write_identity(tmp_path, "odd", cert, key)
+    assert dn_openssl(name) == openssl_dn(identity.cert_path, "-subject")
+
+
+# --- The CA store ------------------------------------------------------------
+
+
+def test_store_reads_the_igtf_directory_and_nothing_else(x509_pki: TestPKI,
+                                                         store: CAStore) -> None:
+    # .pem files and their <hash>.0 symlinks are one certificate each.
+    assert {c.subject for c in store.certificates} == {x509_pki.root.cert.subject,
+                                                       x509_pki.issuing.cert.subject}
+    assert len(store.certificates) == 2
+    assert store.anchors == (x509_pki.root.cert,)
+    assert {c.issuer for c in store.crls} == {x509_pki.root.cert.subject,
+                                              x509_pki.issuing.cert.subject}
+    assert store.crls_of(x509_pki.issuing.cert) == [x509_pki.issuing_crl]
+
+
+def test_store_from_directory_is_cached_until_a_file_changes(x509_pki: TestPKI,
+                                                             tmp_path: Path) -> None:
+    ca_dir = x509_pki.write_ca_dir(tmp_path / "ca", crls=[])
+    first = CAStore.from_directory(ca_dir)
+    assert CAStore.from_directory(ca_dir) is first
+    assert first.crls == ()
+    (ca_dir / "deadbeef.r0").write_bytes(
+        x509_pki.issuing_crl.public_bytes(serialization.Encoding.PEM))
+    second = CAStore.from_directory(ca_dir)
+    assert second is not first
+    assert second.crls == (x509_pki.issuing_crl,)
+
+
+def test_store_rejects_a_corrupt_crl_file_by_name(x509_pki: TestPKI, tmp_path: Path) -> None:
+    ca_dir = x509_pki.write_ca_dir(tmp_path / "ca")
+    (ca_dir / "0badc0de.r0").write_bytes(b"\x30\x03garbage")
+    with pytest.raises(InvalidKeyError, match=r"0badc0de\.r0"):
+        CAStore.from_directory(ca_dir)
+
+
+def test_store_of_a_missing_directory_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no-such-dir"):
+        CAStore.from_directory(tmp_path / "no-such-dir")
+
+
+def test_store_from_pem_is_cached_and_splits_anchors(x509_pki: TestPKI) -> None:
+    pems = [x509_pki.root.cert_pem, x509_pki.issuing.cert_pem]
+    store = CAStore.from_pem(pems)
+    assert CAStore.from_pem(pems) is store
+    assert store.anchors == (x509_pki.root.cert,)
+    with pytest.raises(InvalidKeyError, match="CA certificate 0"):
+        CAStore.from_pem([b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"])
+
+
+# --- verify_cms ---------------------------------------------------------------
+
+
+def test_sign_cms_verifies_with_chain_and_names(x509_pki: TestPKI, store: CAStore) -> None:
+    cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    info = verify_cms(DATA, cms, store)
+    assert info == X509SignerInfo(x509_pki.alice.dn, x509_pki.alice.ca_dn, x509_pki.alice.cert,
+                                  (x509_pki.alice.cert, x509_pki.issuing.cert,
+                                   x509_pki.root.cert))
+
+
+def test_sign_cms_is_accepted_by_openssl_cms_verify(x509_pki: TestPKI, tmp_path: Path) -> None:
+    (tmp_path / "data").write_bytes(DATA)
+    (tmp_path / "sig").write_bytes(sign_cms(DATA, x509_pki.bob.cert_pem, x509_pki.bob.key_pem))
+    result = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", tmp_path / "sig",
+                     "-content", tmp_path / "data", "-CAfile", x509_pki.ca_file,
+                     "-no-CApath", "-no-CAstore", "-out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr.decode()
+    assert (tmp_path / "out").read_bytes() == DATA
+
+
+@pytest.mark.parametrize("options", [
+    [],
+    ["-md", "sha512"],
+    ["-md", "sha384", "-outform", "PEM"],
+    ["-noattr"],
+    ["-nocerts"],
+], ids=["default", "sha512", "sha384-pem", "no-signed-attributes", "certificate-in-store"])
+def test_openssl_cms_signatures_verify(x509_pki: TestPKI, tmp_path: Path,
+                                       options: list[str]) -> None:
+    outform = "PEM" if "PEM" in options else "DER"
+    extra = [o for o in options if o not in ("-outform", "PEM")]
+    signer = x509_pki.alice
+    if "-nocerts" in options:
+        # Without the certificate in the signature the signer must be in the store.
+        signer = x509_pki.issuing
+    cms = openssl_cms_sign(tmp_path, signer, DATA, *extra, outform=outform)
+    store = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
+    if signer is x509_pki.issuing:
+        with pytest.raises(UntrustedSignerError, match="keyUsage"):
+            verify_cms(DATA, cms, store)
+        return
+    assert verify_cms(DATA, cms, store).subject_dn == signer.dn
+
+
+def test_rsa_pkcs1_and_pss_signatures_by_openssl_verify(x509_pki: TestPKI, store: CAStore,
+                                                        tmp_path: Path) -> None:
+    plain = openssl_cms_sign(tmp_path, x509_pki.bob, DATA)
+    assert verify_cms(DATA, plain, store).subject_dn == x509_pki.bob.dn
+    pss = openssl_cms_sign(tmp_path, x509_pki.bob, DATA, "-keyopt",
+                           "rsa_padding_mode:pss")
+    assert b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0a" in pss  # id-RSASSA-PSS
+    assert verify_cms(DATA, pss, store).subject_dn == x509_pki.bob.dn
+    with pytest.raises(SignatureError, match="does not verify"):
+        verify_cms(DATA, pss.replace(pss[-40:-30], bytes(10)), store)
+
+
+def test_sha1_signature_is_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: Path) -> None:
+    cms = openssl_cms_sign(tmp_path, x509_pki.alice, DATA, "-md", "sha1")
+    with pytest.raises(SignatureError, match="sha1 is not accepted"):
+        verify_cms(DATA, cms, store)
+
+
+def test_tampered_data_is_a_bad_signature_not_an_untrusted_one(x509_pki: TestPKI,
+                                                              store: CAStore) -> None:
+    cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    with pytest.raises(SignatureError, match="message digest does not match") as caught:
+        verify_cms(DATA.replace(b"a list", b"A list"), cms, store)
+    assert not isinstance(caught.value, UntrustedSignerError)
+    assert x509_pki.alice.dn in caught.value.message
+
+
+def test_tampered_signed_attributes_fail(x509_pki: TestPKI, store: CAStore,
+                                         tmp_path: Path) -> None:
+    cms = bytearray(openssl_cms_sign(tmp_path, x509_pki.alice, DATA))
+    signing_time = bytes.fromhex("06092a864886f70d010905")  # signingTime OID
+    at = cms.index(signing_time) + len(signing_time) + 6
+    cms[at] ^= 0x01  # one digit of the signing time
+    with pytest.raises(SignatureError, match="does not verify"):
+        verify_cms(DATA, bytes(cms), store)
+
+
+def test_two_signers_are_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: Path) -> None:
+    cms = openssl_cms_sign(tmp_path, x509_pki.alice, DATA, "-signer", x509_pki.bob.cert_path,
+                           "-inkey", x509_pki.bob.key_path)
+    with pytest.raises(SignatureError, match="2 signers; exactly one"):
+        verify_cms(DATA, cms, store)
+
+
+def test_revoked_signer_is_rejected(x509_pki: TestPKI, store: CAStore) -> None:
+    cms = sign_cms(DATA, x509_pki.revoked.cert_pem, x509_pki.revoked.key_pem)
+    with pytest.raises(UntrustedSignerError, match="revoked by the CRL of") as caught:
+        verify_cms(DATA, cms, store)
+    assert caught.value.message.startswith(f"signer {x509_pki.revoked.dn}:")
+    # The same signature is fine for a store that has no CRL: the CRL decided.
+    no_crl = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
+    assert verify_cms(DATA, cms, no_crl).subject_dn == x509_pki.revoked.dn
+
+
+def test_expired_signer_is_rejected(x509_pki: TestPKI, store: CAStore) -> None:
+    cms = sign_cms(DATA, x509_pki.expired.cert_pem, x509_pki.expired.key_pem)
+    with pytest.raises(UntrustedSignerError, match="expired at"):
+        verify_cms(DATA, cms, store)
+    # ... and was good while it was valid (today's CRLs did not exist then).
+    then = NOW - dt.timedelta(days=500)
+    no_crl = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
+    assert verify_cms(DATA, cms, no_crl, at=then).subject_dn == x509_pki.expired.dn
+    with pytest.raises(UntrustedSignerError, match=r"CRL of .* is not valid before"):
+        verify_cms(DATA, cms, store, at=then)
+
+
+def test_signature_before_validity_is_rejected(x509_pki: TestPKI, store: CAStore) -> None:
+    cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    with pytest.raises(UntrustedSignerError, match="not valid before"):
+        verify_cms(DATA, cms, store, at=NOW - dt.timedelta(days=30))
+
+
+def test_rogue_ca_with_the_same_names_is_rejected(x509_pki: TestPKI, store: CAStore) -> None:
+    # mallory copies alice's DN, the rogue CA copies the issuing CA's DN: only
+    # the signatures tell them apart.
+    assert x509_pki.mallory.dn == x509_pki.alice.dn
+    assert x509_pki.mallory.ca_dn == x509_pki.alice.ca_dn
+    cms = sign_cms(DATA, x509_pki.mallory.cert_pem, x509_pki.mallory.key_pem)
+    with pytest.raises(UntrustedSignerError, match="not signed by the key of the CA"):
+        verify_cms(DATA, cms, store)
+    # Carrying the rogue CA inside the signature does not make it an anchor.
+    cms = sign_cms(DATA, x509_pki.mallory.cert_pem + x509_pki.rogue.cert_pem,
+                   x509_pki.mallory.key_pem)
+    with pytest.raises(UntrustedSignerError):
+        verify_cms(DATA, cms, store)
+
+
+def test_expired_crl_fails_and_says_which(x509_pki: TestPKI, tmp_path: Path) -> None:
+    stale = build_crl(x509_pki.issuing, [], last_update=NOW - dt.timedelta(days=40),
+                      next_update=NOW - dt.timedelta(days=10))
+    ca_dir = x509_pki.write_ca_dir(tmp_path / "ca", crls=[(x509_pki.issuing, stale)])
+    cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    with pytest.raises(UntrustedSignerError, match=r"CRL of .*Issuing CA expired at .*\.r0"):
+        verify_cms(DATA, cms, CAStore.from_directory(ca_dir))
+
+
+def test_crl_not_signed_by_the_issuer_fails(x509_pki: TestPKI, tmp_path: Path) -> None:
+    # The rogue CA has the issuing CA's name, so its CRL lands in the same slot.
+    forged = build_crl(x509_pki.rogue, [])
+    ca_dir = x509_pki.write_ca_dir(tmp_path / "ca", crls=[(x509_pki.issuing, forged)])
+    cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    with pytest.raises(UntrustedSignerError, match="not signed by its key"):
+        verify_cms(DATA, cms, CAStore.from_directory(ca_dir))
+
+
+def test_signer_without_smime_usage_is_rejected(x509_pki: TestPKI, store: CAStore,
+                                                tmp_path: Path) -> None:
+    server = x509_pki.issue("server", tmp_path, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
+    cms = sign_cms(DATA, server.cert_pem, server.key_pem)
+    with pytest.raises(UntrustedSignerError, match="emailProtection"):
+        verify_cms(DATA, cms, store)
+
+
+def test_issuer_that_is_not_a_ca_is_rejected(x509_pki: TestPKI, store: CAStore,
+                                             tmp_path: Path) -> None:
+    under_alice = x509_pki.issue("sub", tmp_path, issuer=x509_pki.alice)
+    cms = sign_cms(DATA, under_alice.cert_pem + x509_pki.alice.cert_pem, under_alice.key_pem)
+    with pytest.raises(UntrustedSignerError, match="not a CA"):
+        verify_cms(DATA, cms, store)
+
+
+def test_path_length_constraint_is_enforced(x509_pki: TestPKI, store: CAStore,
+                                            tmp_path: Path) -> None:
+    sub_ca = x509_pki.issue("subca", tmp_path, ca=True)
+    leaf = x509_pki.issue("deep", tmp_path, issuer=sub_ca)
+    cms = sign_cms(DATA, leaf.cert_pem + sub_ca.cert_pem, leaf.key_pem)
+    with pytest.raises(UntrustedSignerError, match="pathLenConstraint 0 exceeded"):
+        verify_cms(DATA, cms, store)
+
+
+def test_unknown_critical_extension_is_rejected(x509_pki: TestPKI, store: CAStore,
+                                                tmp_path: Path) -> None:
+    odd = x509_pki.issue("odd", tmp_path, extra=[(x509.UnrecognizedExtension(
+        x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"), True)])
+    cms = sign_cms(DATA, odd.cert_pem, odd.key_pem)
+    with pytest.raises(UntrustedSignerError, match="unsupported critical extension"):
+        verify_cms(DATA, cms, store)
+
+
+def test_signer_certificate_missing_everywhere(x509_pki: TestPKI, store: CAStore,
+                                               tmp_path: Path) -> None:
+    cms = openssl_cms_sign(tmp_path, x509_pki.alice, DATA, "-nocerts")
+    with pytest.raises(SignatureError, match="neither in the signature nor in the CA store"):
+        verify_cms(DATA, cms, store)
+
+
+@pytest.mark.parametrize("blob", [
+    b"", b"\x30", b"\x30\x00", b"not a signature", b"\x30\x80" + b"\x00" * 10,
+    b"-----BEGIN PKCS7-----\n!!!\n-----END PKCS7-----\n",
+    b"-----BEGIN PKCS7-----\nMAA=\n",
+    # ContentInfo of type data, not signed-data
+    bytes.fromhex("300f06092a864886f70d010701a0020400"),
+], ids=["empty", "one-byte", "empty-seq", "text", "indefinite", "bad-b64", "no-end",
+        "data-type"])
+def test_malformed_cms_is_a_signature_error(blob: bytes, store: CAStore) -> None:
+    with pytest.raises(SignatureError):
+        verify_cms(DATA, blob, store)
+
+
+@FUZZ
+@given(st.data())
+def test_fuzzed_cms_raises_only_gitreg_errors(x509_pki: TestPKI, store: CAStore,
+                                              data: st.DataObject) -> None:
+    cms = bytearray(_alice_cms(x509_pki))
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(cms) - 1))
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip":
+            cms[position] ^= data.draw(st.integers(1, 255))
+        elif action == "cut":
+            del cms[position:position + data.draw(st.integers(1, 64))]
+        else:
+            cms[position:position] = data.draw(st.binary(min_size=1, max_size=8))
+        if not cms:
+            cms = bytearray(b"\x30")
+    with contextlib.suppress(GitregError):
+        verify_cms(DATA, bytes(cms), store)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_signature_errors(store: CAStore, blob: bytes) -> None:
+    with pytest.raises(SignatureError):
+        verify_cms(DATA, blob, store)
+
+
+_CMS_CACHE: dict[str, bytes] = {}
+
+
+def _alice_cms(x509_pki: TestPKI) -> bytes:
+    if "alice" not in _CMS_CACHE:
+        _CMS_CACHE["alice"] = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    return _CMS_CACHE["alice"]
+
+
+# --- Binding, signer and identity ----------------------------------------------
+
+
+def test_check_binding_quotes_both_pairs(x509_pki: TestPKI, store: CAStore) -> None:
+    info = verify_cms(DATA, _alice_cms(x509_pki), store)
+    check_binding(info, dn=x509_pki.alice.dn, ca=x509_pki.alice.ca_dn)
+    with pytest.raises(UntrustedSignerError) as caught:
+        check_binding(info, dn="/DC=org/CN=someone else", ca=x509_pki.alice.ca_dn,
+                      source="list.json")
+    message = caught.value.message
+    assert message.startswith("list.json: ")
+    assert x509_pki.alice.dn in message and "/DC=org/CN=someone else" in message
+    with pytest.raises(UntrustedSignerError, match="hv:ca /DC=org/CN=Other CA"):
+        check_binding(info, dn=x509_pki.alice.dn, ca="/DC=org/CN=Other CA")
+
+
+def test_signer_signs_pem_that_openssl_and_the_identity_accept(x509_pki: TestPKI,
+                                                               tmp_path: Path) -> None:
+    signer = X509Signer.from_files(x509_pki.alice.cert_path, x509_pki.alice.key_path,
+                                   ca_dir=x509_pki.ca_dir)
+    assert signer.key_id == x509_pki.alice.dn
+    signature = signer.sign(DATA, namespace=NAMESPACE_IMAGELIST)
+    assert signature.startswith(b"-----BEGIN PKCS7-----\n")
+    assert detect_scheme(signature) == "x509"
+    (tmp_path / "data").write_bytes(DATA)
+    (tmp_path / "data.sig").write_bytes(signature)
+    result = openssl("cms", "-verify", "-binary", "-inform", "PEM", "-in",
+                     tmp_path / "data.sig", "-content", tmp_path / "data", "-CAfile",
+                     x509_pki.ca_file, "-no-CApath", "-no-CAstore", "-out", "/dev/null")
+    assert result.returncode == 0, result.stderr.decode()
+    verified = signer.public_key().verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+    assert (verified.scheme, verified.key_id) == ("x509", x509_pki.alice.dn)
+
+
+def test_identity_round_trips_through_the_policy(x509_pki: TestPKI) -> None:
+    identity = X509PublicKey.from_certificate_file(x509_pki.alice.cert_path, x509_pki.ca_dir)
+    entry = identity.to_policy()
+    assert entry["scheme"] == "x509"
+    assert (entry["dn"], entry["ca_dn"]) == (x509_pki.alice.dn, x509_pki.alice.ca_dn)
+    # The chain above alice and the CRLs of its issuers, nothing else.
+    assert len(entry["ca_certificates"]) == 2
+    assert len(entry["crls"]) == 2
+    again = X509PublicKey.from_policy(entry)
+    assert again == identity and again.to_policy() == entry
+    assert again.key_id == x509_pki.alice.dn
+
+
+def test_identity_rejects_other_signers(x509_pki: TestPKI) -> None:
+    identity = X509PublicKey.from_certificate_file(x509_pki.alice.cert_path, x509_pki.ca_dir)
+    bob_sig = sign_cms(DATA, x509_pki.bob.cert_pem, x509_pki.bob.key_pem)
+    with pytest.raises(UntrustedSignerError, match="hv:dn /DC=org/DC=example/O=Hosts/CN=alice"):
+        identity.verify(DATA, bob_sig, namespace=NAMESPACE_IMAGELIST)
+    mallory_sig = sign_cms(DATA, x509_pki.mallory.cert_pem, x509_pki.mallory.key_pem)
+    with pytest.raises(UntrustedSignerError, match="not signed by the key"):
+        identity.verify(DATA, mallory_sig, namespace=NAMESPACE_IMAGELIST)
+    revoked_sig = sign_cms(DATA, x509_pki.revoked.cert_pem, x509_pki.revoked.key_pem)
+    with pytest.raises(UntrustedSignerError, match="revoked"):
+        identity.verify(DATA, revoked_sig, namespace=NAMESPACE_IMAGELIST)
+
+
+def test_identity_from_a_file_with_its_chain(x509_pki: TestPKI, tmp_path: Path) -> None:
+    bundle = tmp_path / "alice-chain.pem"
+    bundle.write_bytes(x509_pki.alice.cert_pem + x509_pki.issuing.cert_pem
+                       + x509_pki.root.cert_pem)
+    identity = X509PublicKey.from_certificate_file(bundle)
+    assert identity.key_id == x509_pki.alice.dn
+    assert identity.verify(DATA, _alice_cms(x509_pki), namespace="x").key_id == \
+        x509_pki.alice.dn
+    with pytest.raises(UsageError, match="no CA certificates"):
+        X509PublicKey.from_certificate_file(x509_pki.alice.cert_path)
+    with pytest.raises(UntrustedSignerError):
+        X509PublicKey.from_certificate_file(x509_pki.mallory.cert_path, x509_pki.ca_dir)
+
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ({"scheme": "ssh"}, "not 'x509'"),
+    ({"scheme": "x509", "dn": "/CN=a"}, "'dn' and 'ca_dn'"),
+    ({"scheme": "x509", "dn": "/CN=a", "ca_dn": "/CN=b", "ca_certificates": "x"},
+     "list of PEM strings"),
+    ({"scheme": "x509", "dn": "CN=a", "ca_dn": "/CN=b", "ca_certificates": ["x"]},
+     "slash form"),
+    ({"scheme": "x509", "dn": "/CN=a", "ca_dn": "/CN=b", "ca_certificates": ["junk"]},
+     "not a PEM certificate"),
+    ({"scheme": "x509", "dn": "/CN=a", "ca_dn": "/CN=b", "ca_certificates": []},
+     "no CA certificates"),
+])
+def test_bad_policy_entries_are_invalid_keys(entry: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidKeyError, match=message):
+        X509PublicKey.from_policy(entry)
+
+
+def test_identity_needs_a_trust_anchor(x509_pki: TestPKI) -> None:
+    with pytest.raises(InvalidKeyError, match="no self-signed trust anchor"):
+        X509PublicKey(x509_pki.alice.dn, x509_pki.alice.ca_dn, [x509_pki.issuing.cert_pem])
+
+
+def test_signer_refuses_a_key_of_another_certificate(x509_pki: TestPKI) -> None:
+    with pytest.raises(UsageError, match="does not belong to certificate"):
+        X509Signer(x509_pki.alice.cert_pem, x509_pki.bob.key_pem)
+    with pytest.raises(UsageError, match="not a PEM private key"):
+        X509Signer(x509_pki.alice.cert_pem, b"junk")
+    encrypted = x509_pki.alice.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"))
+    with pytest.raises(UsageError, match="private key"):
+        X509Signer(x509_pki.alice.cert_pem, encrypted)
+    with pytest.raises(UsageError, match="no CA certificates known"):
+        X509Signer(x509_pki.alice.cert_pem, x509_pki.alice.key_pem).public_key()
+
+
+def test_store_ignores_the_system_bundle(x509_pki: TestPKI, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Point every ambient OpenSSL location at the rogue CA: nothing changes.
+    ambient = tmp_path / "ambient"
+    ambient.mkdir()
+    shutil.copy(x509_pki.rogue_file, ambient / "rogue.pem")
+    monkeypatch.setenv("SSL_CERT_FILE", str(x509_pki.rogue_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(ambient))
+    cms = sign_cms(DATA, x509_pki.mallory.cert_pem, x509_pki.mallory.key_pem)
+    with pytest.raises(UntrustedSignerError):
+        verify_cms(DATA, cms, CAStore.from_directory(x509_pki.ca_dir))
