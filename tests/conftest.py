@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.openpgp_keys",
     "tests.fixtures.x509_pki",
     "tests.fixtures.image_server",
+    "tests.fixtures.git_server",
 ]
 
 INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop" / "imagelists"

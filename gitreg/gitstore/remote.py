@@ -1,0 +1,194 @@
+"""Pushing to and fetching from registry remotes with the git CLI.
+
+A push reports the remote's verdict (the pre-receive hook's ``remote:``
+lines) as data, not as an exception: a rejection is an answer. A remote that
+cannot be reached raises ``UnreachableError`` naming it, so that callers try
+the next remote; other failures raise ``GitCommandError``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitreg.errors import RejectedError, UnreachableError, UsageError
+from gitreg.gitstore.command import GitCommandError, GitRun, redact, run_git
+
+DEFAULT_TIMEOUT = 300.0
+REMOTE_REF_PREFIX = "refs/gitreg/remotes"
+
+# stderr fragments (LC_ALL=C) that mean "the other end could not be had".
+_UNREACHABLE = (
+    "unable to access",
+    "could not read from remote repository",
+    "does not appear to be a git repository",
+    "could not resolve host",
+    "connection refused",
+    "connection timed out",
+    "failed to connect",
+    "operation timed out",
+    "network is unreachable",
+    "no route to host",
+    "the remote end hung up unexpectedly",
+    "repository not found",
+    "returned error",
+    "couldn't connect",
+    "ssl",
+    "gnutls",
+    "early eof",
+)
+_FSCK = ("fsck error", "index-pack failed", "object file", "bad object", "invalid object")
+_REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_BRANCH = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,199}")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """One remote's answer to a push of one branch."""
+
+    remote: str
+    ref: str
+    accepted: bool
+    # git's one-line summary: "abc123..def456", "[new branch]", "[up to date]",
+    # "[remote rejected] (pre-receive hook declined)", "[rejected] (fetch first)".
+    summary: str
+    # What the remote's hooks printed (the ``remote:`` lines), prefix removed.
+    message: str
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """Where one remote's branch stands after a fetch."""
+
+    remote: str
+    name: str
+    ref: str  # the local tracking ref, refs/gitreg/remotes/<name>/<branch>
+    old: str | None
+    new: str
+
+    @property
+    def updated(self) -> bool:
+        return self.old != self.new
+
+
+def remote_ref(name: str, branch: str = "main") -> str:
+    """The local reference a fetch of remote ``name`` writes."""
+    _check_names(name, branch)
+    return f"{REMOTE_REF_PREFIX}/{name}/{branch}"
+
+
+def _check_names(name: str, branch: str) -> None:
+    if not _REMOTE_NAME.fullmatch(name) or ".." in name or name.endswith(".lock"):
+        raise UsageError(f"invalid remote name {name!r}",
+                         hint="use letters, digits, '.', '_' and '-'")
+    if (not _BRANCH.fullmatch(branch) or ".." in branch or branch.endswith((".lock", "/"))
+            or "//" in branch):
+        raise UsageError(f"invalid branch name {branch!r}")
+
+
+def _remote_lines(stderr: str) -> str:
+    lines = []
+    for line in stderr.splitlines():
+        if line.startswith("remote:"):
+            # git pads sideband lines (and adds ESC[K on terminals) to wipe progress.
+            lines.append(line[len("remote:"):].replace("\x1b[K", "").strip())
+    return "\n".join(line for line in lines if line)
+
+
+def _is_unreachable(stderr: str) -> bool:
+    lowered = stderr.lower()
+    return any(fragment in lowered for fragment in _UNREACHABLE)
+
+
+def _last_fatal(stderr: str) -> str:
+    fatal = [line for line in stderr.splitlines() if line.startswith(("fatal:", "error:"))]
+    chosen = fatal[0] if fatal else (stderr.strip().splitlines() or ["no message"])[-1]
+    return chosen.split(":", 1)[-1].strip() if fatal else chosen.strip()
+
+
+def push(repo_path: Path, remote_url: str, ref: str = "main", *,
+         timeout: float = DEFAULT_TIMEOUT, force: bool = False) -> PushResult:
+    """Push branch ``ref`` of ``repo_path`` to the same branch of ``remote_url``.
+
+    ``accepted`` is False when the remote (or git, for a non-fast-forward)
+    refused; ``message`` then carries the hook's reasons.
+    """
+    branch = ref.removeprefix("refs/heads/")
+    _check_names("origin", branch)
+    shown = redact(remote_url)
+    spec = f"{'+' if force else ''}refs/heads/{branch}:refs/heads/{branch}"
+    run = run_git(["-C", repo_path, "push", "--porcelain", "--no-verify", remote_url, spec],
+                  timeout=timeout, what=f"remote {shown}")
+    status = _porcelain_status(run.stdout, f"refs/heads/{branch}")
+    if status is None:
+        _raise_for(run, shown, action="push to", repo_path=repo_path)
+        raise GitCommandError(f"push to {shown} gave no status for {branch}: "
+                              f"{_last_fatal(run.stderr)}", stderr=run.stderr)
+    flag, summary = status
+    return PushResult(remote=shown, ref=f"refs/heads/{branch}", accepted=flag in " +-*=",
+                      summary=summary, message=_remote_lines(run.stderr))
+
+
+def _porcelain_status(stdout: str, ref: str) -> tuple[str, str] | None:
+    # "<flag>\t<from>:<to>\t<summary> (<reason>)", one line per pushed ref.
+    for line in stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and len(fields[0]) == 1 and fields[1].endswith(":" + ref):
+            return fields[0], fields[2].strip()
+    return None
+
+
+def _raise_for(run: GitRun, shown: str, *, action: str, repo_path: Path) -> None:
+    """Turn a failed git run into the right typed error (or return if it did not fail)."""
+    if run.returncode == 0:
+        return
+    reason = _last_fatal(run.stderr)
+    lowered = run.stderr.lower()
+    if "not a git repository" in lowered and str(repo_path) in run.stderr:
+        raise UsageError(f"{repo_path}: not a Git repository")
+    if "src refspec" in lowered:
+        raise UsageError(f"{repo_path}: nothing to {action} {shown}: {reason}")
+    if any(fragment in lowered for fragment in _FSCK):
+        raise RejectedError(f"remote {shown} sent objects git refuses: {reason}")
+    if _is_unreachable(run.stderr):
+        raise UnreachableError(f"cannot {action} remote {shown}: {reason}")
+    raise GitCommandError(f"cannot {action} remote {shown}: {reason}", stderr=run.stderr)
+
+
+def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "main",
+          timeout: float = DEFAULT_TIMEOUT) -> FetchResult:
+    """Fetch ``branch`` of ``remote_url`` into ``refs/gitreg/remotes/<name>/<branch>``.
+
+    The tracking ref follows whatever the remote serves (even a rewrite):
+    deciding whether that state is acceptable is the verifier's job. Objects
+    are checked by ``git fsck`` rules on the way in.
+    """
+    local = remote_ref(name, branch)
+    shown = redact(remote_url)
+    before = _rev_parse(bare_repo_path, local, timeout)
+    run = run_git(
+        ["-C", bare_repo_path,
+         "-c", "transfer.fsckObjects=true", "-c", "gc.auto=0", "-c", "maintenance.auto=false",
+         "fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--quiet",
+         remote_url, f"+refs/heads/{branch}:{local}"],
+        timeout=timeout, what=f"remote {shown}",
+    )
+    if run.returncode != 0:
+        if "couldn't find remote ref" in run.stderr.lower():
+            raise UnreachableError(f"remote {shown} has no branch {branch}")
+        _raise_for(run, shown, action="fetch from", repo_path=bare_repo_path)
+    after = _rev_parse(bare_repo_path, local, timeout)
+    if after is None:
+        raise GitCommandError(f"fetch from {shown} did not write {local}", stderr=run.stderr)
+    return FetchResult(remote=shown, name=name, ref=local, old=before, new=after)
+
+
+def _rev_parse(repo_path: Path, ref: str, timeout: float) -> str | None:
+    run = run_git(["-C", repo_path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                  timeout=timeout, what=f"repository {repo_path}")
+    if run.returncode == 0:
+        return run.stdout.strip()
+    if "not a git repository" in run.stderr.lower():
+        raise UsageError(f"{repo_path}: not a Git repository")
+    return None
