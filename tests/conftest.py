@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.fixtures.ssh_keys",
     "tests.fixtures.openpgp_keys",
     "tests.fixtures.x509_pki",
+    "tests.fixtures.sshd",
     "tests.fixtures.image_server",
     "tests.fixtures.git_server",
 ]
