@@ -77,10 +77,15 @@ def run() -> None:
 
         error(exc.diagnostics())
         sys.exit(exc.exit_code)
-    except Exception as exc:
-        if _verbose():
-            raise
+    except Exception as exc:  # noqa: BLE001 (the last resort: no traceback for users)
         from gitreg.cli.output import error
 
+        if _verbose():
+            import traceback
+
+            # Still exit 3: exit 1 would claim the data was rejected.
+            traceback.print_exc()
+            error(f"internal error: {type(exc).__name__}: {exc}")
+            sys.exit(EXIT_OPERATIONAL)
         error(f"internal error: {type(exc).__name__}: {exc} (run with --verbose for a traceback)")
         sys.exit(EXIT_OPERATIONAL)
