@@ -272,7 +272,7 @@ def _write_spec(repo: pygit2.Repository, spec: dict) -> pygit2.Oid:
     return builder.write()
 
 
-@settings(max_examples=150, deadline=None,
+@settings(max_examples=80, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(old=st.dictionaries(_names, _tree_spec, max_size=6),
        new=st.dictionaries(_names, _tree_spec, max_size=6))

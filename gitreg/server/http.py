@@ -98,8 +98,9 @@ class GitHTTPServer(ThreadingHTTPServer):
 
     def start(self) -> threading.Thread:
         """Serve from a background thread (tests, embedding); stop with ``stop()``."""
-        thread = threading.Thread(target=self.serve_forever, name=f"git-http-{self.port}",
-                                  daemon=True)
+        # A short poll so that stop() returns quickly.
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=f"git-http-{self.port}", daemon=True)
         thread.start()
         return thread
 

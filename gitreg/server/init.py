@@ -38,8 +38,11 @@ def hook_template() -> str:
 
 
 def _interpreter_line(script: str, python: str) -> str:
-    """``script`` made to run under ``python`` whatever its first line says."""
-    body = script.split("\n", 1)[1] if script.startswith("#!") else script
+    """A Python ``script`` made to run under ``python``; other scripts stay as they are."""
+    first = script.split("\n", 1)[0]
+    if first.startswith("#!") and "python" not in first:
+        return script
+    body = script.split("\n", 1)[1] if first.startswith("#!") else script
     # Kernels cut shebangs at 127 bytes (older) and split on spaces; such
     # interpreters go through sh, which re-executes the file as Python.
     if len(python) < 120 and not any(c.isspace() for c in python):
@@ -126,7 +129,8 @@ def init_server(path: Path, *, source: Path,
 def install_hook(path: Path, script: str | None = None, *, python: str | None = None) -> Path:
     """Write a pre-receive hook into the bare repository ``path``; return its path.
 
-    ``script`` defaults to gitreg's hook, ``python`` to the running interpreter.
+    ``script`` defaults to gitreg's hook; a Python script's first line is
+    rewritten to ``python`` (default: the running interpreter).
     """
     hooks = path / "hooks"
     hooks.mkdir(exist_ok=True)
