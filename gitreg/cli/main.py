@@ -55,6 +55,7 @@ def _register_commands() -> None:
     from gitreg.cli import policy as _policy  # noqa: F401
     from gitreg.cli import registry as _registry  # noqa: F401
     from gitreg.cli import server as _server  # noqa: F401
+    from gitreg.cli import site as _site  # noqa: F401
     from gitreg.cli import verify as _verify  # noqa: F401
 
 

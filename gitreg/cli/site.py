@@ -1,0 +1,184 @@
+"""`gitreg site sync|status|images`: what a cloud site runs from cron."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from gitreg.cli.main import app
+
+site_app = typer.Typer(help="Run a cloud site: sync images from registries, show its state.",
+                       no_args_is_help=True)
+app.add_typer(site_app, name="site")
+
+_CONFIG = typer.Option(..., "--config", "-c", help="The site's TOML configuration file.")
+_JSON = typer.Option(False, "--json", help="Print a JSON report on stdout.")
+
+
+@site_app.command("sync")
+def sync_command(
+    config: Path = _CONFIG,
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print the plan (download, retire, keep); change nothing."),
+    json_output: bool = _JSON,
+) -> None:
+    """Fetch, verify, merge, plan and apply: exit 0, 1 (invalid), 3 (nothing reachable)."""
+    from gitreg.cli import output
+    from gitreg.site.config import load_config
+    from gitreg.site.sync import sync
+
+    site = load_config(config)
+    progress = _RichProgress() if sys.stderr.isatty() and not json_output else None
+    try:
+        report = sync(site, dry_run=dry_run, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if json_output:
+        output.data_json(report.to_json())
+    else:
+        _print_sync(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _print_sync(report: Any) -> None:
+    from gitreg.cli import output
+
+    for registry in report.registries:
+        for remote in registry.remotes:
+            if remote.state in ("invalid", "unreachable", "stale"):
+                rule = f" [rule: {remote.rule}]" if remote.rule else ""
+                output.warn(f"{registry.name}: remote {remote.url} is {remote.state}: "
+                            f"{remote.detail}{rule}")
+        for finding in registry.equivocations:
+            output.warn(f"{registry.name}: equivocation: {finding}")
+        states = ", ".join(f"{r.state}" for r in registry.remotes)
+        target = registry.target[:12] if registry.target else "none"
+        merged = " (merged)" if registry.merged else ""
+        output.info(f"{registry.name}: state {target}{merged}; remotes: {states}")
+    for conflict in report.plan.conflicts:
+        output.warn(f"conflict: {conflict}")
+    plan = report.plan
+    if report.dry_run:
+        output.data("plan (dry run, nothing changed):")
+        for image in plan.download:
+            output.data(f"  download {image.uuid} {image.metadata.get('dc:title', '')} "
+                        f"({image.size} bytes, list {image.list_uuid} v{image.list_version})")
+        for retirement in plan.retire:
+            output.data(f"  retire   {retirement.record.uuid} ({retirement.reason})")
+        for image in plan.keep:
+            output.data(f"  keep     {image.uuid} {image.metadata.get('dc:title', '')}")
+        return
+    for image_uuid, reason in sorted(report.failed.items()):
+        output.warn(f"image {image_uuid} failed: {reason}")
+    for failure in report.handler_failures:
+        output.warn(f"handler failed (retried next sync): {failure}")
+    output.ok(f"sync: {len(report.downloaded)} downloaded, {len(report.retired)} retired, "
+              f"{len(plan.keep)} kept, {len(report.failed)} failed, "
+              f"{len(report.events)} event(s)")
+
+
+@site_app.command("status")
+def status_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
+    """Per registry its trusted commit and remotes; per image its state and why."""
+    from gitreg.cli import output
+    from gitreg.site.config import load_config
+    from gitreg.site.state import SiteState
+
+    site = load_config(config)
+    data: dict[str, Any] = {"registries": [], "images": []}
+    if site.state_db.exists():
+        with SiteState.open(site.state_db) as state:
+            for registry in site.registries:
+                record = state.registry(registry.name)
+                data["registries"].append({
+                    "name": registry.name,
+                    "trusted_commit": record.trusted_commit if record else None,
+                    "advanced_at": _time(record.advanced_at if record else None),
+                    "remotes": [{"url": r.url, "state": r.state, "detail": r.detail,
+                                 "commit": r.commit, "checked_at": _time(r.checked_at)}
+                                for r in state.remotes(registry.name)],
+                })
+            data["images"] = [{"uuid": i.uuid, "registry": i.registry, "list": i.list_uuid,
+                               "state": i.state, "reason": i.reason, "path": i.path}
+                              for i in state.images()]
+            data["pending_events"] = len(state.pending_events())
+    else:
+        data["registries"] = [{"name": r.name, "trusted_commit": None, "advanced_at": None,
+                               "remotes": []} for r in site.registries]
+    if json_output:
+        output.data_json(data)
+        return
+    for registry in data["registries"]:
+        commit = (registry["trusted_commit"] or "none (never synced)")[:12]
+        output.data(f"registry {registry['name']}: trusted {commit}, "
+                    f"advanced {registry['advanced_at'] or '-'}")
+        for remote in registry["remotes"]:
+            detail = f" ({remote['detail']})" if remote["detail"] else ""
+            output.data(f"  remote {remote['url']}: {remote['state']}{detail}")
+    for image in data["images"]:
+        reason = f" ({image['reason']})" if image["reason"] and image["state"] != "cached" else ""
+        output.data(f"image {image['uuid']}: {image['state']}{reason}")
+    if data.get("pending_events"):
+        output.data(f"{data['pending_events']} event(s) with deliveries still to retry")
+
+
+@site_app.command("images")
+def images_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
+    """The images the site holds: list, version, path and SHA-512."""
+    from gitreg.cli import output
+    from gitreg.site.config import load_config
+    from gitreg.site.state import SiteState
+
+    site = load_config(config)
+    rows: list[dict[str, Any]] = []
+    if site.state_db.exists():
+        with SiteState.open(site.state_db) as state:
+            rows = [{"uuid": i.uuid, "registry": i.registry, "list": i.list_uuid,
+                     "list_version": i.list_version, "title": i.metadata.get("dc:title", ""),
+                     "version": i.metadata.get("hv:version", ""), "size": i.size,
+                     "path": i.path, "sha512": i.sha512}
+                    for i in state.images(state="cached")]
+    if json_output:
+        output.data_json(rows)
+        return
+    for row in rows:
+        output.data(f"{row['uuid']}  {row['title']} v{row['version']}  list {row['list']} "
+                    f"v{row['list_version']}\n  {row['path']}\n  sha512 {row['sha512']}")
+
+
+def _time(value: Any) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+class _RichProgress:
+    """Download bars on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        self._progress = Progress(*Progress.get_default_columns(), DownloadColumn(),
+                                  TransferSpeedColumn(), console=Console(stderr=True))
+        self._tasks: dict[str, Any] = {}
+        self._progress.start()
+
+    def start(self, image_uuid: str, title: str, size: int) -> Callable[[int], None]:
+        task = self._progress.add_task(title, total=size)
+        self._tasks[image_uuid] = task
+
+        def update(done: int) -> None:
+            self._progress.update(task, completed=done)
+        return update
+
+    def finish(self, image_uuid: str) -> None:
+        task = self._tasks.pop(image_uuid, None)
+        if task is not None:
+            self._progress.remove_task(task)
+
+    def close(self) -> None:
+        self._progress.stop()

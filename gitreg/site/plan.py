@@ -1,0 +1,209 @@
+"""What a sync must do: the desired images against what the site holds. Pure.
+
+``desired_images`` reads the verified lists of one registry's target state
+through the subscriptions (lists, ``images``, ``match``, ``new_images``) and
+drops what is expired (the list's or the image's ``dc:date:expires``); what
+it drops is remembered with the reason, so the planner can say why an image
+leaves. ``make_plan`` compares the union over registries with the state's
+image records and yields downloads, retirements and images kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gitreg.model.imagelist import Imagelist
+from gitreg.site.config import Conflicts, Subscription
+from gitreg.site.state import ImageRecord, ImageState
+
+
+@dataclass(frozen=True)
+class DesiredImage:
+    """One image the site should hold, with what its events and records need."""
+
+    uuid: str
+    registry: str
+    priority: int
+    list_uuid: str
+    list_version: str
+    sha512: str
+    size: int
+    uri: str
+    metadata: Mapping[str, Any]
+    list_keys: Mapping[str, Any]
+    vo: str | None
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """An image record whose image leaves the site, and why."""
+
+    record: ImageRecord
+    state: ImageState  # "revoked" or "expired"
+    reason: str
+    # False for a record whose file is not in cache/ (failed, pending): no events.
+    in_cache: bool
+
+
+@dataclass
+class RegistryImages:
+    """The desired images of one registry and why others of it are not."""
+
+    registry: str
+    images: dict[str, DesiredImage] = field(default_factory=dict)
+    # image uuid -> (state, reason) for images the lists name but the site drops.
+    dropped: dict[str, tuple[ImageState, str]] = field(default_factory=dict)
+    lists: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Plan:
+    download: list[DesiredImage] = field(default_factory=list)
+    retire: list[Retirement] = field(default_factory=list)
+    keep: list[DesiredImage] = field(default_factory=list)
+    # Metadata-only changes of images kept (a new list version, same bytes).
+    refresh: list[DesiredImage] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
+                   subscriptions: Sequence[Subscription], known: Mapping[str, ImageRecord],
+                   now: datetime) -> RegistryImages:
+    """The images of one registry's lists that the subscriptions want, at ``now``.
+
+    ``known`` (the state's records by image UUID) decides ``new_images =
+    "refuse"``: an image is taken only if the site already knew it, the list
+    was never seen before, or the subscription names the image.
+    """
+    result = RegistryImages(registry)
+    seen_lists = {r.list_uuid for r in known.values() if r.registry == registry}
+    for imagelist in lists:
+        list_uuid = imagelist.identifier.lower()
+        result.lists.add(list_uuid)
+        wanting = [s for s in subscriptions if s.wants_list(list_uuid)]
+        list_expired = imagelist.expires <= now
+        body = imagelist.to_dict().get("hv:imagelist", {})
+        list_keys = {k: v for k, v in body.items() if k != "hv:images"}
+        vo = imagelist.get("ad:vo")
+        for image in imagelist.images:
+            image_uuid = image.identifier.lower()
+            metadata = image.to_dict()
+            chosen = [s for s in wanting if s.wants_image(image_uuid, metadata)]
+            if not chosen:
+                result.dropped[image_uuid] = ("expired", "unsubscribed")
+                continue
+            if not any(_accepts_new(s, image_uuid, list_uuid, known, seen_lists)
+                       for s in chosen):
+                result.dropped[image_uuid] = ("expired", "new image refused (new_images = "
+                                              "\"refuse\")")
+                continue
+            if list_expired:
+                result.dropped[image_uuid] = ("expired", f"list {list_uuid} expired "
+                                              f"{imagelist.expires:%Y-%m-%dT%H:%M:%SZ}")
+                continue
+            if image.expired(now):
+                result.dropped[image_uuid] = ("expired", "image expired")
+                continue
+            result.images[image_uuid] = DesiredImage(
+                uuid=image_uuid, registry=registry, priority=priority, list_uuid=list_uuid,
+                list_version=imagelist.version, sha512=image.sha512.lower(), size=image.size,
+                uri=image.uri, metadata=metadata, list_keys=list_keys,
+                vo=vo if isinstance(vo, str) and vo else None)
+    return result
+
+
+def _accepts_new(subscription: Subscription, image_uuid: str, list_uuid: str,
+                 known: Mapping[str, ImageRecord], seen_lists: set[str]) -> bool:
+    if subscription.new_images == "accept":
+        return True
+    return (image_uuid in known or list_uuid not in seen_lists
+            or image_uuid in subscription.images)
+
+
+def make_plan(registries: Sequence[RegistryImages], records: Iterable[ImageRecord], *,
+              cached: Iterable[str], conflicts: Conflicts = "report",
+              frozen: Iterable[str] = ()) -> Plan:
+    """Compare desired images with the records; ``cached``: UUIDs with a file in cache/.
+
+    ``frozen``: registries with no usable state this sync; their records are
+    kept as they are (an unreachable registry must not empty the cache).
+    """
+    plan = Plan()
+    in_cache = set(cached)
+    frozen_set = set(frozen)
+    desired = _resolve_conflicts(registries, conflicts, plan.conflicts)
+    by_registry = {r.registry: r for r in registries}
+    current = {r.uuid: r for r in records}
+
+    state: ImageState
+    reason: str
+    for record in current.values():
+        if record.state not in ("cached", "pending", "failed"):
+            continue
+        if record.registry in frozen_set:
+            continue
+        want = desired.get(record.uuid)
+        if want is not None and want.registry == record.registry:
+            continue
+        if want is not None:
+            state, reason = "expired", f"now taken from registry {want.registry}"
+        else:
+            state, reason = _why_gone(record, by_registry.get(record.registry), plan.conflicts)
+        # A cached record whose file is already gone was moved by a sync that
+        # died before recording it: retire it again (idempotent) for its events.
+        plan.retire.append(Retirement(record, state, reason,
+                                      in_cache=record.state == "cached"))
+
+    for image_uuid in sorted(desired):
+        want = desired[image_uuid]
+        held = current.get(image_uuid)
+        holds = (held is not None and held.state == "cached" and image_uuid in in_cache
+                 and held.registry == want.registry)
+        if holds and held is not None and held.sha512 == want.sha512:
+            if held.list_version != want.list_version or dict(held.metadata) != dict(
+                    want.metadata):
+                plan.refresh.append(want)
+            plan.keep.append(want)
+        else:
+            # A new version under the same UUID: the old file leaves (Expire
+            # events) only once the new one has arrived (see the sync's apply).
+            plan.download.append(want)
+    return plan
+
+
+def _why_gone(record: ImageRecord, registry: RegistryImages | None,
+              conflicts: list[str]) -> tuple[ImageState, str]:
+    if registry is None:
+        return "expired", f"registry {record.registry} no longer subscribed"
+    if record.uuid in registry.dropped:
+        return registry.dropped[record.uuid]
+    if any(record.uuid in c for c in conflicts):
+        return "expired", "claimed by several registries"
+    if record.list_uuid not in registry.lists:
+        return "revoked", f"list {record.list_uuid} decommissioned"
+    return "revoked", f"revoked: no longer in list {record.list_uuid}"
+
+
+def _resolve_conflicts(registries: Sequence[RegistryImages], mode: Conflicts,
+                       report: list[str]) -> dict[str, DesiredImage]:
+    claims: dict[str, list[DesiredImage]] = {}
+    for registry in registries:
+        for image in registry.images.values():
+            claims.setdefault(image.uuid, []).append(image)
+    chosen: dict[str, DesiredImage] = {}
+    for image_uuid, claimants in claims.items():
+        if len(claimants) == 1:
+            chosen[image_uuid] = claimants[0]
+            continue
+        names = ", ".join(sorted(c.registry for c in claimants))
+        ranked = sorted(claimants, key=lambda c: -c.priority)
+        if mode == "priority" and ranked[0].priority > ranked[1].priority:
+            chosen[image_uuid] = ranked[0]
+            report.append(f"image {image_uuid} is claimed by {names}; "
+                          f"taken from {ranked[0].registry} (higher priority)")
+        else:
+            report.append(f"image {image_uuid} is claimed by {names}; not taken")
+    return chosen

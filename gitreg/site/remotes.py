@@ -1,0 +1,188 @@
+"""Fetch every remote of one registry, verify each head, pick the state to apply.
+
+Each remote is fetched into ``refs/gitreg/remotes/<n>/main`` of the
+registry's local bare repository and its head verified on its own from the
+last trusted commit (the first sync verifies from the root commit against the
+pinned policy fingerprint). A remote is then:
+
+- ``unreachable``: the fetch failed (skipped);
+- ``invalid``: its head broke a rule (reported with commit and rule, ignored);
+- ``stale``: its head is the trusted commit's ancestor or behind another
+  valid head (it changes nothing: rollback is impossible);
+- ``current``: its head is the newest valid state;
+- ``diverged``: several valid heads that are not ancestors of each other;
+  they are combined by the deterministic merge, built here as an unsigned
+  merge commit with sorted parents and verified like any merge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from gitreg.errors import GitregError, PolicyViolationError, RejectedError, UnreachableError
+from gitreg.gitstore.commits import write_tree
+from gitreg.gitstore.remote import fetch
+from gitreg.gitstore.store import RegistryStore
+from gitreg.model.policy import fingerprint
+from gitreg.site.config import RegistryConfig
+from gitreg.site.state import RemoteState
+from gitreg.verify.history import Verifier
+from gitreg.verify.merge import deterministic_merge
+
+MERGE_REF = "refs/gitreg/merged/main"
+# The merge commit is unsigned and must be the same on every site: a fixed
+# identity, and the newest parent's time rather than the clock.
+_MERGE_IDENTITY = ("gitreg site", "site@gitreg.invalid")
+FETCH_TIMEOUT = 300.0
+
+
+@dataclass
+class RemoteOutcome:
+    """How one remote looked at this sync."""
+
+    url: str
+    state: RemoteState
+    detail: str = ""
+    commit: str | None = None
+    rule: str | None = None
+    equivocations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RegistryOutcome:
+    """The state of one registry to apply, and what each remote contributed."""
+
+    name: str
+    trusted: str | None
+    target: str | None
+    remotes: list[RemoteOutcome] = field(default_factory=list)
+    equivocations: list[str] = field(default_factory=list)
+    merged: bool = False
+
+    @property
+    def any_valid(self) -> bool:
+        return any(r.state in ("current", "stale", "diverged") for r in self.remotes)
+
+    @property
+    def any_invalid(self) -> bool:
+        return any(r.state == "invalid" for r in self.remotes)
+
+    @property
+    def all_unreachable(self) -> bool:
+        return all(r.state == "unreachable" for r in self.remotes)
+
+
+def pinned_fingerprint(registry: RegistryConfig) -> str:
+    """The trust root as ``sha256:<hex>``, reading the policy file if a path was given."""
+    if registry.trust_root_is_fingerprint:
+        return registry.trust_root.lower()
+    path = Path(registry.trust_root)
+    try:
+        return fingerprint(path.read_bytes())
+    except OSError as exc:
+        raise GitregError(f"registry {registry.name}: cannot read trust root {path}: "
+                          f"{exc.strerror or exc}") from None
+
+
+def open_local_repository(path: Path) -> RegistryStore:
+    """The registry's local bare repository (created on first use; never a working tree)."""
+    if not (path / "HEAD").exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pygit2.init_repository(str(path), bare=True, initial_head="main")
+        except (pygit2.GitError, OSError) as exc:
+            raise GitregError(f"cannot create the local repository {path}: {exc}") from None
+    return RegistryStore.open(path)
+
+
+def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Verifier,
+                   trusted: str | None, *, timeout: float = FETCH_TIMEOUT) -> RegistryOutcome:
+    """Fetch and verify every remote; choose (and if needed merge) the target state."""
+    outcome = RegistryOutcome(name=registry.name, trusted=trusted, target=trusted)
+    valid: dict[str, list[RemoteOutcome]] = {}
+    for index, url in enumerate(registry.remotes):
+        remote = _fetch_and_verify(store, url, f"r{index}", verifier,
+                                   trusted=trusted, timeout=timeout)
+        outcome.remotes.append(remote)
+        if remote.state == "current" and remote.commit is not None:
+            valid.setdefault(remote.commit, []).append(remote)
+        outcome.equivocations.extend(remote.equivocations)
+    heads = _maximal_heads(store, list(valid))
+    for head, remotes in valid.items():
+        if head not in heads:
+            for remote in remotes:
+                remote.state = "stale"
+                remote.detail = "behind another valid remote"
+    if len(heads) == 1:
+        outcome.target = heads[0]
+    elif len(heads) > 1:
+        for head in heads:
+            for remote in valid[head]:
+                remote.state = "diverged"
+                remote.detail = "diverged from another valid remote; merged"
+        merge, findings = merge_heads(store, verifier, trusted, heads)
+        outcome.target = merge
+        outcome.merged = True
+        outcome.equivocations.extend(findings)
+    outcome.equivocations = list(dict.fromkeys(outcome.equivocations))
+    return outcome
+
+
+def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verifier, *,
+                      trusted: str | None, timeout: float) -> RemoteOutcome:
+    try:
+        head = fetch(store.path, url, name=name, timeout=timeout).new
+    except UnreachableError as exc:
+        return RemoteOutcome(url, "unreachable", exc.message)
+    except RejectedError as exc:
+        return RemoteOutcome(url, "invalid", exc.message, rule="objects")
+    except GitregError as exc:
+        # Any other git failure (a timeout, a broken server): nothing usable came.
+        return RemoteOutcome(url, "unreachable", exc.message)
+    if head == trusted:
+        return RemoteOutcome(url, "current", "at the trusted commit", commit=head)
+    if trusted is not None and store.is_descendant(trusted, head):
+        return RemoteOutcome(url, "stale", f"behind the trusted commit {trusted[:12]}",
+                             commit=head)
+    try:
+        report = verifier.verify_range(trusted, head)
+    except PolicyViolationError as exc:
+        where = f" at {exc.path}" if exc.path else ""
+        return RemoteOutcome(url, "invalid",
+                             f"commit {(exc.commit or head)[:12]}{where}: {exc.message}",
+                             commit=exc.commit or head, rule=exc.rule)
+    except RejectedError as exc:
+        return RemoteOutcome(url, "invalid", f"head {head[:12]}: {exc.message}",
+                             commit=head, rule=type(exc).__name__)
+    return RemoteOutcome(url, "current", f"verified {len(report.verified)} new commit(s)",
+                         commit=head, equivocations=list(report.equivocations))
+
+
+def _maximal_heads(store: RegistryStore, heads: list[str]) -> list[str]:
+    """The heads that no other head descends from, sorted."""
+    return sorted(h for h in heads
+                  if not any(o != h and store.is_descendant(o, h) for o in heads))
+
+
+def merge_heads(store: RegistryStore, verifier: Verifier, trusted: str | None,
+                heads: list[str]) -> tuple[str, list[str]]:
+    """Build, store and verify the deterministic merge of ``heads``; return it and findings."""
+    parents = tuple(sorted(heads))
+    result = deterministic_merge(verifier, parents)
+    tree = write_tree(store, result.tree)
+    repo = store.repo
+    when = max(verifier.source.commit(p).committer_time for p in parents)
+    signature = pygit2.Signature(*_MERGE_IDENTITY, when, 0)
+    try:
+        oid = repo.create_commit(None, signature, signature,
+                                 "Merge diverged replicas (deterministic merge)\n",
+                                 pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents])
+        repo.references.create(MERGE_REF, oid, force=True)
+    except (pygit2.GitError, ValueError) as exc:
+        raise GitregError(f"{store.path}: cannot write the merge commit: {exc}") from None
+    merge = str(oid)
+    report = verifier.verify_range(trusted, merge)
+    return merge, list(dict.fromkeys([*result.equivocations, *report.equivocations]))

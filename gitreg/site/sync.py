@@ -1,0 +1,362 @@
+"""`gitreg site sync`: fetch -> verify -> merge -> plan -> apply.
+
+Per registry, ``gitreg.site.remotes`` fetches and verifies every remote and
+picks the state to apply; ``gitreg.site.plan`` compares the subscribed images
+of those states with the site's records; apply then retires, downloads and
+installs, sending vmcatcher's events through the state's journal (enqueued,
+then delivered; a failed handler is retried on the next sync). The trusted
+commit of a registry advances only after apply finished, so a sync killed at
+any point reruns from the old trusted commit and converges: every step is
+idempotent (journal keys, ``SiteCache.retire``, resumed downloads).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError
+from gitreg.gitstore.store import RegistryStore
+from gitreg.gitstore.verify_cache import SqliteCache
+from gitreg.model.imagelist import Imagelist, parse_imagelist
+from gitreg.site.cache import SiteCache
+from gitreg.site.config import SiteConfig
+from gitreg.site.events import (
+    EventType,
+    delivery_variables,
+    event_environment,
+    event_key,
+    handler_base_environment,
+    run_handler,
+)
+from gitreg.site.plan import (
+    DesiredImage,
+    Plan,
+    RegistryImages,
+    Retirement,
+    desired_images,
+    make_plan,
+)
+from gitreg.site.remotes import (
+    RegistryOutcome,
+    fetch_registry,
+    open_local_repository,
+    pinned_fingerprint,
+)
+from gitreg.site.state import ImageRecord, SiteState
+from gitreg.transport.download import download_image
+from gitreg.verify import layout
+from gitreg.verify.history import Verifier
+
+# A list blob larger than this is refused by every policy the registry allows
+# (the verifier already enforced the policy's own, smaller limit).
+MAX_LIST_BYTES = 64 * 1024 * 1024
+
+
+class DownloadProgress(Protocol):
+    """Shows downloads (the CLI's rich bars on a terminal)."""
+
+    def start(self, image_uuid: str, title: str, size: int) -> Callable[[int], None]: ...
+
+    def finish(self, image_uuid: str) -> None: ...
+
+
+@dataclass
+class SyncReport:
+    dry_run: bool
+    session: str
+    registries: list[RegistryOutcome] = field(default_factory=list)
+    plan: Plan = field(default_factory=Plan)
+    downloaded: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    retired: list[dict[str, str]] = field(default_factory=list)
+    events: list[dict[str, str]] = field(default_factory=list)
+    handler_failures: list[str] = field(default_factory=list)
+    stray: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 if every registry had a valid remote; 3 if none reachable; 1 if invalid."""
+        code = EXIT_OK
+        for registry in self.registries:
+            if not registry.any_valid:
+                code = max(code, EXIT_REJECTED if registry.any_invalid else EXIT_OPERATIONAL)
+        if self.failed and code == EXIT_OK:
+            code = EXIT_REJECTED
+        return code
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "session": self.session,
+            "exit_code": self.exit_code,
+            "registries": [{
+                "name": r.name, "trusted_before": r.trusted, "target": r.target,
+                "merged": r.merged, "equivocations": r.equivocations,
+                "remotes": [{"url": m.url, "state": m.state, "detail": m.detail,
+                             "commit": m.commit, "rule": m.rule} for m in r.remotes],
+            } for r in self.registries],
+            "plan": {
+                "download": [_image_json(i) for i in self.plan.download],
+                "retire": [{"uuid": r.record.uuid, "registry": r.record.registry,
+                            "state": r.state, "reason": r.reason} for r in self.plan.retire],
+                "keep": [_image_json(i) for i in self.plan.keep],
+                "conflicts": self.plan.conflicts,
+            },
+            "downloaded": self.downloaded,
+            "failed": [{"uuid": k, "reason": v} for k, v in sorted(self.failed.items())],
+            "retired": self.retired,
+            "events": self.events,
+            "handler_failures": self.handler_failures,
+            "stray": self.stray,
+        }
+
+
+def _image_json(image: DesiredImage) -> dict[str, Any]:
+    return {"uuid": image.uuid, "registry": image.registry, "list": image.list_uuid,
+            "list_version": image.list_version, "size": image.size, "sha512": image.sha512,
+            "uri": image.uri, "title": str(image.metadata.get("dc:title", ""))}
+
+
+def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = None,
+         progress: DownloadProgress | None = None) -> SyncReport:
+    """Run one sync of the whole site; ``dry_run`` plans and changes nothing."""
+    moment = now or datetime.now(UTC)
+    report = SyncReport(dry_run=dry_run, session=str(uuid.uuid4()))
+    cache = SiteCache(config.state_dir)
+    if not dry_run:
+        cache.ensure_dirs()
+    with cache.lock(), _open_state(config, dry_run) as state:
+        records = {r.uuid: r for r in state.images()} if state else {}
+        if state is not None and not dry_run:
+            stray = cache.clean_stray(state.verified_uuids(), known=set(records))
+            report.stray = [str(s) for s in stray]
+        registries: list[RegistryImages] = []
+        frozen: list[str] = []
+        for registry in config.registries:
+            trusted = state.trusted_commit(registry.name) if state else None
+            outcome, lists = _registry_state(config, registry.name, trusted)
+            report.registries.append(outcome)
+            if outcome.target is None:
+                frozen.append(registry.name)
+                continue
+            registries.append(desired_images(
+                registry.name, registry.priority, lists,
+                subscriptions=config.subscriptions_for(registry.name), known=records,
+                now=moment))
+        cached = [u for u in records if cache.has(u)]
+        report.plan = make_plan(registries, records.values(), cached=cached,
+                                conflicts=config.conflicts, frozen=frozen)
+        if dry_run or state is None:
+            return report
+        _Apply(config, state, cache, report=report, now=moment, records=records,
+               progress=progress).run()
+        for outcome in report.registries:
+            for remote in outcome.remotes:
+                state.record_remote(outcome.name, remote.url, remote.state, remote.detail,
+                                    commit=remote.commit, now=moment)
+            state.forget_remotes(outcome.name, [m.url for m in outcome.remotes])
+            if outcome.target is not None:
+                state.advance(outcome.name, outcome.target, now=moment)
+    return report
+
+
+@contextmanager
+def _open_state(config: SiteConfig, dry_run: bool) -> Iterator[SiteState | None]:
+    # A dry run on a fresh site must not even create the database.
+    if dry_run and not config.state_db.exists():
+        yield None
+        return
+    with SiteState.open(config.state_db) as state:
+        yield state
+
+
+def _registry_state(config: SiteConfig, name: str,
+                    trusted: str | None) -> tuple[RegistryOutcome, list[Imagelist]]:
+    registry = config.registry(name)
+    pinned = pinned_fingerprint(registry)
+    store = open_local_repository(config.repositories_dir / f"{name}.git")
+    verify_cache = SqliteCache(config.repositories_dir / f"{name}.verify.sqlite",
+                               trust_root=pinned)
+    try:
+        verifier = Verifier(store, verify_cache, check_expiry=False, pinned_policy=pinned)
+        outcome = fetch_registry(store, registry, verifier, trusted)
+    finally:
+        verify_cache.close()
+    lists = read_lists(store, outcome.target) if outcome.target else []
+    return outcome, lists
+
+
+def read_lists(store: RegistryStore, commit: str) -> list[Imagelist]:
+    """The imagelists of a verified commit."""
+    tree = store.commit(commit).tree
+    found: list[Imagelist] = []
+    for entry in store.entries(tree):
+        if layout.is_list(entry.path):
+            found.append(parse_imagelist(store.blob(entry.oid, MAX_LIST_BYTES),
+                                         source=f"{commit[:12]}:{entry.path}",
+                                         max_size=MAX_LIST_BYTES))
+    return found
+
+
+class _Apply:
+    """Apply a plan: retire, download, install, with the events in vmcatcher's order."""
+
+    def __init__(self, config: SiteConfig, state: SiteState, cache: SiteCache, *,
+                 report: SyncReport, now: datetime, records: Mapping[str, ImageRecord],
+                 progress: DownloadProgress | None) -> None:
+        self.config = config
+        self.state = state
+        self.cache = cache
+        self.report = report
+        self.now = now
+        self.records = records
+        self.progress = progress
+        self.handlers = {h.name: h for h in config.handlers}
+        # A failing handler is retried once per sync, not after every event.
+        self.tried: set[tuple[str, str]] = set()
+
+    def run(self) -> None:
+        plan = self.report.plan
+        self.state.drop_handlers(list(self.handlers), now=self.now)
+        self._event(EventType.PROCESS_PREFIX, f"ProcessPrefix:{self.report.session}", None)
+        for retirement in plan.retire:
+            self._retire(retirement)
+        for image in plan.refresh:
+            self._record(image, "cached", path=str(self.cache.cache_path(image.uuid)))
+        self._downloads(plan.download)
+        self._event(EventType.PROCESS_POSTFIX, f"ProcessPostfix:{self.report.session}", None)
+
+    # --- events ------------------------------------------------------------
+
+    def _event(self, kind: EventType, key: str, env: dict[str, str] | None) -> None:
+        if env is None:
+            env = event_environment(kind, None, None, session_uuid=self.report.session,
+                                    cache_dirs=self.cache.dirs)
+        if self.state.enqueue_event(key, kind, env, list(self.handlers), now=self.now):
+            self.report.events.append({"type": kind.value, "key": key})
+        self._deliver()
+
+    def _deliver(self) -> None:
+        for event in self.state.pending_events():
+            for handler_name in event.pending_handlers:
+                handler = self.handlers.get(handler_name)
+                if handler is None or (event.key, handler_name) in self.tried:
+                    continue
+                self.tried.add((event.key, handler_name))
+                attempt = self.state.start_delivery(event.key, handler_name)
+                env = handler_base_environment()
+                env.update(event.env)
+                env.update(delivery_variables(event.key, attempt))
+                outcome = run_handler(handler, env)
+                self.state.mark_delivered(event.key, handler_name, outcome)
+                if not outcome.ok:
+                    self.report.handler_failures.append(
+                        f"{event.type.value} {event.key}: handler {handler_name}: "
+                        f"{outcome.describe()}")
+
+    def _image_env(self, kind: EventType, metadata: Mapping[str, Any], *, list_uuid: str,
+                   list_keys: Mapping[str, Any] | None, vo: str | None,
+                   filename: str | None = None) -> dict[str, str]:
+        keys = dict(list_keys or {})
+        keys.setdefault("dc:identifier", list_uuid)
+        return event_environment(kind, metadata, keys, filename=filename, vo=vo,
+                                 session_uuid=self.report.session, cache_dirs=self.cache.dirs)
+
+    # --- retirement ----------------------------------------------------------
+
+    def _retire(self, retirement: Retirement) -> None:
+        record = retirement.record
+        if retirement.in_cache:
+            self._expire_file(record)
+        self.state.mark(record.uuid, retirement.state, retirement.reason, now=self.now)
+        self.report.retired.append({"uuid": record.uuid, "state": retirement.state,
+                                    "reason": retirement.reason})
+
+    def _expire_file(self, record: ImageRecord) -> None:
+        """ExpirePrefix, move to expired/, record, ExpirePostfix (each step idempotent)."""
+        def key(kind: EventType) -> str:
+            return event_key(kind, record.uuid, record.sha512, record.list_version)
+
+        self._event(EventType.EXPIRE_PREFIX, key(EventType.EXPIRE_PREFIX),
+                    self._image_env(EventType.EXPIRE_PREFIX, record.metadata,
+                                    list_uuid=record.list_uuid,
+                                    list_keys=None, vo=record.vo))
+        moved = self.cache.retire(record.uuid, self.now)
+        self.state.mark(record.uuid, "expired", "retired", path=moved, now=self.now)
+        self._event(EventType.EXPIRE_POSTFIX, key(EventType.EXPIRE_POSTFIX),
+                    self._image_env(EventType.EXPIRE_POSTFIX, record.metadata,
+                                    list_uuid=record.list_uuid,
+                                    list_keys=None, vo=record.vo,
+                                    filename=moved.name if moved else None))
+
+    # --- downloads -------------------------------------------------------------
+
+    def _downloads(self, images: list[DesiredImage]) -> None:
+        if not images:
+            return
+        with ThreadPoolExecutor(max_workers=self.config.download_workers) as pool:
+            futures: dict[Future[Any], DesiredImage] = {
+                pool.submit(self._fetch_image, image): image for image in images}
+            # Installs and events stay on this thread: the state is not shared.
+            for future, image in futures.items():
+                try:
+                    future.result()
+                except GitregError as exc:
+                    self._failed(image, exc.message)
+                    continue
+                self._install(image)
+
+    def _fetch_image(self, image: DesiredImage) -> None:
+        partial = self.cache.partial_path(image.uuid)
+        show = self.progress.start(image.uuid, str(image.metadata.get("dc:title", image.uuid)),
+                                   image.size) if self.progress else None
+        try:
+            # Verified, the file stays in partial/: AvailablePrefix comes first.
+            download_image(image.uri, partial, partial, size=image.size, sha512=image.sha512,
+                           deadline=self.config.deadline, min_rate=self.config.min_rate,
+                           progress=show)
+        finally:
+            if self.progress:
+                self.progress.finish(image.uuid)
+
+    def _failed(self, image: DesiredImage, reason: str) -> None:
+        self.report.failed[image.uuid] = reason
+        old = self.records.get(image.uuid)
+        if old is not None and old.state == "cached" and self.cache.has(image.uuid):
+            return  # the old version stays until the new one arrives
+        self._record(image, "failed", reason=reason, path=None)
+
+    def _install(self, image: DesiredImage) -> None:
+        old = self.records.get(image.uuid)
+        if old is not None and old.state == "cached" and self.cache.has(image.uuid):
+            self._expire_file(old)
+        self._record(image, "pending", path=str(self.cache.partial_path(image.uuid)))
+
+        def key(kind: EventType) -> str:
+            return event_key(kind, image.uuid, image.sha512, image.list_version)
+
+        self._event(EventType.AVAILABLE_PREFIX, key(EventType.AVAILABLE_PREFIX),
+                    self._image_env(EventType.AVAILABLE_PREFIX, image.metadata,
+                                    list_uuid=image.list_uuid,
+                                    list_keys=image.list_keys, vo=image.vo))
+        path = self.cache.install(image.uuid)
+        self._record(image, "cached", path=str(path))
+        self.report.downloaded.append(image.uuid)
+        self._event(EventType.AVAILABLE_POSTFIX, key(EventType.AVAILABLE_POSTFIX),
+                    self._image_env(EventType.AVAILABLE_POSTFIX, image.metadata,
+                                    list_uuid=image.list_uuid, list_keys=image.list_keys,
+                                    vo=image.vo))
+
+    def _record(self, image: DesiredImage, state: Any, *, reason: str = "",
+                path: str | None) -> None:
+        self.state.upsert_image(
+            image.uuid, registry=image.registry, list_uuid=image.list_uuid,
+            list_version=image.list_version, sha512=image.sha512, size=image.size,
+            state=state, reason=reason, path=path, metadata=image.metadata, vo=image.vo,
+            now=self.now)

@@ -1,0 +1,172 @@
+"""A real registry for site tests, built with the endorser CLI and served over HTTP.
+
+``SiteWorld`` creates a registry (root key ``alice``, endorser ``bob``),
+seeds hook-guarded server repositories (``gitreg server init``) served by the
+real smart-HTTP server, an image server, a handler script that records each
+event's environment, and a site config pointing at all of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.env import RunCli
+from tests.fixtures.git_server import ServeRepository, git
+from tests.fixtures.image_server import ImageServer
+from tests.fixtures.ssh_keys import SSHKeyFiles
+
+HANDLER = """#!{python}
+import json, os, sys
+keep = {{k: v for k, v in os.environ.items() if k.startswith(("VMCATCHER_", "GITREG_"))}}
+with open({log!r}, "a", encoding="utf-8") as f:
+    f.write(json.dumps(keep, sort_keys=True) + "\\n")
+sys.exit(1 if os.path.exists({fail!r}) else 0)
+"""
+
+
+@dataclass
+class SiteWorld:
+    root: Path
+    run_cli: RunCli
+    serve_git: ServeRepository
+    images: ImageServer
+    root_key: SSHKeyFiles
+    endorser_key: SSHKeyFiles
+    work: Path = field(init=False)
+    fingerprint: str = field(init=False)
+    servers: dict[str, Path] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, *args: str | Path, cwd: Path | None = None) -> str:
+        done = self.run_cli(list(args), cwd=cwd or self.work)
+        assert done.returncode == 0, f"gitreg {args}: {done.stderr}"
+        return done.stdout
+
+    def create(self) -> SiteWorld:
+        self.work = self.root / "registry"
+        out = self.run_cli(["init", self.work, "--name", "test", "--root-key",
+                            self.root_key.private], cwd=self.root)
+        assert out.returncode == 0, out.stderr
+        self.fingerprint = out.stdout.split()[0]
+        self.cli("policy", "add-endorser", "bob", "--key", self.endorser_key.public,
+                 "--allow", "imagelists/*")
+        self.cli("policy", "sign", "--key", self.root_key.private)
+        self.cli("publish", "--policy-only", "--key", self.root_key.private, "-m", "policy")
+        return self
+
+    def new_list(self, title: str) -> str:
+        return self.cli("list", "new", "--title", title, "--dn", "/DC=org/CN=Bob",
+                        "--ca", "/DC=org/CN=CA", "--email", "bob@example.org",
+                        "--creator", "Bob").strip()
+
+    def add_image(self, list_uuid: str, name: str, body: bytes, **keys: str) -> str:
+        url = self.images.serve(f"/{name}.img", body)
+        image_file = self.root / f"{name}.img"
+        image_file.write_bytes(body)
+        image_uuid = self.cli("image", "add", list_uuid, "--uri", url, "--file", image_file,
+                              "--title", name, "--os", "Linux", "--osversion", "9",
+                              "--arch", keys.get("arch", "x86_64"), "--format", "raw").strip()
+        return image_uuid
+
+    def remove_image(self, list_uuid: str, image_uuid: str) -> None:
+        self.cli("image", "remove", list_uuid, image_uuid)
+
+    def publish(self, message: str = "update") -> str:
+        self.cli("publish", "--key", self.endorser_key.private, "-m", message)
+        return git("-C", self.work, "rev-parse", "HEAD").stdout.strip()
+
+    def server(self, name: str) -> str:
+        """A hook-guarded server repository seeded from the registry, served over HTTP."""
+        path = self.root / f"{name}.git"
+        self.cli("server", "init", path, "--from", self.work, cwd=self.root)
+        self.servers[name] = path
+        self.urls[name] = self.serve_git(path)
+        return self.urls[name]
+
+    def push(self, name: str) -> None:
+        git("-C", self.work, "push", "--quiet", self.urls[name], "main:main")
+
+    def hookless_copy(self, name: str, source: str) -> str:
+        """A copy of a server repository without the hook: it accepts anything."""
+        path = self.root / f"{name}.git"
+        shutil.copytree(self.servers[source], path)
+        (path / "hooks" / "pre-receive").unlink()
+        self.servers[name] = path
+        self.urls[name] = self.serve_git(path)
+        return self.urls[name]
+
+    def site_config(self, remotes: list[str], *, extra: str = "",
+                    subscription: str = "") -> Path:
+        site = self.root / "site"
+        site.mkdir(exist_ok=True)
+        handler = site / "handler.py"
+        handler.write_text(HANDLER.format(python=sys.executable, log=str(self.event_log),
+                                          fail=str(site / "handler-fails")), encoding="utf-8")
+        handler.chmod(0o755)
+        config = site / "site.toml"
+        config.write_text(f"""
+[site]
+state_dir = "state"
+download_workers = 2
+min_rate = 1
+deadline = "30s"
+{extra}
+
+[[registry]]
+name = "test"
+remotes = {json.dumps(remotes)}
+trust_root = "{self.fingerprint}"
+
+[[subscription]]
+registry = "test"
+imagelists = ["*"]
+{subscription}
+
+[[handler]]
+command = ["{handler}"]
+timeout = 20
+""", encoding="utf-8")
+        return config
+
+    @property
+    def event_log(self) -> Path:
+        return self.root / "site" / "events.jsonl"
+
+    def events(self) -> list[dict[str, str]]:
+        if not self.event_log.exists():
+            return []
+        return [json.loads(line) for line in self.event_log.read_text().splitlines()]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "site" / "state"
+
+    def sync(self, config: Path, *extra: str) -> tuple[int, dict[str, Any]]:
+        done = self.run_cli(["site", "sync", "--config", config, "--json", *extra])
+        try:
+            report = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(f"no JSON report: {done.stdout}\n{done.stderr}") from None
+        return done.returncode, report
+
+
+def sha512(data: bytes) -> str:
+    return hashlib.sha512(data).hexdigest()
+
+
+def tree_listing(path: Path) -> dict[str, bytes]:
+    """Every file under path with its bytes (for before/after comparisons)."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file()}
+
+
+def git_log(path: Path) -> list[str]:
+    return subprocess.run(["git", "-C", str(path), "log", "--format=%H", "main"],
+                          capture_output=True, text=True, check=True).stdout.split()

@@ -1,0 +1,207 @@
+"""`gitreg site sync` end to end: real registry, hook-guarded HTTP git servers,
+a real image server and a handler script that records every event."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.env import RunCli
+from tests.fixtures.git_server import ServeRepository
+from tests.fixtures.image_server import ImageServer
+from tests.fixtures.ssh_keys import SSHKeyFiles
+from tests.site_registry import SiteWorld, sha512, tree_listing
+
+
+@pytest.fixture
+def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
+          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles) -> SiteWorld:
+    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice,
+                     ssh_bob).create()
+
+
+def _two_images(world: SiteWorld) -> tuple[str, str, str]:
+    list_uuid = world.new_list("Base images")
+    first = world.add_image(list_uuid, "alpha", b"alpha image bytes\n" * 50)
+    second = world.add_image(list_uuid, "beta", b"beta image bytes\n" * 70)
+    world.publish("two images")
+    return list_uuid, first, second
+
+
+def test_first_sync_downloads_and_fires_available_events(world: SiteWorld) -> None:
+    list_uuid, first, second = _two_images(world)
+    url = world.server("a")
+    config = world.site_config([url])
+
+    code, report = world.sync(config)
+
+    assert code == 0, report
+    assert sorted(report["downloaded"]) == sorted([first, second])
+    cache = world.state_dir / "cache"
+    assert sha512((cache / first).read_bytes()) == sha512(b"alpha image bytes\n" * 50)
+    types = [e["VMCATCHER_EVENT_TYPE"] for e in world.events()]
+    assert types[0] == "ProcessPrefix" and types[-1] == "ProcessPostfix"
+    assert types.count("AvailablePrefix") == 2 and types.count("AvailablePostfix") == 2
+    post = next(e for e in world.events() if e["VMCATCHER_EVENT_TYPE"] == "AvailablePostfix"
+                and e["VMCATCHER_EVENT_DC_IDENTIFIER"] == first)
+    assert post["VMCATCHER_EVENT_IL_DC_IDENTIFIER"] == list_uuid
+    assert post["VMCATCHER_EVENT_FILENAME"] == first
+    assert post["VMCATCHER_EVENT_HV_SIZE"] == str(len(b"alpha image bytes\n" * 50))
+    assert post["VMCATCHER_EVENT_SL_ARCH"] == "x86_64"
+    assert post["VMCATCHER_CACHE_DIR_CACHE"] == str(cache)
+    assert report["registries"][0]["remotes"][0]["state"] == "current"
+
+    images = world.run_cli(["site", "images", "--config", config, "--json"])
+    assert images.returncode == 0
+    assert first in images.stdout and str(cache / first) in images.stdout
+
+
+def test_second_sync_is_idempotent(world: SiteWorld) -> None:
+    _two_images(world)
+    config = world.site_config([world.server("a")])
+    assert world.sync(config)[0] == 0
+    before = len(world.events())
+    hits = len(world.images.hits("/alpha.img"))
+
+    code, report = world.sync(config)
+
+    assert code == 0
+    assert report["downloaded"] == [] and report["retired"] == []
+    new_types = [e["VMCATCHER_EVENT_TYPE"] for e in world.events()[before:]]
+    assert new_types == ["ProcessPrefix", "ProcessPostfix"]
+    assert len(world.images.hits("/alpha.img")) == hits
+
+
+def test_unreachable_remote_is_skipped(world: SiteWorld, tmp_path: Path) -> None:
+    _, first, _ = _two_images(world)
+    good = world.server("a")
+    dead = "http://127.0.0.1:9/nothing.git"  # discard port: connection refused
+    config = world.site_config([dead, good])
+
+    code, report = world.sync(config)
+
+    assert code == 0, report
+    states = {r["url"]: r["state"] for r in report["registries"][0]["remotes"]}
+    assert states == {dead: "unreachable", good: "current"}
+    assert (world.state_dir / "cache" / first).is_file()
+
+
+def test_nothing_reachable_exits_3(world: SiteWorld) -> None:
+    _two_images(world)
+    config = world.site_config(["http://127.0.0.1:9/nothing.git"])
+    code, report = world.sync(config)
+    assert code == 3
+    assert report["downloaded"] == []
+
+
+def test_stale_and_forged_remotes_are_reported_good_one_wins(world: SiteWorld) -> None:
+    list_uuid, first, _ = _two_images(world)
+    stale = world.server("stale")
+    forged = world.hookless_copy("forged", "stale")
+    good = world.server("good")
+    config = world.site_config([stale, forged, good])
+    assert world.sync(config)[0] == 0
+
+    # The good replica moves on; the stale one stays behind.
+    third = world.add_image(list_uuid, "gamma", b"gamma bytes\n" * 10)
+    head = world.publish("third image")
+    world.push("good")
+    # A forged commit (signed by nobody the policy knows) on the hookless copy.
+    forged_image = world.images.serve("/evil.img", b"evil")
+    work = world.root / "forger"
+    from tests.fixtures.git_server import git
+    git("clone", "--quiet", world.servers["forged"], work)
+    target = work / "imagelists" / f"{list_uuid}.json"
+    target.write_text(target.read_text().replace(world.images.url("/alpha.img"), forged_image))
+    git("-C", work, "commit", "--quiet", "-am", "forged")
+    git("-C", work, "push", "--quiet", world.servers["forged"], "main:main")
+
+    code, report = world.sync(config)
+
+    assert code == 0, report
+    states = {r["url"]: r for r in report["registries"][0]["remotes"]}
+    assert states[good]["state"] == "current"
+    assert states[stale]["state"] == "stale"
+    assert states[forged]["state"] == "invalid"
+    assert states[forged]["rule"]
+    assert report["registries"][0]["target"] == head
+    assert third in report["downloaded"]
+    assert len(world.images.hits("/evil.img")) == 0
+    assert b"evil" not in b"".join(tree_listing(world.state_dir / "cache").values())
+    status = world.run_cli(["site", "status", "--config", config])
+    assert "invalid" in status.stdout and "stale" in status.stdout
+
+
+def test_revocation_retires_image_with_expire_events(world: SiteWorld) -> None:
+    list_uuid, first, second = _two_images(world)
+    world.server("a")
+    config = world.site_config([world.urls["a"]])
+    assert world.sync(config)[0] == 0
+    before = len(world.events())
+
+    world.remove_image(list_uuid, first)
+    world.publish("revoke alpha")
+    world.push("a")
+    code, report = world.sync(config)
+
+    assert code == 0, report
+    assert [r["uuid"] for r in report["retired"]] == [first]
+    assert not (world.state_dir / "cache" / first).exists()
+    expired = list((world.state_dir / "expired").iterdir())
+    assert [p.name.split(".")[0] for p in expired] == [first]
+    assert (world.state_dir / "cache" / second).is_file()
+    events = world.events()[before:]
+    types = [e["VMCATCHER_EVENT_TYPE"] for e in events]
+    assert types == ["ProcessPrefix", "ExpirePrefix", "ExpirePostfix", "ProcessPostfix"]
+    prefix, postfix = events[1], events[2]
+    assert prefix["VMCATCHER_EVENT_DC_IDENTIFIER"] == first
+    assert prefix["VMCATCHER_EVENT_FILENAME"] == first
+    assert prefix["VMCATCHER_EVENT_IL_DC_IDENTIFIER"] == list_uuid
+    assert prefix["VMCATCHER_EVENT_SL_CHECKSUM_SHA512"] == sha512(b"alpha image bytes\n" * 50)
+    assert postfix["VMCATCHER_EVENT_FILENAME"] == expired[0].name
+    assert postfix["VMCATCHER_CACHE_DIR_EXPIRE"] == str(world.state_dir / "expired")
+    status = world.run_cli(["site", "status", "--config", config, "--json"])
+    assert '"revoked"' in status.stdout
+
+
+def test_dry_run_changes_nothing(world: SiteWorld) -> None:
+    _, first, second = _two_images(world)
+    config = world.site_config([world.server("a")])
+
+    code, report = world.sync(config, "--dry-run")
+
+    assert code == 0
+    assert sorted(i["uuid"] for i in report["plan"]["download"]) == sorted([first, second])
+    assert not (world.state_dir / "state.sqlite").exists()
+    assert not (world.state_dir / "cache").exists()
+    assert world.events() == []
+
+    # After a real sync, a dry run leaves the state database as it was.
+    assert world.sync(config)[0] == 0
+    before = tree_listing(world.state_dir / "cache")
+    trusted = world.run_cli(["site", "status", "--config", config, "--json"]).stdout
+    events = len(world.events())
+    code, report = world.sync(config, "--dry-run")
+    assert code == 0 and len(report["plan"]["keep"]) == 2
+    assert world.run_cli(["site", "status", "--config", config, "--json"]).stdout == trusted
+    assert tree_listing(world.state_dir / "cache") == before
+    assert len(world.events()) == events
+
+
+def test_wrong_bytes_fail_that_image_only(world: SiteWorld) -> None:
+    _, first, second = _two_images(world)
+    world.images.serve("/alpha.img", b"tampered!" * 100)
+    config = world.site_config([world.server("a")])
+
+    code, report = world.sync(config)
+
+    assert code == 1
+    assert list(report["downloaded"]) == [second]
+    failed = {f["uuid"]: f["reason"] for f in report["failed"]}
+    assert set(failed) == {first}
+    assert "size" in failed[first].lower() or "sha" in failed[first].lower()
+    assert not (world.state_dir / "cache" / first).exists()
+    assert not (world.state_dir / "partial" / first).exists()
+    status = world.run_cli(["site", "status", "--config", config, "--json"]).stdout
+    assert '"failed"' in status
