@@ -118,7 +118,7 @@ def push(repo_path: Path, remote_url: str, ref: str = "main", *,
     _check_names("origin", branch)
     shown = redact(remote_url)
     spec = f"{'+' if force else ''}refs/heads/{branch}:refs/heads/{branch}"
-    run = run_git(["-C", repo_path, "push", "--porcelain", "--no-verify", remote_url, spec],
+    run = run_git(["-C", repo_path, "push", "--porcelain", remote_url, spec],
                   timeout=timeout, what=f"remote {shown}")
     status = _porcelain_status(run.stdout, f"refs/heads/{branch}")
     if status is None:
