@@ -324,3 +324,30 @@ def test_x509_endorser_signs_lists_with_cms_and_commits_with_ssh(registry, ssh_k
     # vmcatcher binds a list to its signer: hv:dn and hv:ca were set from the certificate.
     assert (imagelist.endorser_dn, imagelist.endorser_ca) == (identity.dn, identity.ca_dn)
     assert registry.path(layout.sig_path(list_id)).read_bytes().startswith(b"-----BEGIN")
+
+
+def test_openpgp_endorser_signs_lists_and_commits_with_gpg(registry, ssh_keys,
+                                                           openpgp_keyring, monkeypatch):
+    monkeypatch.setenv("GNUPGHOME", str(openpgp_keyring.gnupghome))
+    from gitreg.signing.keys import load_public_key
+
+    fpr = openpgp_keyring.fingerprints["bob"]  # signs with a subkey
+    key = load_public_key(f"openpgp:{fpr}")
+    bob = signer(ssh_keys, "bob")
+    draft = edit_policy(registry.published_policy(), registry.draft_policy(),
+                        lambda p: p.add_endorser("pgp", [key], allow=["imagelists/*"]))
+    registry.write_policy(add_signature(draft, bob))
+    publish(registry, list_signer=None, commit_signer=bob, now=utcnow())
+    list_id = add_list(registry, "PGP images")
+    gpg_signer = load_signing_key(f"openpgp:{fpr}")
+    result = publish(registry, list_signer=gpg_signer, commit_signer=gpg_signer, now=utcnow())
+    assert result.commit == registry.head()
+    assert registry.path(layout.sig_path(list_id)).read_bytes().startswith(
+        b"-----BEGIN PGP SIGNATURE-----")
+    # Plain git accepts the commit signature gitreg made.
+    subprocess.run(["git", "-C", str(registry.workdir), "verify-commit", "HEAD"],
+                   check=True, capture_output=True)
+    (entry,) = registry_log(registry.store, result.commit or "", list_id=list_id)
+    assert entry.list_signer is not None
+    assert (entry.list_signer.endorser, entry.list_signer.key_id) == ("pgp", fpr)
+    assert entry.commit_signer.endorser == "pgp"
