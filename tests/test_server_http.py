@@ -20,7 +20,13 @@ from gitreg.errors import UnreachableError, UsageError
 from gitreg.gitstore import RegistryStore, fetch, push
 from gitreg.server.http import GitHTTPServer, _dechunk
 from gitreg.server.init import init_server
-from tests.fixtures.git_server import ACCEPT_ALL_HOOK, git, make_bare_repository, write_hook
+from tests.fixtures.git_server import (
+    ACCEPT_ALL_HOOK,
+    git,
+    make_bare_repository,
+    make_registry,
+    write_hook,
+)
 
 REJECTING_HOOK = """#!/bin/sh
 while read old new ref; do
@@ -111,7 +117,7 @@ def test_a_rejecting_pre_receive_hook_is_honoured_over_http(tmp_path, git_http_s
 
 
 def test_server_refuses_deletion_and_rewrite_over_http(tmp_path, git_http_server):
-    source = _workcopy(tmp_path / "source", {"gitreg.json": b"{}\n"})
+    source = make_registry(tmp_path / "source")
     bare = tmp_path / "registry.git"
     init_server(bare, source=source)
     # The verifier is not under test here: git's own receive checks are.
@@ -196,7 +202,7 @@ def test_fetch_from_a_stopped_server_is_unreachable(tmp_path):
 
 
 def test_gitreg_server_serve_prints_the_url_and_stops_on_sigterm(tmp_path):
-    source = _workcopy(tmp_path / "source", {"gitreg.json": b"{}\n"})
+    source = make_registry(tmp_path / "source")
     bare = tmp_path / "registry.git"
     init_server(bare, source=source)
     proc = subprocess.Popen([sys.executable, "-m", "gitreg", "server", "serve", str(bare),
@@ -219,7 +225,7 @@ def test_gitreg_server_serve_prints_the_url_and_stops_on_sigterm(tmp_path):
 
 
 def test_the_hook_installed_by_init_judges_pushes_over_http(tmp_path, git_http_server):
-    source = _workcopy(tmp_path / "source", {"gitreg.json": b"{}\n"})
+    source = make_registry(tmp_path / "source")
     bare = tmp_path / "registry.git"
     init_server(bare, source=source)
     url = git_http_server(bare)

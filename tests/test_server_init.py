@@ -11,17 +11,13 @@ import pytest
 from gitreg.errors import UsageError
 from gitreg.gitstore import RegistryStore, push
 from gitreg.server.init import hook_template, init_server, install_hook, server_config
-from tests.fixtures.git_server import git
+from tests.fixtures.git_server import git, make_registry
 
 REJECT_ALL = "#!/bin/sh\necho 'held by the test hook'\nexit 1\n"
 
 
 def _registry(path: Path) -> Path:
-    git("init", "--quiet", "--initial-branch=main", path)
-    (path / "gitreg.json").write_text("{}\n")
-    git("add", "gitreg.json", cwd=path)
-    git("commit", "--quiet", "-m", "registry", cwd=path)
-    return path
+    return make_registry(path)
 
 
 def _config(bare: Path, key: str) -> str:
@@ -143,3 +139,27 @@ def test_a_hook_for_an_interpreter_path_with_spaces_still_runs(tmp_path):
     result = push(source, str(bare), timeout=60)
     assert not result.accepted
     assert "python hook ran 3" in result.message
+
+
+def test_init_verifies_the_seed_and_pins_its_initial_policy(tmp_path):
+    from gitreg.model.policy import fingerprint
+
+    source = _registry(tmp_path / "source")
+    bare = tmp_path / "registry.git"
+    init_server(bare, source=source)
+    assert _config(bare, "gitreg.trustroot") == \
+        fingerprint((source / "policy.json").read_bytes())
+
+
+def test_init_refuses_an_unverifiable_seed_and_creates_nothing(tmp_path):
+    from gitreg.errors import PolicyViolationError
+
+    source = _registry(tmp_path / "source")
+    (source / "notes.txt").write_text("not a registry file\n")
+    git("add", "notes.txt", cwd=source)
+    git("commit", "--quiet", "-m", "unsigned", cwd=source)
+    bare = tmp_path / "registry.git"
+    with pytest.raises(PolicyViolationError) as caught:
+        init_server(bare, source=source)
+    assert "commit-signature" in str(caught.value)
+    assert not bare.exists()

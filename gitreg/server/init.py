@@ -7,11 +7,13 @@ Re-running updates the hook and the configuration and never touches refs.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
-from gitreg.errors import UsageError
+from gitreg.errors import GitregError, UsageError
 from gitreg.gitstore.command import GitCommandError, run_git
+from gitreg.server.hook import CACHE_FILE, TRUST_ROOT_KEY
 
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 _TIMEOUT = 300.0
@@ -91,6 +93,31 @@ def _is_bare_repository(path: Path) -> bool:
     return len(lines) == 2 and lines[0] == "true" and Path(lines[1]) == path.resolve()
 
 
+def _verify_seed(source: Path, server: Path) -> str:
+    """Verify the source's whole history; return its initial policy's fingerprint.
+
+    The verdicts land in the server's verifier cache, so the first push is cheap.
+    """
+    from gitreg.gitstore.store import RegistryStore
+    from gitreg.gitstore.verify_cache import SqliteCache
+    from gitreg.model.policy import fingerprint
+    from gitreg.verify.history import Verifier
+
+    store = RegistryStore.open(source)
+    head = store.resolve("refs/heads/main")
+    root = store.commits_between(None, head)[0]
+    entry = store.entry(store.commit(root).tree, "policy.json")
+    if entry is None:
+        raise UsageError(f"{source}: the first commit has no policy.json; not a registry")
+    trust_root = fingerprint(store.blob(entry.oid, 1 << 20))
+    cache = SqliteCache(server / CACHE_FILE, trust_root=trust_root)
+    try:
+        Verifier(store, cache, pinned_policy=trust_root).verify_range(None, head)
+    finally:
+        cache.close()
+    return trust_root
+
+
 def init_server(path: Path, *, source: Path,
                 max_input_size: int = DEFAULT_MAX_INPUT_SIZE) -> None:
     """Make ``path`` a bare registry repository seeded with ``main`` from ``source``.
@@ -113,13 +140,22 @@ def init_server(path: Path, *, source: Path,
     if path.resolve() == source.resolve():
         raise UsageError(f"{path}: the server repository cannot be its own source")
 
-    if not _is_bare_repository(path):
+    created = not _is_bare_repository(path)
+    if created:
         _git(["-C", path.parent, "init", "--quiet", "--bare", "--initial-branch=main", path],
              f"{path}")
     if not _has_main(path):
-        # Seeded before the hook exists: the source is the registry being served.
+        # Seeded before the hook exists, so the seed is verified here, by the
+        # same verifier, and its initial policy pinned as the server's trust root.
+        try:
+            trust_root = _verify_seed(source, path)
+        except GitregError:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         _git(["-C", path, "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
               str(source), "refs/heads/main:refs/heads/main"], f"{path}")
+        _git(["-C", path, "config", TRUST_ROOT_KEY, trust_root], f"{path}")
     _git(["-C", path, "symbolic-ref", "HEAD", "refs/heads/main"], f"{path}")
     for key, value in server_config(max_input_size).items():
         _git(["-C", path, "config", key, value], f"{path}")
