@@ -85,7 +85,7 @@ def test_cloudkeeper_lists_verify_but_are_not_signed_by_their_endorser(
 
 def test_cloudkeeper_invalid_list_is_untrusted(interop_dir: Path) -> None:
     sample = interop_dir / "cloudkeeper"
-    with pytest.raises(UntrustedSignerError, match="not in the CA store"):
+    with pytest.raises(UntrustedSignerError, match="/CN=TEST is not a trust anchor"):
         verify_smime((sample / "imagelist_invalid.signed").read_bytes(),
                      CAStore.from_directory(sample / "ca"), at=CLOUDKEEPER_TIME)
 
@@ -172,6 +172,10 @@ def test_revoked_signer_is_rejected_like_openssl_crl_check(x509_pki: TestPKI, st
     # The fixture's CA directory is one openssl understands: it agrees.
     # (openssl reads only PEM CRLs from a -CApath directory.)
     ca_dir = x509_pki.write_ca_dir(tmp_path / "pem-ca", der_crls=False)
+    # openssl's default (no CRL checks) would take the revoked signer ...
+    assert smime_verify(tmp_path, message, "-CApath", ca_dir, "-no-CAfile",
+                        "-no-CAstore").returncode == 0
+    # ... and agrees with gitreg once told to read the CRLs.
     result = smime_verify(tmp_path, message, "-CApath", ca_dir, "-no-CAfile",
                           "-no-CAstore", "-crl_check_all")
     assert result.returncode != 0
@@ -229,6 +233,22 @@ def test_built_messages_verify_with_openssl(x509_pki: TestPKI, store: CAStore, t
     assert signer.subject_dn == x509_pki.alice.dn
     head = message.split(b"\n\n", 1)[0]
     assert b'protocol="application/x-pkcs7-signature"; micalg="sha-256"' in head
+
+
+def test_crlf_messages_and_folded_headers_verify(x509_pki: TestPKI, store: CAStore,
+                                                tmp_path: Path) -> None:
+    message = build_smime(LIST, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    # As a mail system or an HTTP server may pass it on: CRLF everywhere.
+    crlf = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    assert smime_verify(tmp_path, crlf, "-CAfile", x509_pki.ca_file, "-no-CApath",
+                        "-no-CAstore").returncode == 0
+    assert verify_smime(crlf, store)[0] == LIST
+    folded = message.replace(b"; protocol=", b";\n\tprotocol=").replace(b"; boundary=",
+                                                                        b";\n boundary=")
+    assert folded != message
+    assert smime_verify(tmp_path, folded, "-CAfile", x509_pki.ca_file, "-no-CApath",
+                        "-no-CAstore").returncode == 0
+    assert verify_smime(folded, store)[0] == LIST
 
 
 def test_build_refuses_content_it_cannot_carry(x509_pki: TestPKI) -> None:

@@ -236,30 +236,34 @@ def dn_openssl(name: x509.Name) -> str:
     return _dn_from_der(name.public_bytes())
 
 
-def _raw_names(cert: x509.Certificate) -> tuple[bytes, bytes]:
-    """The issuer and subject Names exactly as encoded in the certificate."""
-    tbs = cert.tbs_certificate_bytes
-    _, pos, _ = _read_tlv(tbs, 0)
-    tag, _, end = _read_tlv(tbs, pos)
+def _raw_names(cert_der: bytes) -> tuple[bytes, bytes]:
+    """The issuer and subject Names of a DER certificate, exactly as encoded."""
+    _, pos, _ = _read_tlv(cert_der, 0)           # Certificate
+    _, pos, _ = _read_tlv(cert_der, pos)         # TBSCertificate
+    tag, _, end = _read_tlv(cert_der, pos)
     if tag == 0xA0:  # [0] version
         pos = end
     for _ in range(2):  # serialNumber, signature algorithm
-        _, _, pos = _read_tlv(tbs, pos)
-    _, _, issuer_end = _read_tlv(tbs, pos)
-    issuer = tbs[pos:issuer_end]
-    _, _, validity_end = _read_tlv(tbs, issuer_end)
-    _, _, subject_end = _read_tlv(tbs, validity_end)
-    return issuer, tbs[validity_end:subject_end]
+        _, _, pos = _read_tlv(cert_der, pos)
+    _, _, issuer_end = _read_tlv(cert_der, pos)
+    issuer = cert_der[pos:issuer_end]
+    _, _, validity_end = _read_tlv(cert_der, issuer_end)
+    _, _, subject_end = _read_tlv(cert_der, validity_end)
+    return issuer, cert_der[validity_end:subject_end]
 
 
-def certificate_dns(cert: x509.Certificate) -> tuple[str, str]:
-    """(subject, issuer) of ``cert`` in OpenSSL slash form."""
+def _dns_of_der(cert: x509.Certificate, der: bytes) -> tuple[str, str]:
     try:
-        issuer, subject = _raw_names(cert)
+        issuer, subject = _raw_names(der)
         return _dn_from_der(subject), _dn_from_der(issuer)
     except ValueError:
         # Only for names our reader refuses; cryptography re-encodes them.
         return dn_openssl(cert.subject), dn_openssl(cert.issuer)
+
+
+def certificate_dns(cert: x509.Certificate) -> tuple[str, str]:
+    """(subject, issuer) of ``cert`` in OpenSSL slash form."""
+    return _dns_of_der(cert, cert.public_bytes(serialization.Encoding.DER))
 
 
 # --- Reading certificates and CRLs --------------------------------------------
@@ -322,10 +326,19 @@ def _when(moment: datetime) -> str:
 
 @dataclass(frozen=True, eq=False)
 class _Authority:
+    """A certificate with what chain building looks up, computed once."""
+
     cert: x509.Certificate
     der: bytes
     dn: str
-    anchor: bool
+    issuer_dn: str
+    anchor: bool = False
+
+    @classmethod
+    def of(cls, cert: x509.Certificate, der: bytes | None = None) -> _Authority:
+        der = der if der is not None else _der(cert)
+        subject_dn, issuer_dn = _dns_of_der(cert, der)
+        return cls(cert, der, subject_dn, issuer_dn)
 
 
 @dataclass(frozen=True, eq=False)
@@ -387,11 +400,11 @@ class CAStore:
             if der in seen:
                 continue
             seen.add(der)
-            subject_dn, issuer_dn = certificate_dns(cert)
-            authority = _Authority(cert, der, subject_dn,
-                                   subject_dn == issuer_dn and _self_signed(cert))
+            authority = _Authority.of(cert, der)
+            if authority.dn == authority.issuer_dn and _self_signed(cert):
+                authority = _Authority(cert, der, authority.dn, authority.issuer_dn, True)
             self._authorities.append(authority)
-            self._by_subject.setdefault(subject_dn, []).append(authority)
+            self._by_subject.setdefault(authority.dn, []).append(authority)
         self._anchor_ders = frozenset(a.der for a in self._authorities if a.anchor)
         self._crls: dict[str, list[_Revocations]] = {}
         crl_list = list(crls)
@@ -458,10 +471,9 @@ class CAStore:
 
     def crls_of(self, issuer: x509.Certificate) -> list[x509.CertificateRevocationList]:
         """The CRLs in the store that ``issuer`` signed."""
-        subject_dn, _ = certificate_dns(issuer)
-        der = _der(issuer)
-        return [r.crl for r in self._crls.get(subject_dn, ())
-                if self._crl_signed_by(r, issuer, der)]
+        authority = _Authority.of(issuer)
+        return [r.crl for r in self._crls.get(authority.dn, ())
+                if self._crl_signed_by(r, issuer, authority.der)]
 
     def __repr__(self) -> str:
         return (f"CAStore({self.source or 'in memory'}: {len(self._anchor_ders)} anchors, "
@@ -508,28 +520,32 @@ class CAStore:
         chain, signer first. Raises UntrustedSignerError naming the signer
         and every reason the chain failed.
         """
-        when = _utc(at)
-        subject_dn, _ = certificate_dns(cert)
-        leaf_problem = _signing_usage_problem(cert)
+        try:
+            return tuple(a.cert for a in self._verify_chain(
+                _Authority.of(cert), [_Authority.of(c) for c in untrusted], _utc(at)))
+        except _PARSE_ERRORS as exc:
+            raise UntrustedSignerError(f"malformed certificate in the chain of "
+                                       f"{cert.serial_number:#x}: {exc}") from exc
+
+    def _verify_chain(self, leaf: _Authority, untrusted: Sequence[_Authority],
+                      when: datetime) -> list[_Authority]:
+        leaf_problem = _signing_usage_problem(leaf.cert)
         if leaf_problem:
-            raise UntrustedSignerError(f"signer {subject_dn}: {leaf_problem}")
+            raise UntrustedSignerError(f"signer {leaf.dn}: {leaf_problem}")
         extra: dict[str, list[_Authority]] = {}
         for other in untrusted:
-            other_subject, _ = certificate_dns(other)
-            extra.setdefault(other_subject, []).append(
-                _Authority(other, _der(other), other_subject, anchor=False))
+            extra.setdefault(other.dn, []).append(other)
         problems: list[str] = []
-        leaf = _Authority(cert, _der(cert), subject_dn, anchor=False)
         # Structure first (who signed whom, up to an anchor), then time and
         # revocation along each such path: the first path passing both wins.
         for path in self._paths([leaf], extra, problems):
             problem = self._path_problem(path, when)
             if problem is None:
-                return tuple(a.cert for a in path)
+                return path
             problems.append(problem)
         reasons = "; ".join(dict.fromkeys(problems)) or "no path to a trust anchor"
         where = f" (CA store {self.source})" if self.source else ""
-        raise UntrustedSignerError(f"signer {subject_dn}: {reasons}{where}")
+        raise UntrustedSignerError(f"signer {leaf.dn}: {reasons}{where}")
 
     def _paths(self, path: list[_Authority], extra: Mapping[str, list[_Authority]],
                problems: list[str]) -> Iterator[list[_Authority]]:
@@ -546,13 +562,17 @@ class CAStore:
         if len(path) >= _MAX_CHAIN:
             problems.append(f"chain longer than {_MAX_CHAIN} certificates")
             return
-        _, issuer_dn = certificate_dns(current.cert)
+        issuer_dn = current.issuer_dn
         in_path = {a.der for a in path}
         candidates = [c for c in (*self._by_subject.get(issuer_dn, ()),
                                   *extra.get(issuer_dn, ()))
                       if c.der not in in_path]
         if not candidates:
-            problems.append(f"issuer {issuer_dn} of {current.dn} is not in the CA store")
+            if issuer_dn == current.dn:
+                problems.append(f"self-signed certificate {current.dn} is not a trust "
+                                "anchor of the CA store")
+            else:
+                problems.append(f"issuer {issuer_dn} of {current.dn} is not in the CA store")
             return
         tried: set[bytes] = set()
         for candidate in candidates:
@@ -710,7 +730,10 @@ def _load_directory(directory: Path, entries: Sequence[Path]) -> CAStore:
     if problems:
         details = "; ".join(str(p) for p in problems)
         raise InvalidKeyError(f"CA directory {directory}: {details}")
-    return CAStore(certs, crls, source=str(directory), crl_sources=crl_sources)
+    try:
+        return CAStore(certs, crls, source=str(directory), crl_sources=crl_sources)
+    except _PARSE_ERRORS as exc:
+        raise InvalidKeyError(f"CA directory {directory}: unreadable names: {exc}") from exc
 
 
 @lru_cache(maxsize=256)
@@ -730,7 +753,10 @@ def _store_from_pem(certs: tuple[bytes, ...], crls: tuple[bytes, ...]) -> CAStor
         except _PARSE_ERRORS as exc:
             raise InvalidKeyError(f"CRL {index}: not a PEM CRL ({exc})") from exc
         loaded_crls.extend(found_crls)
-    return CAStore(loaded_certs, loaded_crls, source="policy CA certificates")
+    try:
+        return CAStore(loaded_certs, loaded_crls, source="policy CA certificates")
+    except _PARSE_ERRORS as exc:
+        raise InvalidKeyError(f"CA certificates: unreadable names: {exc}") from exc
 
 
 # --- CMS SignedData --------------------------------------------------------------
@@ -871,34 +897,34 @@ def encapsulated_content(cms: bytes) -> bytes | None:
     return _parse_signed_data(cms).content
 
 
-def _load_embedded(signed: _SignedData) -> list[x509.Certificate]:
+def _load_embedded(signed: _SignedData) -> list[_Authority]:
     certs = []
     for index, der in enumerate(signed.certificates):
         try:
-            certs.append(x509.load_der_x509_certificate(der))
+            certs.append(_Authority.of(x509.load_der_x509_certificate(der), der))
         except _PARSE_ERRORS as exc:
             raise SignatureError(f"CMS signature: certificate {index} is malformed: {exc}"
                                  ) from exc
     return certs
 
 
-def _matches_signer(cert: x509.Certificate, signer: _SignerInfo) -> bool:
+def _matches_signer(candidate: _Authority, signer: _SignerInfo) -> bool:
     if signer.sid_kind == "ski":
-        ski = _extension(cert, x509.SubjectKeyIdentifier)
+        ski = _extension(candidate.cert, x509.SubjectKeyIdentifier)
         return ski is not None and bool(ski.digest == signer.sid_ski)
-    if cert.serial_number != signer.sid_serial:
+    if candidate.cert.serial_number != signer.sid_serial:
         return False
-    issuer, _ = _raw_names(cert)
-    return issuer == signer.sid_issuer or _dn_from_der(issuer) == _dn_from_der(
+    issuer, _ = _raw_names(candidate.der)
+    return issuer == signer.sid_issuer or candidate.issuer_dn == _dn_from_der(
         signer.sid_issuer)
 
 
-def _find_signer(signer: _SignerInfo, embedded: Sequence[x509.Certificate],
-                 store: CAStore) -> x509.Certificate:
-    for cert in [*embedded, *store.certificates]:
+def _find_signer(signer: _SignerInfo, embedded: Sequence[_Authority],
+                 store: CAStore) -> _Authority:
+    for candidate in [*embedded, *store._authorities]:
         try:
-            if _matches_signer(cert, signer):
-                return cert
+            if _matches_signer(candidate, signer):
+                return candidate
         except _PARSE_ERRORS:
             continue
     if signer.sid_kind == "ski":
@@ -990,15 +1016,12 @@ def verify_cms(data: bytes, cms: bytes, store: CAStore, *,
                              "is accepted")
     signer = signed.signers[0]
     embedded = _load_embedded(signed)
-    cert = _find_signer(signer, embedded, store)
-    try:
-        subject_dn, issuer_dn = certificate_dns(cert)
-    except ValueError as exc:
-        raise SignatureError(f"CMS signature: signer certificate names: {exc}") from exc
+    leaf = _find_signer(signer, embedded, store)
+    cert, subject_dn = leaf.cert, leaf.dn
     # The chain first, as OpenSSL does: a stranger's signature is "untrusted"
     # whether or not it also fails to match.
     try:
-        chain = store.verify_certificate(cert, untrusted=embedded, at=at)
+        chain = tuple(a.cert for a in store._verify_chain(leaf, embedded, _utc(at)))
     except _PARSE_ERRORS as exc:
         raise UntrustedSignerError(f"signer {subject_dn}: malformed certificate in the "
                                    f"chain: {exc}") from exc
@@ -1012,7 +1035,7 @@ def verify_cms(data: bytes, cms: bytes, store: CAStore, *,
         _check_signed_attributes(signer, digest, signed.content_type, subject_dn)
         message = signer.signed_attrs
     _check_signature(signer, message, cert, subject_dn)
-    return X509SignerInfo(subject_dn, issuer_dn, cert, chain)
+    return X509SignerInfo(subject_dn, leaf.issuer_dn, cert, chain)
 
 
 def check_binding(info: X509SignerInfo, *, dn: str, ca: str, source: str = "") -> None:
