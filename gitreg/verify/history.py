@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from gitreg.errors import InvalidDocumentError, PolicyViolationError
 from gitreg.model.policy import PolicyEnvelope, fingerprint, parse_policy
@@ -99,11 +100,15 @@ class Verifier:
                     "(history rewrite or rollback)", rule="descent", commit=head)
             self._ensure_indexed(self.source.commit(trusted).tree)
         commits = self.source.commits_between(trusted, head)
+        # A verdict that checked expiry against this run's clock may not hold
+        # at another time: a commit of a refused push, pushed again once its
+        # lists expired, must be judged again.
+        reusable = self.now is None or not self.check_expiry
         roots_seen = 0
         for index, oid in enumerate(commits):
             if self.observer:
                 self.observer(oid, index, len(commits))
-            if self.cache.is_commit_verified(oid):
+            if reusable and self.cache.is_commit_verified(oid):
                 report.skipped_cached += 1
                 continue
             facts = self.source.commit(oid)
@@ -114,7 +119,8 @@ class Verifier:
                         "a second root commit (unrelated history) is not allowed",
                         rule="unrelated-history", commit=oid)
             report.equivocations.extend(self.verify_commit(facts))
-            self.cache.mark_commit_verified(oid)
+            if reusable:
+                self.cache.mark_commit_verified(oid)
             report.verified.append(oid)
         return report
 
@@ -174,7 +180,7 @@ class Verifier:
         entries = self.source.entries(facts.tree)
         for entry in entries:
             layout.check_entry(entry, commit=facts.oid, max_size=_BOOTSTRAP_MAX,
-                               size=self.source.blob_size(entry.oid))
+                               size=partial(self.source.blob_size, entry.oid))
             if entry.path not in (layout.REGISTRY_FILE, layout.POLICY_FILE):
                 raise PolicyViolationError(
                     "the root commit may hold only gitreg.json and policy.json",
@@ -268,7 +274,7 @@ class Verifier:
                                            path=change.path)
             return  # removing a stray path is how a bad tree gets repaired
         layout.check_entry(change.new, commit=commit, max_size=max_size,
-                           size=self.source.blob_size(change.new.oid))
+                           size=partial(self.source.blob_size, change.new.oid))
         if change.path == layout.REGISTRY_FILE:
             raise PolicyViolationError("gitreg.json (the registry identity) never changes",
                                        rule="registry-immutable", commit=commit,
@@ -376,7 +382,12 @@ class Verifier:
         from gitreg.verify.merge import deterministic_merge
 
         result = deterministic_merge(self, facts.parents)
-        actual = {entry.path: entry.oid for entry in self.source.entries(facts.tree)}
+        entries = self.source.entries(facts.tree)
+        for entry in entries:
+            # The merge is a path -> blob map; a mode (symlink, executable bit,
+            # gitlink) over the right object id must not slip past the comparison.
+            layout.check_mode(entry, commit=facts.oid)
+        actual = {entry.path: entry.oid for entry in entries}
         if actual != result.tree:
             differing = sorted(p for p in set(actual) | set(result.tree)
                                if actual.get(p) != result.tree.get(p))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from gitreg.errors import PolicyViolationError
 from gitreg.verify.source import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, Entry
@@ -33,8 +34,8 @@ def is_list(path: str) -> bool:
     return _LIST_RE.fullmatch(path) is not None
 
 
-def check_entry(entry: Entry, *, commit: str, max_size: int, size: int) -> None:
-    """Reject a path outside the layout, a non-regular mode, or an oversized file."""
+def check_mode(entry: Entry, *, commit: str) -> None:
+    """Reject anything but a regular, non-executable file (mode 100644)."""
     path = entry.path
     if entry.mode == MODE_LINK:
         raise PolicyViolationError("symbolic links are not allowed", rule="layout-mode",
@@ -48,10 +49,21 @@ def check_entry(entry: Entry, *, commit: str, max_size: int, size: int) -> None:
     if entry.mode != MODE_BLOB:
         raise PolicyViolationError(f"file mode {entry.mode:o} is not allowed",
                                    rule="layout-mode", commit=commit, path=path)
+
+
+def check_entry(entry: Entry, *, commit: str, max_size: int, size: Callable[[], int]) -> None:
+    """Reject a path outside the layout, a non-regular mode, or an oversized file.
+
+    ``size`` is asked only once the entry is known to be a blob: a gitlink
+    names a commit that need not exist, and must be refused for its mode.
+    """
+    check_mode(entry, commit=commit)
+    path = entry.path
     if path not in (REGISTRY_FILE, POLICY_FILE) and list_id_of(path) is None:
         raise PolicyViolationError(
             "path outside the registry layout (allowed: gitreg.json, policy.json, "
             "imagelists/<uuid>.json and .json.sig)", rule="layout-path", commit=commit, path=path)
-    if size > max_size:
-        raise PolicyViolationError(f"file of {size} bytes exceeds the policy limit of "
+    size_bytes = size()
+    if size_bytes > max_size:
+        raise PolicyViolationError(f"file of {size_bytes} bytes exceeds the policy limit of "
                                    f"{max_size} bytes", rule="size-limit", commit=commit, path=path)
