@@ -39,6 +39,7 @@ class SiteWorld:
     images: ImageServer
     root_key: SSHKeyFiles
     endorser_key: SSHKeyFiles
+    second_key: SSHKeyFiles | None = None
     work: Path = field(init=False)
     fingerprint: str = field(init=False)
     servers: dict[str, Path] = field(default_factory=dict)
@@ -57,30 +58,42 @@ class SiteWorld:
         self.fingerprint = out.stdout.split()[0]
         self.cli("policy", "add-endorser", "bob", "--key", self.endorser_key.public,
                  "--allow", "imagelists/*")
+        if self.second_key is not None:
+            self.cli("policy", "add-endorser", "carol", "--key", self.second_key.public,
+                     "--allow", "imagelists/*")
         self.cli("policy", "sign", "--key", self.root_key.private)
         self.cli("publish", "--policy-only", "--key", self.root_key.private, "-m", "policy")
         return self
 
-    def new_list(self, title: str) -> str:
+    def new_list(self, title: str, *, cwd: Path | None = None) -> str:
         return self.cli("list", "new", "--title", title, "--dn", "/DC=org/CN=Bob",
                         "--ca", "/DC=org/CN=CA", "--email", "bob@example.org",
-                        "--creator", "Bob").strip()
+                        "--creator", "Bob", cwd=cwd).strip()
 
-    def add_image(self, list_uuid: str, name: str, body: bytes, **keys: str) -> str:
+    def add_image(self, list_uuid: str, name: str, body: bytes, *, cwd: Path | None = None,
+                  **keys: str) -> str:
         url = self.images.serve(f"/{name}.img", body)
         image_file = self.root / f"{name}.img"
         image_file.write_bytes(body)
         image_uuid = self.cli("image", "add", list_uuid, "--uri", url, "--file", image_file,
                               "--title", name, "--os", "Linux", "--osversion", "9",
-                              "--arch", keys.get("arch", "x86_64"), "--format", "raw").strip()
+                              "--arch", keys.get("arch", "x86_64"), "--format", "raw",
+                              cwd=cwd).strip()
         return image_uuid
 
     def remove_image(self, list_uuid: str, image_uuid: str) -> None:
         self.cli("image", "remove", list_uuid, image_uuid)
 
-    def publish(self, message: str = "update") -> str:
-        self.cli("publish", "--key", self.endorser_key.private, "-m", message)
-        return git("-C", self.work, "rev-parse", "HEAD").stdout.strip()
+    def publish(self, message: str = "update", *, cwd: Path | None = None,
+                key: SSHKeyFiles | None = None) -> str:
+        self.cli("publish", "--key", (key or self.endorser_key).private, "-m", message, cwd=cwd)
+        return git("-C", cwd or self.work, "rev-parse", "HEAD").stdout.strip()
+
+    def clone(self, name: str, source: str) -> Path:
+        """A second endorser's working copy, cloned from a server repository."""
+        path = self.root / name
+        git("clone", "--quiet", self.servers[source], path)
+        return path
 
     def server(self, name: str) -> str:
         """A hook-guarded server repository seeded from the registry, served over HTTP."""
@@ -90,8 +103,16 @@ class SiteWorld:
         self.urls[name] = self.serve_git(path)
         return self.urls[name]
 
-    def push(self, name: str) -> None:
-        git("-C", self.work, "push", "--quiet", self.urls[name], "main:main")
+    def bare(self, name: str) -> Path:
+        """A hook-guarded server repository used by path (no HTTP)."""
+        path = self.root / f"{name}.git"
+        self.cli("server", "init", path, "--from", self.work, cwd=self.root)
+        self.servers[name] = path
+        self.urls[name] = str(path)
+        return path
+
+    def push(self, name: str, *, cwd: Path | None = None) -> None:
+        git("-C", cwd or self.work, "push", "--quiet", self.urls[name], "main:main")
 
     def hookless_copy(self, name: str, source: str) -> str:
         """A copy of a server repository without the hook: it accepts anything."""

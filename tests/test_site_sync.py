@@ -205,3 +205,55 @@ def test_wrong_bytes_fail_that_image_only(world: SiteWorld) -> None:
     assert not (world.state_dir / "partial" / first).exists()
     status = world.run_cli(["site", "status", "--config", config, "--json"]).stdout
     assert '"failed"' in status
+
+
+@pytest.fixture
+def world2(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
+           image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
+           ssh_carol: SSHKeyFiles) -> SiteWorld:
+    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice, ssh_bob,
+                     second_key=ssh_carol).create()
+
+
+@pytest.mark.slow
+def test_diverged_replicas_are_merged(world2: SiteWorld, ssh_carol: SSHKeyFiles) -> None:
+    world = world2
+    list_one = world.new_list("One")
+    world.add_image(list_one, "one-a", b"one a\n" * 9)
+    list_two = world.new_list("Two")
+    world.add_image(list_two, "two-a", b"two a\n" * 9)
+    world.publish("two lists")
+    a, b = world.server("a"), world.server("b")
+    config = world.site_config([a, b])
+    assert world.sync(config)[0] == 0
+
+    # Each replica accepts a different endorser's push.
+    one_b = world.add_image(list_one, "one-b", b"one b\n" * 9)
+    world.publish("bob adds to one")
+    world.push("a")
+    carol = world.clone("carol", "b")
+    two_b = world.add_image(list_two, "two-b", b"two b\n" * 9, cwd=carol)
+    world.publish("carol adds to two", cwd=carol, key=ssh_carol)
+    world.push("b", cwd=carol)
+
+    code, report = world.sync(config)
+
+    assert code == 0, report
+    registry = report["registries"][0]
+    assert registry["merged"] is True
+    assert {r["state"] for r in registry["remotes"]} == {"diverged"}
+    assert sorted(report["downloaded"]) == sorted([one_b, two_b])
+    # The next sync with nothing new re-derives the same merge: no work.
+    code, again = world.sync(config)
+    assert code == 0 and again["downloaded"] == [] and again["retired"] == []
+    assert again["registries"][0]["target"] == registry["target"]
+    assert {r["state"] for r in again["registries"][0]["remotes"]} == {"diverged"}
+
+    # One replica moves on from its side of the local merge: merged again.
+    one_c = world.add_image(list_one, "one-c", b"one c\n" * 9)
+    world.publish("bob adds more")
+    world.push("a")
+    code, third = world.sync(config)
+    assert code == 0, third
+    assert third["downloaded"] == [one_c]
+    assert {r["state"] for r in third["registries"][0]["remotes"]} == {"diverged"}

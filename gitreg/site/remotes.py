@@ -102,10 +102,14 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
                    trusted: str | None, *, timeout: float = FETCH_TIMEOUT) -> RegistryOutcome:
     """Fetch and verify every remote; choose (and if needed merge) the target state."""
     outcome = RegistryOutcome(name=registry.name, trusted=trusted, target=trusted)
-    valid: dict[str, list[RemoteOutcome]] = {}
+    # A trusted commit that is this site's own merge exists on no remote: its
+    # parents stay candidates, so replicas that moved on from one of them
+    # are merged again rather than judged a rewrite.
+    local_parents = _local_merge_parents(store, trusted)
+    valid: dict[str, list[RemoteOutcome]] = {p: [] for p in local_parents}
     for index, url in enumerate(registry.remotes):
-        remote = _fetch_and_verify(store, url, f"r{index}", verifier,
-                                   trusted=trusted, timeout=timeout)
+        remote = _fetch_and_verify(store, url, f"r{index}", verifier, trusted=trusted,
+                                   local_parents=local_parents, timeout=timeout)
         outcome.remotes.append(remote)
         if remote.state == "current" and remote.commit is not None:
             valid.setdefault(remote.commit, []).append(remote)
@@ -123,7 +127,8 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
             for remote in valid[head]:
                 remote.state = "diverged"
                 remote.detail = "diverged from another valid remote; merged"
-        merge, findings = merge_heads(store, verifier, trusted, heads)
+        merge, findings = merge_heads(store, verifier, trusted, heads,
+                                      local_parents=local_parents)
         outcome.target = merge
         outcome.merged = True
         outcome.equivocations.extend(findings)
@@ -131,8 +136,27 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
     return outcome
 
 
+def _local_merge_parents(store: RegistryStore, trusted: str | None) -> list[str]:
+    if trusted is None or store.ref(MERGE_REF) != trusted:
+        return []
+    parents = list(store.commit(trusted).parents)
+    return parents if len(parents) > 1 else []
+
+
+def _base_for(store: RegistryStore, trusted: str | None, local_parents: list[str],
+              head: str) -> str | None:
+    """The trusted commit to verify ``head`` from (a local merge's parent if need be)."""
+    if trusted is None or store.is_descendant(head, trusted):
+        return trusted
+    for parent in local_parents:
+        if store.is_descendant(head, parent):
+            return parent
+    return trusted  # not a descendant: verify_range reports the rewrite
+
+
 def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verifier, *,
-                      trusted: str | None, timeout: float) -> RemoteOutcome:
+                      trusted: str | None, local_parents: list[str],
+                      timeout: float) -> RemoteOutcome:
     try:
         head = fetch(store.path, url, name=name, timeout=timeout).new
     except UnreachableError as exc:
@@ -142,13 +166,13 @@ def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verif
     except GitregError as exc:
         # Any other git failure (a timeout, a broken server): nothing usable came.
         return RemoteOutcome(url, "unreachable", exc.message)
-    if head == trusted:
+    if head == trusted or head in local_parents:
         return RemoteOutcome(url, "current", "at the trusted commit", commit=head)
     if trusted is not None and store.is_descendant(trusted, head):
         return RemoteOutcome(url, "stale", f"behind the trusted commit {trusted[:12]}",
                              commit=head)
     try:
-        report = verifier.verify_range(trusted, head)
+        report = verifier.verify_range(_base_for(store, trusted, local_parents, head), head)
     except PolicyViolationError as exc:
         where = f" at {exc.path}" if exc.path else ""
         return RemoteOutcome(url, "invalid",
@@ -168,7 +192,8 @@ def _maximal_heads(store: RegistryStore, heads: list[str]) -> list[str]:
 
 
 def merge_heads(store: RegistryStore, verifier: Verifier, trusted: str | None,
-                heads: list[str]) -> tuple[str, list[str]]:
+                heads: list[str], *, local_parents: list[str] | None = None,
+                ) -> tuple[str, list[str]]:
     """Build, store and verify the deterministic merge of ``heads``; return it and findings."""
     parents = tuple(sorted(heads))
     result = deterministic_merge(verifier, parents)
@@ -184,5 +209,6 @@ def merge_heads(store: RegistryStore, verifier: Verifier, trusted: str | None,
     except (pygit2.GitError, ValueError) as exc:
         raise GitregError(f"{store.path}: cannot write the merge commit: {exc}") from None
     merge = str(oid)
-    report = verifier.verify_range(trusted, merge)
+    report = verifier.verify_range(
+        _base_for(store, trusted, local_parents or [], merge), merge)
     return merge, list(dict.fromkeys([*result.equivocations, *report.equivocations]))
