@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from gitreg.errors import PolicyViolationError, UsageError
 from gitreg.gitstore.commits import ConcurrentUpdateError, build_tree, create_signed_commit
@@ -28,6 +29,8 @@ from gitreg.signing.interface import NAMESPACE_IMAGELIST, Signer
 from gitreg.verify import layout
 
 DEFAULT_LIFETIME_DAYS = 28
+# Inside .git: private to this working copy, never committed or pushed.
+VERIFY_CACHE = Path("gitreg") / "verify-cache.sqlite"
 _SIGNER_RULES = ("commit-signature", "path-authorisation", "list-signature")
 
 Notice = Callable[[str], None]
@@ -143,12 +146,29 @@ def effective_lifetime(requested: int | None, configured: int | None,
     return days, None
 
 
-def precheck(store: RegistryStore, parent: str | None, commit: str, now: datetime) -> None:
-    """Run the server hook's verifier on ``commit``; raises what the hook would."""
-    from gitreg.verify.cache import MemoryCache
+def precheck(store: RegistryStore, parent: str | None, commit: str, now: datetime, *,
+             cache_path: Path | None = None) -> None:
+    """Run the server hook's verifier on ``commit``; raises what the hook would.
+
+    With ``cache_path`` the verdicts (parsed lists of the parent tree, checked
+    signatures) persist in SQLite, so a publication into a registry of
+    thousands of lists costs what it changes, as the hook's does.
+    """
+    from gitreg.verify.cache import MemoryCache, VerificationCache
     from gitreg.verify.history import Verifier
 
-    Verifier(store, MemoryCache(), now=now).verify_range(parent, commit)
+    cache: VerificationCache
+    if cache_path is None:
+        cache = MemoryCache()
+        Verifier(store, cache, now=now).verify_range(parent, commit)
+        return
+    from gitreg.gitstore.verify_cache import SqliteCache
+
+    persistent = SqliteCache(cache_path)
+    try:
+        Verifier(store, persistent, now=now).verify_range(parent, commit)
+    finally:
+        persistent.close()
 
 
 def _message(lists: list[ListPublication], policy_version: int | None) -> str:
@@ -225,7 +245,7 @@ def publish(copy: WorkingCopy, *, list_signer: Signer | None, commit_signer: Sig
     text = message or _message(publications, policy_version)
     commit = create_signed_commit(store, tree, [parent], text, commit_signer, update_ref=None)
     try:
-        precheck(store, parent, commit, now)
+        precheck(store, parent, commit, now, cache_path=copy.git_dir / VERIFY_CACHE)
     except PolicyViolationError as exc:
         if new_policy is not None and pending and exc.rule in _SIGNER_RULES:
             # Each commit is judged under the policy before it: a new endorser
