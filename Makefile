@@ -25,5 +25,9 @@ lint: dev
 test: lint
 	$(BIN)/pytest -n 2 -q
 
+# The README's one command: a registry, two replicas and a site on 127.0.0.1.
+demo: dev
+	$(BIN)/python scripts/demo $(ARGS)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

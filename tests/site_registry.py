@@ -75,11 +75,10 @@ class SiteWorld:
         url = self.images.serve(f"/{name}.img", body)
         image_file = self.root / f"{name}.img"
         image_file.write_bytes(body)
-        image_uuid = self.cli("image", "add", list_uuid, "--uri", url, "--file", image_file,
+        return self.cli("image", "add", list_uuid, "--uri", url, "--file", image_file,
                               "--title", name, "--os", "Linux", "--osversion", "9",
                               "--arch", keys.get("arch", "x86_64"), "--format", "raw",
                               cwd=cwd).strip()
-        return image_uuid
 
     def remove_image(self, list_uuid: str, image_uuid: str) -> None:
         self.cli("image", "remove", list_uuid, image_uuid)

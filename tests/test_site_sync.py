@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.env import RunCli
-from tests.fixtures.git_server import ServeRepository
+from tests.fixtures.git_server import ServeRepository, git
 from tests.fixtures.image_server import ImageServer
 from tests.fixtures.ssh_keys import SSHKeyFiles
 from tests.site_registry import SiteWorld, sha512, tree_listing
@@ -95,8 +95,9 @@ def test_nothing_reachable_exits_3(world: SiteWorld) -> None:
     assert report["downloaded"] == []
 
 
+@pytest.mark.slow
 def test_stale_and_forged_remotes_are_reported_good_one_wins(world: SiteWorld) -> None:
-    list_uuid, first, _ = _two_images(world)
+    list_uuid, _first, _ = _two_images(world)
     stale = world.server("stale")
     forged = world.hookless_copy("forged", "stale")
     good = world.server("good")
@@ -110,7 +111,6 @@ def test_stale_and_forged_remotes_are_reported_good_one_wins(world: SiteWorld) -
     # A forged commit (signed by nobody the policy knows) on the hookless copy.
     forged_image = world.images.serve("/evil.img", b"evil")
     work = world.root / "forger"
-    from tests.fixtures.git_server import git
     git("clone", "--quiet", world.servers["forged"], work)
     target = work / "imagelists" / f"{list_uuid}.json"
     target.write_text(target.read_text().replace(world.images.url("/alpha.img"), forged_image))
