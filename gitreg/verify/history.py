@@ -205,11 +205,7 @@ class Verifier:
                 f"policy is for registry {new.policy.signed.registry}, "
                 f"this is {new.info.registry_id}", rule="policy-registry",
                 commit=facts.oid, path=layout.POLICY_FILE)
-        try:
-            verify_policy_transition(old.policy if old else None, new.policy)
-        except PolicyViolationError as exc:
-            raise PolicyViolationError(exc.message, rule=exc.rule, commit=facts.oid,
-                                       path=layout.POLICY_FILE) from exc
+        verify_policy_transition(old.policy if old else None, new.policy, commit=facts.oid)
 
     def _commit_signer(self, facts: CommitFacts, state: TreeState) -> str:
         """The policy key that signed the commit (any key of the policy in effect)."""
