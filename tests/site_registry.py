@@ -23,10 +23,15 @@ from tests.fixtures.image_server import ImageServer
 from tests.fixtures.ssh_keys import SSHKeyFiles
 
 HANDLER = """#!{python}
-import json, os, sys
+import json, os, signal, sys
 keep = {{k: v for k, v in os.environ.items() if k.startswith(("VMCATCHER_", "GITREG_"))}}
 with open({log!r}, "a", encoding="utf-8") as f:
     f.write(json.dumps(keep, sort_keys=True) + "\\n")
+# kill-at names an event type: the first such event SIGKILLs the sync itself.
+kill = {kill!r}
+if os.path.exists(kill) and open(kill).read().strip() == os.environ["VMCATCHER_EVENT_TYPE"]:
+    os.unlink(kill)
+    os.kill(os.getppid(), signal.SIGKILL)
 sys.exit(1 if os.path.exists({fail!r}) else 0)
 """
 
@@ -128,7 +133,8 @@ class SiteWorld:
         site.mkdir(exist_ok=True)
         handler = site / "handler.py"
         handler.write_text(HANDLER.format(python=sys.executable, log=str(self.event_log),
-                                          fail=str(site / "handler-fails")), encoding="utf-8")
+                                          fail=str(site / "handler-fails"),
+                                          kill=str(site / "kill-at")), encoding="utf-8")
         handler.chmod(0o755)
         config = site / "site.toml"
         config.write_text(f"""

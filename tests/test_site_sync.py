@@ -257,3 +257,66 @@ def test_diverged_replicas_are_merged(world2: SiteWorld, ssh_carol: SSHKeyFiles)
     assert code == 0, third
     assert third["downloaded"] == [one_c]
     assert {r["state"] for r in third["registries"][0]["remotes"]} == {"diverged"}
+
+
+def _image_events(world: SiteWorld) -> list[tuple[str, str, str]]:
+    return [(e["VMCATCHER_EVENT_TYPE"], e["VMCATCHER_EVENT_DC_IDENTIFIER"],
+             e["GITREG_EVENT_ATTEMPT"]) for e in world.events()
+            if "VMCATCHER_EVENT_DC_IDENTIFIER" in e]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["AvailablePrefix", "AvailablePostfix", "ExpirePrefix",
+                                     "ExpirePostfix"])
+def test_sigkill_during_sync_then_rerun_converges(world: SiteWorld, kill_at: str) -> None:
+    list_uuid, first, second = _two_images(world)
+    config = world.site_config([world.server("a")])
+    site = config.parent
+    if kill_at.startswith("Expire"):
+        assert world.sync(config)[0] == 0
+        world.remove_image(list_uuid, first)
+        world.publish("revoke alpha")
+        world.push("a")
+    (site / "kill-at").write_text(kill_at)
+    # The handler SIGKILLs the sync mid-apply; the rerun must converge.
+    assert world.run_cli(["site", "sync", "--config", config]).returncode == -9
+    assert world.sync(config)[0] == 0
+
+    cache = world.state_dir / "cache"
+    expected = {second} if kill_at.startswith("Expire") else {first, second}
+    assert {p.name for p in cache.iterdir()} == expected
+    assert list((world.state_dir / "partial").iterdir()) == []
+    events = _image_events(world)
+    # Every image event was delivered; only the interrupted one twice (attempt 2).
+    firsts = [(t, u) for t, u, attempt in events if attempt == "1"]
+    assert len(firsts) == len(set(firsts))
+    again = [(t, u) for t, u, attempt in events if attempt != "1"]
+    assert len(again) <= 1 and all(t == kill_at for t, _ in again)
+    kinds = {t for t, _ in firsts}
+    assert {"AvailablePrefix", "AvailablePostfix"} <= kinds
+    if kill_at.startswith("Expire"):
+        assert ("ExpirePrefix", first) in firsts and ("ExpirePostfix", first) in firsts
+        assert len(list((world.state_dir / "expired").iterdir())) == 1
+    # And the run after that has nothing left to do.
+    code, report = world.sync(config)
+    assert code == 0 and report["downloaded"] == [] and report["retired"] == []
+    assert report["events"] == [e for e in report["events"] if e["type"].startswith("Process")]
+
+
+def test_failed_handler_is_retried_next_sync(world: SiteWorld) -> None:
+    _, first, second = _two_images(world)
+    config = world.site_config([world.server("a")])
+    (config.parent / "handler-fails").write_text("")
+    code, report = world.sync(config)
+    assert code == 0 and report["handler_failures"]
+    delivered = len(world.events())
+
+    (config.parent / "handler-fails").unlink()
+    code, report = world.sync(config)
+
+    assert code == 0 and report["handler_failures"] == []
+    retried = world.events()[delivered:]
+    again = [e for e in retried if e.get("GITREG_EVENT_ATTEMPT") == "2"]
+    # The 4 image events and the first sync's 2 process events come again.
+    assert len(again) == 6
+    assert {e.get("VMCATCHER_EVENT_DC_IDENTIFIER") for e in again} >= {first, second}
