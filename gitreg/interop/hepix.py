@@ -198,21 +198,21 @@ def export_signed(imagelist: Imagelist, *, cert_pem: bytes, key_pem: bytes, sour
     from cryptography import x509
 
     from gitreg.interop.smime import build_smime
-    from gitreg.signing.x509 import X509SignerInfo, certificate_dns, check_binding
+    from gitreg.signing.x509 import certificate_dns
 
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         subject_dn, issuer_dn = certificate_dns(cert)
     except ValueError as exc:
         raise UsageError(f"{cert_source}: not a PEM certificate: {exc}") from exc
-    info = X509SignerInfo(subject_dn=subject_dn, issuer_dn=issuer_dn, certificate=cert)
-    try:
-        check_binding(info, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca)
-    except UntrustedSignerError as exc:
+    # The vmcatcher rule (check_binding), said before anything is signed.
+    if (subject_dn, issuer_dn) != (imagelist.endorser_dn, imagelist.endorser_ca):
         raise UntrustedSignerError(
-            f"{source}: refusing to sign with {cert_source}: {exc.message}",
+            f"{source}: refusing to sign with {cert_source}: the certificate is "
+            f"{subject_dn} (issuer {issuer_dn}), but the list names the endorser hv:dn "
+            f"{imagelist.endorser_dn} (hv:ca {imagelist.endorser_ca})",
             hint="sign with the endorser's own certificate, or set hv:dn and hv:ca "
-                 "to its subject and issuer") from exc
+                 "to its subject and issuer")
     return build_smime(imagelist.canonical_bytes(), cert_pem, key_pem, source=source)
 
 
