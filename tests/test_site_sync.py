@@ -3,10 +3,16 @@ a real image server and a handler script that records every event."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gitreg.model.imagelist import Imagelist
+from gitreg.site.config import Subscription
+from gitreg.site.plan import Plan, desired_images, make_plan
+from gitreg.site.state import ImageRecord
 from tests.fixtures.env import RunCli
 from tests.fixtures.git_server import ServeRepository, git
 from tests.fixtures.image_server import ImageServer
@@ -320,3 +326,128 @@ def test_failed_handler_is_retried_next_sync(world: SiteWorld) -> None:
     # The 4 image events and the first sync's 2 process events come again.
     assert len(again) == 6
     assert {e.get("VMCATCHER_EVENT_DC_IDENTIFIER") for e in again} >= {first, second}
+
+
+# --- the planner (pure) ------------------------------------------------------
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+LIST_A = "11111111-1111-4111-8111-111111111111"
+LIST_B = "22222222-2222-4222-8222-222222222222"
+
+
+def _image(n: int, **extra: Any) -> dict[str, Any]:
+    return {"dc:identifier": f"00000000-0000-4000-8000-{n:012d}", "dc:title": f"image {n}",
+            "dc:description": "", "hv:uri": f"http://127.0.0.1:9/{n}", "hv:size": n,
+            "sl:checksum:sha512": f"{n:0128x}", "sl:arch": extra.pop("arch", "x86_64"),
+            "sl:os": "Linux", "sl:osversion": "9", "sl:comments": "",
+            "hv:hypervisor": "QEMU-KVM", "hv:version": "1", **extra}
+
+
+def _list(list_uuid: str, images: list[dict[str, Any]], *, version: str = "1",
+          expires: datetime = datetime(2027, 1, 1, tzinfo=UTC)) -> Imagelist:
+    endorser = {"hv:dn": "/CN=Bob", "hv:ca": "/CN=CA", "hv:email": "b@example.org",
+                "dc:creator": "Bob"}
+    base = Imagelist.new(list_uuid, "t", "d", endorser, created=datetime(2026, 1, 1, tzinfo=UTC),
+                         expires=expires)
+    document = base.to_dict()
+    document["hv:imagelist"]["hv:version"] = version
+    document["hv:imagelist"]["hv:images"] = [{"hv:image": i} for i in images]
+    return Imagelist.from_dict(document)
+
+
+def _record(n: int, list_uuid: str = LIST_A, *, registry: str = "r", state: Any = "cached",
+            sha: str | None = None) -> ImageRecord:
+    return ImageRecord(uuid=f"00000000-0000-4000-8000-{n:012d}", registry=registry,
+                       list_uuid=list_uuid, list_version="1", sha512=sha or f"{n:0128x}",
+                       size=n, state=state, reason="", path=None,
+                       metadata={"hv:version": "1"})
+
+
+def _plan(lists: list[Imagelist], records: list[ImageRecord],
+          subscription: Subscription | None = None) -> Plan:
+    known = {r.uuid: r for r in records}
+    wanted = desired_images("r", 0, lists, subscriptions=[subscription or Subscription("r")],
+                            known=known, now=NOW)
+    return make_plan([wanted], records, cached=list(known))
+
+
+def test_plan_downloads_new_keeps_held_and_names_why_others_leave() -> None:
+    lists = [_list(LIST_A, [_image(1), _image(2)])]
+    records = [_record(1), _record(3), _record(4, LIST_B)]
+    plan = _plan(lists, records)
+    assert [i.uuid[-1] for i in plan.download] == ["2"]
+    assert [i.uuid[-1] for i in plan.keep] == ["1"]
+    why = {r.record.uuid[-1]: (r.state, r.reason) for r in plan.retire}
+    assert why["3"][0] == "revoked" and "no longer in list" in why["3"][1]
+    assert why["4"][0] == "revoked" and "decommissioned" in why["4"][1]
+
+
+def test_plan_retires_images_of_an_expired_list_and_expired_images() -> None:
+    lists = [_list(LIST_A, [_image(1)], expires=datetime(2026, 5, 1, tzinfo=UTC)),
+             _list(LIST_B, [_image(2, **{"dc:date:expires": "2026-05-01T00:00:00Z"}),
+                            _image(3)])]
+    plan = _plan(lists, [_record(1), _record(2, LIST_B), _record(3, LIST_B)])
+    why = {r.record.uuid[-1]: r.reason for r in plan.retire}
+    assert "expired" in why["1"] and "list" in why["1"]
+    assert why["2"] == "image expired"
+    assert [i.uuid[-1] for i in plan.keep] == ["3"]
+
+
+def test_plan_honours_match_and_refuse() -> None:
+    lists = [_list(LIST_A, [_image(1), _image(2, arch="aarch64"), _image(3)])]
+    match = Subscription("r", match={"sl:arch": "x86_64"})
+    plan = _plan(lists, [_record(2)], match)
+    assert sorted(i.uuid[-1] for i in plan.download) == ["1", "3"]
+    assert [(r.record.uuid[-1], r.reason) for r in plan.retire] == [("2", "unsubscribed")]
+
+    refuse = Subscription("r", new_images="refuse")
+    plan = _plan(lists, [_record(1)], refuse)  # the list is known: 2 and 3 are new
+    assert plan.download == [] and [i.uuid[-1] for i in plan.keep] == ["1"]
+    assert _plan(lists, [], refuse).download  # a list seen for the first time: all of it
+
+
+def test_plan_replaces_changed_bytes_and_reports_conflicts() -> None:
+    plan = _plan([_list(LIST_A, [_image(1)])], [_record(1, sha="f" * 128)])
+    assert [i.uuid[-1] for i in plan.download] == ["1"] and plan.retire == []
+
+    one = desired_images("one", 1, [_list(LIST_A, [_image(1)])],
+                         subscriptions=[Subscription("one")], known={}, now=NOW)
+    two = desired_images("two", 5, [_list(LIST_B, [_image(1)])],
+                         subscriptions=[Subscription("two")], known={}, now=NOW)
+    report = make_plan([one, two], [], cached=[])
+    assert report.download == [] and "claimed by one, two" in report.conflicts[0]
+    chosen = make_plan([one, two], [], cached=[], conflicts="priority")
+    assert [i.registry for i in chosen.download] == ["two"]
+    assert "higher priority" in chosen.conflicts[0]
+
+
+@pytest.mark.slow
+def test_equivocation_is_reported_and_trusted_content_kept(
+        world2: SiteWorld, ssh_carol: SSHKeyFiles) -> None:
+    world = world2
+    list_one = world.new_list("One")
+    kept = world.add_image(list_one, "one-a", b"one a\n" * 9)
+    world.publish("one list")
+    a, b = world.server("a"), world.server("b")
+    config = world.site_config([a, b])
+    assert world.sync(config)[0] == 0
+
+    # The same list, the same next version, two different contents.
+    bob_image = world.add_image(list_one, "bob", b"bob\n" * 9)
+    world.publish("bob's version 2")
+    world.push("a")
+    carol = world.clone("carol", "b")
+    carol_image = world.add_image(list_one, "carol", b"carol\n" * 9, cwd=carol)
+    world.publish("carol's version 2", cwd=carol, key=ssh_carol)
+    world.push("b", cwd=carol)
+
+    code, report = world.sync(config)
+
+    assert code == 0, report
+    registry = report["registries"][0]
+    assert registry["merged"] is True
+    assert any(list_one in finding for finding in registry["equivocations"])
+    assert report["downloaded"] == [] and report["retired"] == []
+    cache = world.state_dir / "cache"
+    assert {p.name for p in cache.iterdir()} == {kept}
+    assert bob_image != carol_image
