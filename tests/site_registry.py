@@ -127,8 +127,8 @@ class SiteWorld:
         self.urls[name] = self.serve_git(path)
         return self.urls[name]
 
-    def site_config(self, remotes: list[str], *, extra: str = "",
-                    subscription: str = "") -> Path:
+    def site_config(self, remotes: list[str], *, extra: str = "", subscription: str = "",
+                    deadline: str = "30s") -> Path:
         site = self.root / "site"
         site.mkdir(exist_ok=True)
         handler = site / "handler.py"
@@ -142,7 +142,7 @@ class SiteWorld:
 state_dir = "state"
 download_workers = 2
 min_rate = 1
-deadline = "30s"
+deadline = "{deadline}"
 {extra}
 
 [[registry]]

@@ -451,3 +451,23 @@ def test_equivocation_is_reported_and_trusted_content_kept(
     cache = world.state_dir / "cache"
     assert {p.name for p in cache.iterdir()} == {kept}
     assert bob_image != carol_image
+
+
+@pytest.mark.slow
+def test_endless_and_trickling_servers_fail_their_images_only(world: SiteWorld) -> None:
+    list_uuid = world.new_list("Mixed")
+    good = world.add_image(list_uuid, "good", b"good\n" * 20)
+    endless = world.add_image(list_uuid, "endless", b"endless\n" * 20)
+    slow = world.add_image(list_uuid, "slow", b"slow\n" * 400)
+    world.publish("three images")
+    world.images.serve("/endless.img", b"endless\n" * 20, endless=True)
+    world.images.serve("/slow.img", b"slow\n" * 400, rate=100)
+    config = world.site_config([world.server("a")], deadline="2s")
+
+    code, report = world.sync(config)
+
+    assert code == 1
+    assert report["downloaded"] == [good]
+    failed = {f["uuid"]: f["reason"] for f in report["failed"]}
+    assert set(failed) == {endless, slow}
+    assert {p.name for p in (world.state_dir / "cache").iterdir()} == {good}
