@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from tests.fixtures.env import RunCli
+import pytest
+
+from tests.fixtures.env import GITREG, RunCli
 from tests.fixtures.git_server import ServeRepository, git
 from tests.fixtures.image_server import ImageServer
 from tests.fixtures.ssh_keys import SSHKeyFiles
@@ -55,8 +58,13 @@ class SiteWorld:
         assert done.returncode == 0, f"gitreg {args}: {done.stderr}"
         return done.stdout
 
-    def create(self) -> SiteWorld:
+    def create(self, base: tuple[Path, str] | None = None) -> SiteWorld:
+        """Init the registry, or copy an already initialised one (``base``: path, fingerprint)."""
         self.work = self.root / "registry"
+        if base is not None:
+            shutil.copytree(base[0], self.work, symlinks=True)
+            self.fingerprint = base[1]
+            return self
         out = self.run_cli(["init", self.work, "--name", "test", "--root-key",
                             self.root_key.private], cwd=self.root)
         assert out.returncode == 0, out.stderr
@@ -196,3 +204,29 @@ def tree_listing(path: Path) -> dict[str, bytes]:
 def git_log(path: Path) -> list[str]:
     return subprocess.run(["git", "-C", str(path), "log", "--format=%H", "main"],
                           capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.fixture(scope="session")
+def base_registry(tmp_path_factory: pytest.TempPathFactory, ssh_alice: SSHKeyFiles,
+                  ssh_bob: SSHKeyFiles, ssh_carol: SSHKeyFiles) -> tuple[Path, str]:
+    """One initialised registry (endorsers bob and carol) that each test copies."""
+    root = tmp_path_factory.mktemp("base-registry")
+    env = {"GIT_CONFIG_GLOBAL": str(root / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.org"}
+
+    def run(args: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*GITREG, *map(str, args)], env={**os.environ, **env},
+                              capture_output=True, text=True, check=False,
+                              cwd=kwargs.get("cwd"), timeout=120)
+
+    world = SiteWorld(root, run, _no_git_server, _NO_IMAGES, ssh_alice, ssh_bob,
+                      second_key=ssh_carol).create()
+    return world.work, world.fingerprint
+
+
+def _no_git_server(path: Path) -> str:
+    raise AssertionError("the base registry serves nothing")
+
+
+_NO_IMAGES = cast(ImageServer, None)

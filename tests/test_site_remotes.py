@@ -20,14 +20,18 @@ from tests.fixtures.env import RunCli
 from tests.fixtures.git_server import ServeRepository, git
 from tests.fixtures.image_server import ImageServer
 from tests.fixtures.ssh_keys import SSHKeyFiles
-from tests.site_registry import SiteWorld
+from tests.site_registry import (
+    SiteWorld,
+    base_registry,  # noqa: F401 (a fixture: registers it here)
+)
 
 
 @pytest.fixture
 def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles) -> SiteWorld:
+          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
+          request: pytest.FixtureRequest) -> SiteWorld:
     world = SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice,
-                      ssh_bob).create()
+                      ssh_bob).create(request.getfixturevalue("base_registry"))
     world.new_list("Only list")
     world.publish("first list")
     return world

@@ -17,14 +17,20 @@ from tests.fixtures.env import RunCli
 from tests.fixtures.git_server import ServeRepository, git
 from tests.fixtures.image_server import ImageServer
 from tests.fixtures.ssh_keys import SSHKeyFiles
-from tests.site_registry import SiteWorld, sha512, tree_listing
+from tests.site_registry import (
+    SiteWorld,
+    base_registry,  # noqa: F401 (a fixture: registers it here)
+    sha512,
+    tree_listing,
+)
 
 
 @pytest.fixture
 def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles) -> SiteWorld:
+          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
+          request: pytest.FixtureRequest) -> SiteWorld:
     return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice,
-                     ssh_bob).create()
+                     ssh_bob).create(request.getfixturevalue("base_registry"))
 
 
 def _two_images(world: SiteWorld) -> tuple[str, str, str]:
@@ -216,9 +222,9 @@ def test_wrong_bytes_fail_that_image_only(world: SiteWorld) -> None:
 @pytest.fixture
 def world2(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
            image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
-           ssh_carol: SSHKeyFiles) -> SiteWorld:
+           ssh_carol: SSHKeyFiles, request: pytest.FixtureRequest) -> SiteWorld:
     return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice, ssh_bob,
-                     second_key=ssh_carol).create()
+                     second_key=ssh_carol).create(request.getfixturevalue("base_registry"))
 
 
 @pytest.mark.slow
