@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from gitreg.durable import write_atomic
 from gitreg.errors import UnreachableError, UsageError
+
+__all__ = ["read_input", "read_small", "write_atomic"]
 
 
 def read_input(path: Path, *, max_size: int) -> tuple[bytes, int]:
@@ -35,24 +37,3 @@ def read_small(path: Path, *, what: str, max_size: int = 1 << 20) -> bytes:
     if size > max_size:
         raise UsageError(f"{path}: {size} bytes is too large for {what}")
     return data
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename: never half-written."""
-    if path.is_dir():
-        raise UsageError(f"{path}: is a directory; give a file name to write")
-    directory = path.parent
-    try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UnreachableError(f"{path}: cannot write: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UnreachableError(f"{path}: cannot write: {exc.strerror or exc}") from exc

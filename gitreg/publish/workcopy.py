@@ -9,12 +9,11 @@ working tree, so a stray edit cannot pass for something already signed.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitreg.durable import write_atomic
 from gitreg.errors import InvalidDocumentError, Problem, UnreachableError, UsageError
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.imagelist import Imagelist, parse_imagelist
@@ -31,22 +30,8 @@ BOOTSTRAP_MAX_SIZE = 1 << 20
 
 
 def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename (mode 0644)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise UnreachableError(f"{path}: cannot write: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UnreachableError(f"{path}: cannot write: {exc.strerror}") from exc
+    """Write ``data`` to ``path`` whole or not at all (mode 0644)."""
+    write_atomic(path, data)
 
 
 def read_capped(path: Path, max_size: int) -> bytes:

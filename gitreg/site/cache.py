@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
 
+from gitreg.durable import fsync_dir, fsync_file
 from gitreg.errors import GitregError, RejectedError
 
 CACHE_DIR = "cache"
@@ -93,7 +94,7 @@ class SiteCache:
             for directory in (self.state_dir, *self.dirs):
                 if not directory.is_dir():
                     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-                    _fsync_dir(directory.parent)
+                    fsync_dir(directory.parent)
         except OSError as exc:
             raise GitregError(f"cannot create the cache directories under {self.state_dir}: "
                               f"{exc.strerror or exc}") from None
@@ -162,10 +163,10 @@ class SiteCache:
         source = self.partial_path(image_uuid)
         target = self.cache_path(image_uuid)
         try:
-            _fsync_file(source)
+            fsync_file(source)
             source.replace(target)
-            _fsync_dir(target.parent)
-            _fsync_dir(source.parent)
+            fsync_dir(target.parent)
+            fsync_dir(source.parent)
         except FileNotFoundError:
             raise GitregError(f"cannot install image {image_uuid}: {source} does not exist") \
                 from None
@@ -195,8 +196,8 @@ class SiteCache:
             target = self.dirs.expire / f"{image_uuid}.{stamp}-{n}"
         try:
             source.rename(target)
-            _fsync_dir(target.parent)
-            _fsync_dir(source.parent)
+            fsync_dir(target.parent)
+            fsync_dir(source.parent)
         except OSError as exc:
             raise GitregError(f"cannot move {source} to {target}: {exc.strerror or exc}") \
                 from None
@@ -211,7 +212,7 @@ class SiteCache:
             return False
         except OSError as exc:
             raise GitregError(f"cannot delete {path}: {exc.strerror or exc}") from None
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return True
 
     def clean_stray(self, verified: Collection[str],
@@ -254,7 +255,7 @@ class SiteCache:
             try:
                 if safe and path.is_file() and not path.is_symlink() \
                         and not os.path.lexists(partial):
-                    _fsync_file(path)
+                    fsync_file(path)
                     path.rename(partial)
                     strays.append(StrayFile(name, "demoted", partial,
                                             "not recorded as verified; moved back to re-check"))
@@ -269,9 +270,9 @@ class SiteCache:
                 raise GitregError(f"cannot remove stray {path} from the cache: "
                                   f"{exc.strerror or exc}") from None
         if changed_partial:
-            _fsync_dir(self.dirs.download)
+            fsync_dir(self.dirs.download)
         if changed_cache:
-            _fsync_dir(self.dirs.cache)
+            fsync_dir(self.dirs.cache)
         return strays
 
 
@@ -279,27 +280,3 @@ def _stamp_order(name: str) -> tuple[str, int]:
     stamp = name.rsplit(".", 1)[1]
     base, _, n = stamp.partition("-")
     return base, int(n or 1)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    # A rename is durable only once the directory entry itself is on disk.
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        # Some file systems (and tmpfs in containers) refuse fsync on directories.
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
