@@ -168,10 +168,10 @@ def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verif
         return RemoteOutcome(url, "unreachable", exc.message)
     if head == trusted or head in local_parents:
         return RemoteOutcome(url, "current", "at the trusted commit", commit=head)
-    if trusted is not None and store.is_descendant(trusted, head):
-        return RemoteOutcome(url, "stale", f"behind the trusted commit {trusted[:12]}",
-                             commit=head)
     try:
+        if trusted is not None and store.is_descendant(trusted, head):
+            return RemoteOutcome(url, "stale", f"behind the trusted commit {trusted[:12]}",
+                                 commit=head)
         report = verifier.verify_range(_base_for(store, trusted, local_parents, head), head)
     except PolicyViolationError as exc:
         where = f" at {exc.path}" if exc.path else ""
