@@ -35,7 +35,7 @@ from typing import Any, Literal, cast, get_args
 from gitreg.errors import GitregError
 from gitreg.site.events import EventType, HandlerOutcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RemoteState = Literal["current", "stale", "diverged", "invalid", "unreachable"]
 ImageState = Literal["pending", "cached", "expired", "revoked", "failed"]
@@ -97,8 +97,21 @@ CREATE INDEX delivery_open ON delivery (status, event_seq)
     WHERE status IN {_OPEN_DELIVERY!r};
 """
 
+# Version 2: the parents of a trusted local merge (so it can be rebuilt if
+# repos/ is lost) and the image conflicts between registries at the last sync.
+_SCHEMA_V2 = """
+ALTER TABLE registry ADD COLUMN merge_parents TEXT NOT NULL DEFAULT '';
+CREATE TABLE conflict (
+    image_uuid TEXT PRIMARY KEY,
+    registries TEXT NOT NULL,
+    taken_from TEXT,
+    detail     TEXT NOT NULL,
+    seen_at    TEXT NOT NULL
+);
+"""
+
 # Index i holds the script that takes the schema from version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1,)
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,20 @@ class RegistryRecord:
     name: str
     trusted_commit: str | None
     advanced_at: datetime | None
+    # Sorted parents when the trusted commit is this site's own merge (which
+    # exists on no remote): enough to rebuild it if repos/ is lost.
+    merge_parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConflictRecord:
+    """An image UUID claimed by several registries at the last sync."""
+
+    image_uuid: str
+    registries: tuple[str, ...]
+    taken_from: str | None  # the registry it was taken from (conflicts = "priority")
+    detail: str
+    seen_at: datetime
 
 
 @dataclass(frozen=True)
@@ -294,24 +321,51 @@ class SiteState:
         return record.trusted_commit if record else None
 
     def registry(self, name: str) -> RegistryRecord | None:
-        rows = self._read("SELECT name, trusted_commit, advanced_at FROM registry WHERE name = ?",
-                          (name,))
+        rows = self._read("SELECT name, trusted_commit, advanced_at, merge_parents FROM registry "
+                          "WHERE name = ?", (name,))
         return _registry_record(rows[0]) if rows else None
 
     def registries(self) -> list[RegistryRecord]:
-        rows = self._read("SELECT name, trusted_commit, advanced_at FROM registry ORDER BY name")
+        rows = self._read("SELECT name, trusted_commit, advanced_at, merge_parents FROM registry "
+                          "ORDER BY name")
         return [_registry_record(row) for row in rows]
 
-    def advance(self, registry: str, commit: str, *, now: datetime | None = None) -> None:
-        """Record commit as the registry's trusted state (call after apply succeeded)."""
+    def advance(self, registry: str, commit: str, *, now: datetime | None = None,
+                merge_parents: Sequence[str] = ()) -> None:
+        """Record commit as the registry's trusted state (call after apply succeeded).
+
+        ``merge_parents``: the parents if ``commit`` is the site's own merge.
+        ``advanced_at`` changes only when the commit does.
+        """
         if not commit:
             raise GitregError(f"advance({registry!r}): empty commit id")
+        parents = " ".join(sorted(merge_parents))
         self._write(
-            "INSERT INTO registry (name, trusted_commit, advanced_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET trusted_commit = excluded.trusted_commit, "
-            "advanced_at = excluded.advanced_at "
-            "WHERE trusted_commit IS NOT excluded.trusted_commit",
-            (registry, commit, _stamp(now)))
+            "INSERT INTO registry (name, trusted_commit, advanced_at, merge_parents) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "trusted_commit = excluded.trusted_commit, merge_parents = excluded.merge_parents, "
+            "advanced_at = CASE WHEN trusted_commit IS excluded.trusted_commit "
+            "THEN advanced_at ELSE excluded.advanced_at END "
+            "WHERE trusted_commit IS NOT excluded.trusted_commit "
+            "OR merge_parents IS NOT excluded.merge_parents",
+            (registry, commit, _stamp(now), parents))
+
+    def record_conflicts(self, conflicts: Sequence[ConflictRecord]) -> None:
+        """Replace the recorded conflicts with those of this sync."""
+        with self.transaction():
+            self._write("DELETE FROM conflict")
+            for c in conflicts:
+                self._write(
+                    "INSERT INTO conflict (image_uuid, registries, taken_from, detail, seen_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (c.image_uuid, " ".join(c.registries), c.taken_from, c.detail,
+                     _stamp(c.seen_at)))
+
+    def conflicts(self) -> list[ConflictRecord]:
+        rows = self._read("SELECT image_uuid, registries, taken_from, detail, seen_at "
+                          "FROM conflict ORDER BY image_uuid")
+        return [ConflictRecord(r[0], tuple(r[1].split()), r[2], r[3], _parse(r[4]))
+                for r in rows]
 
     def record_remote(self, registry: str, url: str, state: RemoteState, detail: str = "", *,
                       commit: str | None = None, now: datetime | None = None) -> None:
@@ -506,7 +560,8 @@ class SiteState:
 
 
 def _registry_record(row: Sequence[Any]) -> RegistryRecord:
-    return RegistryRecord(row[0], row[1], _parse(row[2]) if row[2] else None)
+    return RegistryRecord(row[0], row[1], _parse(row[2]) if row[2] else None,
+                          tuple(row[3].split()))
 
 
 def _image_record(row: Sequence[Any]) -> ImageRecord:
