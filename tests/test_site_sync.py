@@ -385,7 +385,7 @@ def test_plan_downloads_new_keeps_held_and_names_why_others_leave() -> None:
     assert [i.uuid[-1] for i in plan.keep] == ["1"]
     why = {r.record.uuid[-1]: (r.state, r.reason) for r in plan.retire}
     assert why["3"][0] == "revoked" and "no longer in list" in why["3"][1]
-    assert why["4"][0] == "revoked" and "decommissioned" in why["4"][1]
+    assert why["4"][0] == "expired" and "no longer in registry" in why["4"][1]
 
 
 def test_plan_retires_images_of_an_expired_list_and_expired_images() -> None:

@@ -57,6 +57,18 @@ class RegistryImages:
     # image uuid -> (state, reason) for images the lists name but the site drops.
     dropped: dict[str, tuple[ImageState, str]] = field(default_factory=dict)
     lists: set[str] = field(default_factory=set)
+    # list uuid -> version, for lists published with no image: decommissioned.
+    decommissioned: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An image UUID claimed by several registries, and where it was taken from."""
+
+    image_uuid: str
+    registries: tuple[str, ...]
+    taken_from: str | None
+    message: str
 
 
 @dataclass
@@ -67,6 +79,7 @@ class Plan:
     # Metadata-only changes of images kept (a new list version, same bytes).
     refresh: list[DesiredImage] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
+    claims: list[Conflict] = field(default_factory=list)
 
 
 def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
@@ -83,6 +96,8 @@ def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
     for imagelist in lists:
         list_uuid = imagelist.identifier.lower()
         result.lists.add(list_uuid)
+        if not imagelist.images:
+            result.decommissioned[list_uuid] = imagelist.version
         wanting = [s for s in subscriptions if s.wants_list(list_uuid)]
         list_expired = imagelist.expires <= now
         body = imagelist.to_dict().get("hv:imagelist", {})
@@ -134,7 +149,8 @@ def make_plan(registries: Sequence[RegistryImages], records: Iterable[ImageRecor
     plan = Plan()
     in_cache = set(cached)
     frozen_set = set(frozen)
-    desired = _resolve_conflicts(registries, conflicts, plan.conflicts)
+    desired = _resolve_conflicts(registries, conflicts, plan.claims)
+    plan.conflicts = [c.message for c in plan.claims]
     by_registry = {r.registry: r for r in registries}
     current = {r.uuid: r for r in records}
 
@@ -182,13 +198,18 @@ def _why_gone(record: ImageRecord, registry: RegistryImages | None,
         return registry.dropped[record.uuid]
     if any(record.uuid in c for c in conflicts):
         return "expired", "claimed by several registries"
+    # A list is never deleted; an endorser decommissions it by publishing a
+    # version with no image. That retires its images as expired, not revoked.
+    if record.list_uuid in registry.decommissioned:
+        return "expired", (f"list {record.list_uuid} decommissioned (version "
+                           f"{registry.decommissioned[record.list_uuid]} has no images)")
     if record.list_uuid not in registry.lists:
-        return "revoked", f"list {record.list_uuid} decommissioned"
+        return "expired", f"list {record.list_uuid} is no longer in registry {record.registry}"
     return "revoked", f"revoked: no longer in list {record.list_uuid}"
 
 
 def _resolve_conflicts(registries: Sequence[RegistryImages], mode: Conflicts,
-                       report: list[str]) -> dict[str, DesiredImage]:
+                       report: list[Conflict]) -> dict[str, DesiredImage]:
     claims: dict[str, list[DesiredImage]] = {}
     for registry in registries:
         for image in registry.images.values():
@@ -198,12 +219,15 @@ def _resolve_conflicts(registries: Sequence[RegistryImages], mode: Conflicts,
         if len(claimants) == 1:
             chosen[image_uuid] = claimants[0]
             continue
-        names = ", ".join(sorted(c.registry for c in claimants))
+        registries_claiming = tuple(sorted(c.registry for c in claimants))
+        names = ", ".join(registries_claiming)
         ranked = sorted(claimants, key=lambda c: -c.priority)
         if mode == "priority" and ranked[0].priority > ranked[1].priority:
             chosen[image_uuid] = ranked[0]
-            report.append(f"image {image_uuid} is claimed by {names}; "
-                          f"taken from {ranked[0].registry} (higher priority)")
+            report.append(Conflict(image_uuid, registries_claiming, ranked[0].registry,
+                                   f"image {image_uuid} is claimed by {names}; "
+                                   f"taken from {ranked[0].registry} (higher priority)"))
         else:
-            report.append(f"image {image_uuid} is claimed by {names}; not taken")
+            report.append(Conflict(image_uuid, registries_claiming, None,
+                                   f"image {image_uuid} is claimed by {names}; not taken"))
     return chosen
