@@ -100,16 +100,22 @@ class SiteCache:
                               f"{exc.strerror or exc}") from None
 
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, *, create: bool = True) -> Iterator[None]:
         """Hold the site's exclusive sync lock; raise at once if another sync holds it.
 
         cron may start a sync while the previous one still downloads; two
         syncs renaming the same files would break the crash-safety argument.
+        ``create=False`` (a dry run) creates nothing: without a lock file there
+        is no site yet, so nothing to protect, and the lock is not taken.
         """
         path = self.state_dir / LOCK_FILE
+        if not create and not path.exists():
+            yield
+            return
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if create:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise GitregError(f"cannot open the sync lock {path}: {exc.strerror or exc}") \
                 from None

@@ -17,6 +17,9 @@ pinned policy fingerprint). A remote is then:
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,7 @@ from gitreg.gitstore.remote import fetch
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.policy import fingerprint
 from gitreg.site.config import RegistryConfig
+from gitreg.site.crash import crash_point
 from gitreg.site.state import RemoteState
 from gitreg.verify.history import Verifier
 from gitreg.verify.merge import deterministic_merge
@@ -61,6 +65,10 @@ class RegistryOutcome:
     remotes: list[RemoteOutcome] = field(default_factory=list)
     equivocations: list[str] = field(default_factory=list)
     merged: bool = False
+    # The sorted parents when ``target`` is this site's own merge.
+    merge_parents: tuple[str, ...] = ()
+    # What the sync had to repair before it could judge the remotes.
+    recovery: list[str] = field(default_factory=list)
 
     @property
     def any_valid(self) -> bool:
@@ -99,9 +107,20 @@ def open_local_repository(path: Path) -> RegistryStore:
 
 
 def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Verifier,
-                   trusted: str | None, *, timeout: float = FETCH_TIMEOUT) -> RegistryOutcome:
-    """Fetch and verify every remote; choose (and if needed merge) the target state."""
+                   trusted: str | None, *, timeout: float = FETCH_TIMEOUT,
+                   merge_parents: Sequence[str] = ()) -> RegistryOutcome:
+    """Fetch and verify every remote; choose (and if needed merge) the target state.
+
+    ``merge_parents``: the recorded parents if ``trusted`` is the site's own
+    merge, used to rebuild it when the local repository lost it.
+    """
     outcome = RegistryOutcome(name=registry.name, trusted=trusted, target=trusted)
+    clear_stale_locks(store.path)
+    if trusted is not None and not has_commit(store, trusted):
+        trusted = _recover_trusted(store, registry, verifier, trusted,
+                                   merge_parents=merge_parents, outcome=outcome,
+                                   timeout=timeout)
+        outcome.target = trusted
     # A trusted commit that is this site's own merge exists on no remote: its
     # parents stay candidates, so replicas that moved on from one of them
     # are merged again rather than judged a rewrite.
@@ -131,9 +150,110 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
                                       local_parents=local_parents)
         outcome.target = merge
         outcome.merged = True
+        outcome.merge_parents = tuple(sorted(heads))
         outcome.equivocations.extend(findings)
     outcome.equivocations = list(dict.fromkeys(outcome.equivocations))
     return outcome
+
+
+def has_commit(store: RegistryStore, oid: str) -> bool:
+    """Whether the local repository holds commit ``oid``."""
+    try:
+        return store.object_header(oid)[0] == "commit"
+    except GitregError:
+        return False
+
+
+def clear_stale_locks(repository: Path) -> list[Path]:
+    """Delete the ref lock files a killed ``git fetch`` left; return them.
+
+    git creates ``<ref>.lock`` while it updates a ref and removes it after;
+    a fetch killed in between leaves it, and every later fetch of that
+    remote would then fail. The caller holds the site's sync lock, so no
+    git process of ours can be using this repository.
+    """
+    found = [repository / "packed-refs.lock"] if (repository / "packed-refs.lock").exists() \
+        else []
+    found.extend((repository / "refs" / "gitreg").rglob("*.lock"))
+    for lock in found:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+    return found
+
+
+def _recover_trusted(store: RegistryStore, registry: RegistryConfig, verifier: Verifier,
+                     trusted: str, *, merge_parents: Sequence[str],
+                     outcome: RegistryOutcome, timeout: float) -> str | None:
+    """Bring back a trusted commit the local repository lacks (repos/ lost or replaced).
+
+    Every remote is fetched once. If that brought the commit back, nothing
+    else is needed. If it is the site's own merge, it is rebuilt from its
+    recorded parents and verified from the pinned trust root; it must come
+    out as the very same commit. Otherwise the sync starts over as a first
+    sync would (verification from the trust root), and says so: the trusted
+    commit can then no longer stop a rollback to an older valid state.
+    """
+    for index, url in enumerate(registry.remotes):
+        with contextlib.suppress(GitregError):
+            fetch(store.path, url, name=f"r{index}", timeout=timeout)
+    missing = f"the trusted commit {trusted[:12]} was not in the local repository {store.path}"
+    if has_commit(store, trusted):
+        outcome.recovery.append(f"{missing}; fetched it again from the remotes")
+        return trusted
+    if merge_parents and all(has_commit(store, p) for p in merge_parents):
+        try:
+            rebuilt, _ = merge_heads(store, verifier, None, list(merge_parents))
+        except RejectedError as exc:
+            rebuilt = None
+            missing += f"; rebuilding the merge failed: {exc.message}"
+        if rebuilt == trusted:
+            outcome.recovery.append(
+                f"{missing}; rebuilt the local merge of "
+                f"{', '.join(p[:12] for p in merge_parents)} and verified it again from "
+                "the trust root")
+            return trusted
+        if rebuilt is not None:
+            missing += f"; the merge of its recorded parents is {rebuilt[:12]}, not it"
+        with contextlib.suppress(KeyError, pygit2.GitError):
+            store.repo.references.delete(MERGE_REF)
+    elif merge_parents:
+        missing += "; no remote has the parents of the site's merge any more"
+    outcome.recovery.append(f"{missing}; every remote was verified again from the pinned "
+                            "trust root, as on a first sync")
+    return None
+
+
+def prepare_dry_run(repositories: Path, scratch: Path, name: str) -> None:
+    """Set up ``scratch`` so a dry run of registry ``name`` changes nothing under ``repositories``.
+
+    The scratch repository borrows the real one's objects read-only (git's
+    alternates) and starts from copies of its ``refs/gitreg/`` refs, so the
+    dry run fetches only what is new and writes objects, refs and merges in
+    ``scratch``; the verification and list caches beside it are copied.
+    """
+    real = repositories / f"{name}.git"
+    target = scratch / f"{name}.git"
+    try:
+        pygit2.init_repository(str(target), bare=True, initial_head="main")
+        if not (real / "HEAD").exists():
+            return
+        info = target / "objects" / "info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "alternates").write_text(f"{(real / 'objects').absolute()}\n", encoding="utf-8")
+        source = pygit2.Repository(str(real))
+        copy = pygit2.Repository(str(target))
+        for ref in source.references:
+            if ref.startswith("refs/gitreg/"):
+                copy.references.create(ref, source.references[ref].resolve().target, force=True)
+        # No sync is writing them (the caller holds the sync lock): a plain
+        # copy of a database and its WAL is a consistent snapshot.
+        for derived in repositories.glob(f"{name}.*.sqlite"):
+            for part in (derived, Path(f"{derived}-wal")):
+                if part.exists():
+                    shutil.copyfile(part, scratch / part.name)
+    except (pygit2.GitError, KeyError, ValueError, OSError) as exc:
+        raise GitregError(f"cannot prepare a dry run of registry {name} from {real}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
 def _local_merge_parents(store: RegistryStore, trusted: str | None) -> list[str]:
@@ -166,6 +286,7 @@ def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verif
     except GitregError as exc:
         # Any other git failure (a timeout, a broken server): nothing usable came.
         return RemoteOutcome(url, "unreachable", exc.message)
+    crash_point("fetch")
     if head == trusted or head in local_parents:
         return RemoteOutcome(url, "current", "at the trusted commit", commit=head)
     try:
