@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitreg.errors import RejectedError, UnreachableError, UsageError
 from gitreg.transport.download import (
@@ -306,3 +308,23 @@ def test_bad_arguments_change_nothing(paths, url, options):
     with pytest.raises((UsageError, DownloadError)):
         fetch(url, paths, b"abc", **options)
     assert not paths[0].parent.exists() and not paths[1].parent.exists()
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.integers(min_value=0, max_value=200 * KIB),
+       chunk=st.sampled_from([4096, 5000, 64 * KIB]))
+def test_resume_from_any_cut_point_verifies(image_server, tmp_path_factory, cut, chunk):
+    body = bytes(range(256)) * (200 * KIB // 256) + b"tail"
+    url = image_server.serve(f"/cut-{cut}-{chunk}.img", body, drop_after=cut)
+    where = tmp_path_factory.mktemp("cut")
+    paths = (where / "partial", where / "final")
+    try:
+        fetch(url, paths, body, chunk_size=chunk)
+    except DownloadInterrupted:
+        kept = paths[0].read_bytes()
+        assert body.startswith(kept)
+        result = fetch(url, paths, body, chunk_size=chunk)
+        assert result.resumed_from == len(kept)
+    assert paths[1].read_bytes() == body
+    assert not paths[0].exists()

@@ -1,1 +1,1 @@
-
+"""Transport: verified, resumable image downloads and capped document fetches."""

@@ -119,6 +119,7 @@ def download_image(
     ``DownloadError`` and its subclasses ``DownloadInterrupted``,
     ``DownloadTimeout``, ``DownloadTooSlow`` (partial kept for a resume), or
     ``LocalWriteError``. ``final_path`` is only ever a fully verified file.
+    One call per ``partial_path`` at a time: the caller keeps workers apart.
     """
     expected = sha512.lower()
     _check_arguments(url, size=size, sha512=expected, deadline=deadline,
@@ -150,10 +151,7 @@ def download_image(
                 held, hasher = 0, hashlib.sha512()
             try:
                 start, digest = _transfer(job, active, held, hasher)
-            except RejectedError:
-                _discard(partial_path)
-                raise
-            except LocalWriteError:
+            except (RejectedError, LocalWriteError):
                 _discard(partial_path)
                 raise
             if digest != expected:
@@ -351,8 +349,8 @@ class _HashingWriter:
             self._thread.join()
 
 
-def _pump(job: _Job, read_into: _ReadInto, writer: _HashingWriter, watchdog: _Watchdog) -> bool:
-    """Move the body into ``writer``; True if it ended (cleanly) within the size.
+def _pump(job: _Job, read_into: _ReadInto, writer: _HashingWriter, watchdog: _Watchdog) -> None:
+    """Move the body into ``writer`` until it ends cleanly within the size.
 
     At most one byte beyond the expected size is read: enough to tell an
     over-long (or endless) body from a complete one.
@@ -398,7 +396,7 @@ def _pump(job: _Job, read_into: _ReadInto, writer: _HashingWriter, watchdog: _Wa
                                     detail="the body did not end at the endorsed size")
         _keep(job, writer, buf, filled)
         if ended:
-            return True
+            return
 
 
 def _keep(job: _Job, writer: _HashingWriter, buf: bytearray, length: int) -> None:
@@ -465,11 +463,11 @@ def _run_writer(job: _Job, fd: int, held: int, hasher: HASH, *, read_into: _Read
     writer = _HashingWriter(fd, job.partial, hasher, held, job.chunk_size)
     try:
         with _Watchdog(job.limits, abort) as watchdog:
-            ended = _pump(job, read_into, writer, watchdog)
+            _pump(job, read_into, writer, watchdog)
         digest = writer.finish()
     finally:
         writer.close()
-    if ended and writer.held < job.size:
+    if writer.held < job.size:
         raise ImageSizeMismatch(job.url, expected=f"{job.size} bytes", got=f"{writer.held} bytes",
                                 detail="the body ended early")
     return digest
