@@ -9,40 +9,63 @@ from __future__ import annotations
 
 import os
 import sys
-
-import typer
+from typing import TYPE_CHECKING
 
 from gitreg import __version__
 from gitreg.errors import EXIT_OPERATIONAL, GitregError
 
-app = typer.Typer(
-    name="gitreg",
-    help="Git-backed, replicated registry of signed HEPiX virtual-machine image lists.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    import typer
+
+    app: typer.Typer
 
 
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"gitreg {__version__}")
-        raise typer.Exit(0)
+def _build_app() -> typer.Typer:
+    import typer
+
+    built = typer.Typer(
+        name="gitreg",
+        help="Git-backed, replicated registry of signed HEPiX virtual-machine image lists.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+
+    def _version_callback(value: bool) -> None:
+        if value:
+            typer.echo(f"gitreg {__version__}")
+            raise typer.Exit(0)
+
+    @built.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version_callback, is_eager=True,
+            help="Print the version and exit.",
+        ),
+        verbose: bool = typer.Option(
+            False, "--verbose", "-v", help="Show tracebacks and debug messages.",
+        ),
+    ) -> None:
+        """Git-backed, replicated registry of signed HEPiX image lists."""
+        if verbose:
+            os.environ["GITREG_VERBOSE"] = "1"
+
+    return built
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True,
-        help="Print the version and exit.",
-    ),
-    verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show tracebacks and debug messages.",
-    ),
-) -> None:
-    """Git-backed, replicated registry of signed HEPiX image lists."""
-    if verbose:
-        os.environ["GITREG_VERBOSE"] = "1"
+def _app() -> typer.Typer:
+    built = globals().get("app")
+    if built is None:
+        built = globals()["app"] = _build_app()
+    return built
+
+
+def __getattr__(name: str) -> object:
+    # ``app`` is built on first use: typer and the pydantic it imports cost
+    # more than pygit2, and a plain ``site sync`` (cron) runs without them.
+    if name == "app":
+        return _app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _register_commands() -> None:
@@ -65,10 +88,16 @@ def _verbose() -> bool:
 
 def run() -> None:
     """Console-script entry point: every error becomes a message and an exit code."""
-    _register_commands()
+    from gitreg.cli.site_sync import plain_sync_arguments, run_plain
+
+    plain_sync = plain_sync_arguments(sys.argv[1:])
+    if plain_sync is None:
+        _register_commands()
     try:
+        if plain_sync is not None:
+            sys.exit(run_plain(plain_sync))
         # standalone mode: typer/click turn usage errors into exit 2 themselves.
-        app()
+        _app()()
     except GitregError as exc:
         if _verbose():
             import traceback

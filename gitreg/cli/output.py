@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -23,17 +24,27 @@ def _console() -> Any:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _message(text: str, style: str | None = None) -> None:
+    # Off a terminal (cron, pipes) rich would write the plain text anyway;
+    # importing it costs a cron run (`site sync`) as much as its own work.
+    forced = os.environ.get("FORCE_COLOR") or os.environ.get("TTY_COMPATIBLE") == "1"
+    if not forced and not sys.stderr.isatty():
+        sys.stderr.write(text + "\n")
+        return
+    _console().print(text, style=style, markup=False)
+
+
 def info(message: str) -> None:
-    _console().print(message, markup=False)
+    _message(message)
 
 
 def ok(message: str) -> None:
-    _console().print(f"OK: {message}", markup=False)
+    _message(f"OK: {message}")
 
 
 def warn(message: str) -> None:
-    _console().print(f"warning: {message}", style="yellow", markup=False)
+    _message(f"warning: {message}", style="yellow")
 
 
 def error(message: str) -> None:
-    _console().print(f"error: {message}", style="red", markup=False)
+    _message(f"error: {message}", style="red")

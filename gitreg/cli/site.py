@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,59 +25,10 @@ def sync_command(
     json_output: bool = _JSON,
 ) -> None:
     """Fetch, verify, merge, plan and apply: exit 0, 1 (invalid), 3 (nothing reachable)."""
-    from gitreg.cli import output
-    from gitreg.site.config import load_config
-    from gitreg.site.sync import sync
+    # A plain command line never gets here (see gitreg.cli.site_sync); both run this.
+    from gitreg.cli.site_sync import run_sync
 
-    site = load_config(config)
-    progress = _RichProgress() if sys.stderr.isatty() and not json_output else None
-    try:
-        report = sync(site, dry_run=dry_run, progress=progress)
-    finally:
-        if progress is not None:
-            progress.close()
-    if json_output:
-        output.data_json(report.to_json())
-    else:
-        _print_sync(report)
-    raise typer.Exit(report.exit_code)
-
-
-def _print_sync(report: Any) -> None:
-    from gitreg.cli import output
-
-    for registry in report.registries:
-        for remote in registry.remotes:
-            if remote.state in ("invalid", "unreachable", "stale"):
-                rule = f" [rule: {remote.rule}]" if remote.rule else ""
-                output.warn(f"{registry.name}: remote {remote.url} is {remote.state}: "
-                            f"{remote.detail}{rule}")
-        for finding in registry.equivocations:
-            output.warn(f"{registry.name}: equivocation: {finding}")
-        states = ", ".join(f"{r.state}" for r in registry.remotes)
-        target = registry.target[:12] if registry.target else "none"
-        merged = " (merged)" if registry.merged else ""
-        output.info(f"{registry.name}: state {target}{merged}; remotes: {states}")
-    for conflict in report.plan.conflicts:
-        output.warn(f"conflict: {conflict}")
-    plan = report.plan
-    if report.dry_run:
-        output.data("plan (dry run, nothing changed):")
-        for image in plan.download:
-            output.data(f"  download {image.uuid} {image.metadata.get('dc:title', '')} "
-                        f"({image.size} bytes, list {image.list_uuid} v{image.list_version})")
-        for retirement in plan.retire:
-            output.data(f"  retire   {retirement.record.uuid} ({retirement.reason})")
-        for image in plan.keep:
-            output.data(f"  keep     {image.uuid} {image.metadata.get('dc:title', '')}")
-        return
-    for image_uuid, reason in sorted(report.failed.items()):
-        output.warn(f"image {image_uuid} failed: {reason}")
-    for failure in report.handler_failures:
-        output.warn(f"handler failed (retried next sync): {failure}")
-    output.ok(f"sync: {len(report.downloaded)} downloaded, {len(report.retired)} retired, "
-              f"{len(plan.keep)} kept, {len(report.failed)} failed, "
-              f"{len(report.events)} event(s)")
+    raise typer.Exit(run_sync(config, dry_run=dry_run, json_output=json_output))
 
 
 @site_app.command("status")
@@ -153,32 +102,3 @@ def images_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
 
 def _time(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
-
-
-class _RichProgress:
-    """Download bars on stderr, only when stderr is a terminal."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-        self._progress = Progress(*Progress.get_default_columns(), DownloadColumn(),
-                                  TransferSpeedColumn(), console=Console(stderr=True))
-        self._tasks: dict[str, Any] = {}
-        self._progress.start()
-
-    def start(self, image_uuid: str, title: str, size: int) -> Callable[[int], None]:
-        task = self._progress.add_task(title, total=size)
-        self._tasks[image_uuid] = task
-
-        def update(done: int) -> None:
-            self._progress.update(task, completed=done)
-        return update
-
-    def finish(self, image_uuid: str) -> None:
-        task = self._tasks.pop(image_uuid, None)
-        if task is not None:
-            self._progress.remove_task(task)
-
-    def close(self) -> None:
-        self._progress.stop()

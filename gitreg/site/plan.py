@@ -19,6 +19,10 @@ from gitreg.model.imagelist import Imagelist
 from gitreg.site.config import Conflicts, Subscription
 from gitreg.site.state import ImageRecord, ImageState
 
+# Records whose image the site holds or is getting: the only ones a plan may
+# retire, so the only ones whose lists a plan must read.
+HELD_STATES: tuple[ImageState, ...] = ("cached", "pending", "failed")
+
 
 @dataclass(frozen=True)
 class DesiredImage:
@@ -157,7 +161,7 @@ def make_plan(registries: Sequence[RegistryImages], records: Iterable[ImageRecor
     state: ImageState
     reason: str
     for record in current.values():
-        if record.state not in ("cached", "pending", "failed"):
+        if record.state not in HELD_STATES:
             continue
         if record.registry in frozen_set:
             continue

@@ -13,12 +13,11 @@ idempotent (journal keys, ``SiteCache.retire``, resumed downloads).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError
 from gitreg.gitstore.store import RegistryStore
@@ -34,7 +33,9 @@ from gitreg.site.events import (
     handler_base_environment,
     run_handler,
 )
+from gitreg.site.list_index import ListIndex
 from gitreg.site.plan import (
+    HELD_STATES,
     DesiredImage,
     Plan,
     RegistryImages,
@@ -49,9 +50,11 @@ from gitreg.site.remotes import (
     pinned_fingerprint,
 )
 from gitreg.site.state import ImageRecord, SiteState
-from gitreg.transport.download import download_image
 from gitreg.verify import layout
 from gitreg.verify.history import Verifier
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 # A list blob larger than this is refused by every policy the registry allows
 # (the verifier already enforced the policy's own, smaller limit).
@@ -140,7 +143,9 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
         frozen: list[str] = []
         for registry in config.registries:
             trusted = state.trusted_commit(registry.name) if state else None
-            outcome, lists = _registry_state(config, registry.name, trusted)
+            named = {r.list_uuid for r in records.values()
+                     if r.registry == registry.name and r.state in HELD_STATES}
+            outcome, lists = _registry_state(config, registry.name, trusted, named)
             report.registries.append(outcome)
             if outcome.target is None:
                 frozen.append(registry.name)
@@ -176,8 +181,8 @@ def _open_state(config: SiteConfig, dry_run: bool) -> Iterator[SiteState | None]
         yield state
 
 
-def _registry_state(config: SiteConfig, name: str,
-                    trusted: str | None) -> tuple[RegistryOutcome, list[Imagelist]]:
+def _registry_state(config: SiteConfig, name: str, trusted: str | None,
+                    named: Collection[str]) -> tuple[RegistryOutcome, list[Imagelist]]:
     registry = config.registry(name)
     pinned = pinned_fingerprint(registry)
     store = open_local_repository(config.repositories_dir / f"{name}.git")
@@ -188,20 +193,40 @@ def _registry_state(config: SiteConfig, name: str,
         outcome = fetch_registry(store, registry, verifier, trusted)
     finally:
         verify_cache.close()
-    lists = read_lists(store, outcome.target) if outcome.target else []
-    return outcome, lists
+    if outcome.target is None:
+        return outcome, []
+    with ListIndex(config.repositories_dir / f"{name}.lists.sqlite") as index:
+        return outcome, read_lists(store, outcome.target, index=index, named=named)
 
 
-def read_lists(store: RegistryStore, commit: str) -> list[Imagelist]:
-    """The imagelists of a verified commit."""
+def read_lists(store: RegistryStore, commit: str, *, index: ListIndex | None = None,
+               named: Collection[str] = ()) -> list[Imagelist]:
+    """The imagelists of a verified commit that a plan needs, in tree order.
+
+    Without ``index``: every list. With it: the lists that carry images and
+    the lists in ``named`` (those the site's image records name); a list
+    with no image adds nothing else to a plan, so a sync reads what changed,
+    not the whole registry.
+    """
     tree = store.commit(commit).tree
-    found: list[Imagelist] = []
-    for entry in store.entries(tree):
-        if layout.is_list(entry.path):
-            found.append(parse_imagelist(store.blob(entry.oid, MAX_LIST_BYTES),
-                                         source=f"{commit[:12]}:{entry.path}",
-                                         max_size=MAX_LIST_BYTES))
-    return found
+    parsed: dict[str, Imagelist] = {}
+
+    def read(oid: str, path: str) -> Imagelist:
+        if oid not in parsed:
+            parsed[oid] = parse_imagelist(store.blob(oid, MAX_LIST_BYTES),
+                                          source=f"{commit[:12]}:{path}",
+                                          max_size=MAX_LIST_BYTES)
+        return parsed[oid]
+
+    if index is None:
+        return [read(e.oid, e.path) for e in store.entries(tree) if layout.is_list(e.path)]
+    wanted = dict(index.lists_with_images(store, tree, read))
+    for list_uuid in set(named) - set(wanted):
+        entry = store.entry(tree, layout.list_path(list_uuid))
+        if entry is not None:
+            wanted[list_uuid] = entry.oid
+    return [read(blob, layout.list_path(list_uuid)) for list_uuid, blob in sorted(wanted.items())]
+
 
 
 class _Apply:
@@ -300,6 +325,10 @@ class _Apply:
     def _downloads(self, images: list[DesiredImage]) -> None:
         if not images:
             return
+        # Imported here: a sync with nothing to download (the cron case) skips
+        # the thread pool and the HTTP stack (requests, urllib3) altogether.
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=self.config.download_workers) as pool:
             futures: dict[Future[Any], DesiredImage] = {
                 pool.submit(self._fetch_image, image): image for image in images}
@@ -313,6 +342,8 @@ class _Apply:
                 self._install(image)
 
     def _fetch_image(self, image: DesiredImage) -> None:
+        from gitreg.transport.download import download_image
+
         partial = self.cache.partial_path(image.uuid)
         show = self.progress.start(image.uuid, str(image.metadata.get("dc:title", image.uuid)),
                                    image.size) if self.progress else None

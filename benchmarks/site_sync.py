@@ -1,0 +1,300 @@
+"""Benchmark: `gitreg site sync` after one change and with nothing new (issue 4).
+
+In ONE run, with keys generated at run time in a temporary directory:
+
+  1. builds three registries with ``tests/registry_simulator.py`` (pygit2
+     objects, lists signed in-process with SSHSigner, 1,000 lists per
+     commit; every list has no image, so the site holds only what the
+     benchmark changes): a small one (default 100 lists), a large one
+     (default 10,000) and a middle one (default 1,000). Each is served as a
+     real Git repository by its local path (git's local transport: git
+     fetch runs upload-pack, as for any remote);
+  2. writes a site config per registry (one remote, trust root pinned by
+     the policy fingerprint, every list subscribed, no handler) and runs an
+     initial ``gitreg site sync`` (not timed), which verifies all history;
+  3. target 1, one list changed: before each timed run, publishes a new
+     signed version of one list (always the same) whose only image is a
+     new 1 KiB file (served by an HTTP server on 127.0.0.1), so that each
+     sync fetches one commit, verifies it, downloads one image and retires
+     the previous one. Times
+     the whole ``gitreg site sync --config F`` process (the real CLI in a
+     subprocess), small and large interleaved so both see the same load;
+     the ratio of the medians must be <= 1.5;
+  4. target 2, nothing new: times ``gitreg site sync`` on the 1,000-list
+     site with no change, interleaved with a bare ``python -c "import
+     pygit2"`` (same interpreter); the ratio of the medians must be <= 3.
+
+    .venv/bin/python benchmarks/site_sync.py                      # about 1 minute
+    .venv/bin/python benchmarks/site_sync.py --repeat 21 --json site.json
+
+Exit status: 0 if both targets are met, 1 if one is not, 2 if a sync failed
+or the site did not end up holding exactly the newest image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import http.server
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gitreg.signing.ssh import SSHSigner
+    from tests.registry_simulator import RegistrySimulator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CHANGE_TARGET = 1.5
+NOOP_TARGET = 3.0
+BATCH = 1000
+GITREG = [sys.executable, "-m", "gitreg"]
+
+
+@dataclass
+class Site:
+    """One registry (the simulator, its endorser's side) and the site that follows it."""
+
+    lists: int
+    sim: RegistrySimulator
+    config: Path
+    list_ids: list[str]
+    build_seconds: float
+    initial_sync_seconds: float = 0.0
+    times: list[float] = field(default_factory=list)
+    changes: int = 0
+    newest_image: str | None = None
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class ImageServer:
+    """A plain HTTP server on 127.0.0.1 for the images the benchmark publishes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, name: str, body: bytes) -> str:
+        (self.root / name).write_bytes(body)
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def build(where: Path, lists: int, signer: SSHSigner) -> Site:
+    """A registry of ``lists`` empty lists by one endorser, and a site config following it."""
+    from gitreg.model.policy import Limits, fingerprint
+    from tests.registry_simulator import RegistrySimulator, new_id, ssh_signer
+
+    started = time.perf_counter()
+    sim = RegistrySimulator.create(
+        where / f"registry-{lists}.git", roots=[ssh_signer("root")],
+        start=datetime.now(UTC) - timedelta(hours=1),
+        limits=Limits(max_file_size=1 << 20, max_list_lifetime_days=365))
+    trust_root = fingerprint(sim.policy.canonical_bytes())
+    sim.add_endorser("bench", [signer.public_key()], ["imagelists/*"])
+    list_ids = [new_id(f"{lists}/list/{i}") for i in range(lists)]
+    for start in range(0, lists, BATCH):
+        sim.publish(signer, {list_id: [] for list_id in list_ids[start:start + BATCH]})
+    build_seconds = time.perf_counter() - started
+
+    site = where / f"site-{lists}"
+    site.mkdir()
+    config = site / "site.toml"
+    config.write_text(f"""[site]
+state_dir = "state"
+download_workers = 2
+
+[[registry]]
+name = "bench"
+remotes = [{json.dumps(str(sim.path))}]
+trust_root = "{trust_root}"
+
+[[subscription]]
+registry = "bench"
+imagelists = ["*"]
+""", encoding="utf-8")
+    return Site(lists, sim, config, list_ids, build_seconds)
+
+
+def sync(site: Site) -> float:
+    """One `gitreg site sync` process; its wall time in seconds."""
+    started = time.perf_counter()
+    done = subprocess.run([*GITREG, "site", "sync", "--config", str(site.config)],
+                          capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"gitreg site sync ({site.lists} lists) exited "
+                           f"{done.returncode}:\n{done.stdout}{done.stderr}")
+    return elapsed
+
+
+def publish_change(site: Site, signer: SSHSigner, images: ImageServer) -> None:
+    """A new signed version of one list, whose only image is a new 1 KiB file."""
+    from tests.registry_simulator import image_entry, new_id
+
+    sim = site.sim
+    # Always the same list: its new version replaces the previous image.
+    list_id = site.list_ids[len(site.list_ids) // 2]
+    site.changes += 1
+    image_id = new_id()
+    body = os.urandom(1024)
+    entry = {**image_entry(image_id, title=f"bench image {site.changes}"),
+             "hv:uri": images.serve(f"{image_id}.img", body), "hv:size": len(body),
+             "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
+    # The simulator's clock runs a second per commit; keep it near real time.
+    sim.clock = max(sim.clock, datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1))
+    sim.publish(signer, {list_id: [entry]})  # type: ignore[list-item]
+    site.newest_image = image_id
+
+
+def cached_images(site: Site) -> list[str]:
+    done = subprocess.run([*GITREG, "site", "images", "--config", str(site.config), "--json"],
+                          capture_output=True, text=True, check=True)
+    return sorted(row["uuid"] for row in json.loads(done.stdout))
+
+
+def import_pygit2() -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import pygit2"], check=True)
+    return time.perf_counter() - started
+
+
+def machine() -> dict[str, str]:
+    from importlib.metadata import version
+
+    import pygit2
+
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    git = subprocess.run(["git", "--version"], capture_output=True, text=True,
+                         check=False).stdout.strip()
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "system": platform.platform(),
+            "python": platform.python_version(), "pygit2": version("pygit2"),
+            "libgit2": pygit2.LIBGIT2_VERSION, "git": git,
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--small", type=int, default=100, help="lists in the small registry")
+    parser.add_argument("--large", type=int, default=10_000, help="lists in the large one")
+    parser.add_argument("--noop", type=int, default=1_000,
+                        help="lists of the registry synced with nothing new")
+    parser.add_argument("--repeat", type=int, default=11, help="timed runs of each kind")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    from tests.registry_simulator import ssh_signer
+
+    signer = ssh_signer("bench endorser")
+    with tempfile.TemporaryDirectory(prefix="gitreg-site-bench-") as tmp:
+        where = Path(tmp)
+        (where / "images").mkdir()
+        images = ImageServer(where / "images")
+        try:
+            sites: list[Site] = []
+            for lists in (args.small, args.large, args.noop):
+                say(f"building a {lists}-list registry ...")
+                site = build(where, lists, signer)
+                site.initial_sync_seconds = sync(site)
+                say(f"  built in {site.build_seconds:.1f} s, initial sync "
+                    f"{site.initial_sync_seconds:.1f} s")
+                sites.append(site)
+            small, large, noop = sites
+            say("target 1: one list changed, small and large interleaved ...")
+            for site in (small, large):  # warm the page cache and the state db once
+                publish_change(site, signer, images)
+                sync(site)
+            for _ in range(args.repeat):
+                for site in (small, large):
+                    publish_change(site, signer, images)
+                    site.times.append(sync(site))
+            for site in (small, large):
+                held = cached_images(site)
+                if held != [site.newest_image]:
+                    say(f"the {site.lists}-list site holds {held}, "
+                        f"not the newest image {site.newest_image}")
+                    return 2
+            say("target 2: nothing new, interleaved with `python -c 'import pygit2'` ...")
+            sync(noop)
+            baseline: list[float] = []
+            for _ in range(args.repeat):
+                noop.times.append(sync(noop))
+                baseline.append(import_pygit2())
+        except RuntimeError as exc:
+            say(str(exc))
+            return 2
+        finally:
+            images.close()
+
+    change_ratio = statistics.median(large.times) / statistics.median(small.times)
+    noop_ratio = statistics.median(noop.times) / statistics.median(baseline)
+    change_verdict = "PASS" if change_ratio <= CHANGE_TARGET else "FAIL"
+    noop_verdict = "PASS" if noop_ratio <= NOOP_TARGET else "FAIL"
+    print(f"{'what':<44} {'median':>11} {'min':>11} {'max':>11}")
+    rows = [(f"sync after one change, {small.lists} lists", small.times),
+            (f"sync after one change, {large.lists} lists", large.times),
+            (f"sync with nothing new, {noop.lists} lists", noop.times),
+            ("python -c 'import pygit2'", baseline)]
+    for label, times in rows:
+        print(f"{label:<44} {ms(statistics.median(times))} {ms(min(times))} {ms(max(times))}")
+    print(f"target 1: {large.lists}/{small.lists} lists after one change: "
+          f"{change_ratio:.2f}x (target <= {CHANGE_TARGET}x): {change_verdict}")
+    print(f"target 2: nothing new for {noop.lists} lists / import pygit2: "
+          f"{noop_ratio:.2f}x (target <= {NOOP_TARGET}x): {noop_verdict}")
+    info = machine()
+    print(json.dumps(info))
+    result = {
+        "rows": [{"what": label, "median_ms": round(statistics.median(t) * 1000, 1),
+                  "min_ms": round(min(t) * 1000, 1), "max_ms": round(max(t) * 1000, 1),
+                  "runs": len(t)} for label, t in rows],
+        "build_s": {s.lists: round(s.build_seconds, 2) for s in sites},
+        "initial_sync_s": {s.lists: round(s.initial_sync_seconds, 2) for s in sites},
+        "change_ratio": round(change_ratio, 3), "change_target": CHANGE_TARGET,
+        "change_verdict": change_verdict, "noop_ratio": round(noop_ratio, 3),
+        "noop_target": NOOP_TARGET, "noop_verdict": noop_verdict, "repeat": args.repeat,
+        "machine": info,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0 if change_verdict == noop_verdict == "PASS" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

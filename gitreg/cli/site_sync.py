@@ -1,0 +1,151 @@
+"""`gitreg site sync`, the command cron runs, without typer.
+
+A sync with nothing new must cost a few interpreter start-ups (issue 4), and
+typer, with the pydantic it imports to coerce options, costs more than
+importing pygit2. So ``gitreg.cli.main.run`` hands a plain ``site sync``
+command line (``--config``, ``--dry-run``, ``--json``, a leading
+``--verbose``) straight to ``run_sync``; anything else (``--help``, a typo,
+an option given twice) goes through typer, which owns the messages for
+those. The typer command in ``gitreg.cli.site`` calls ``run_sync`` too, so
+both ways run the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SyncArguments:
+    config: Path
+    dry_run: bool = False
+    json_output: bool = False
+    verbose: bool = False
+
+
+def plain_sync_arguments(argv: Sequence[str]) -> SyncArguments | None:
+    """The arguments of a plain ``[--verbose] site sync ...`` line, else None."""
+    args = list(argv)
+    verbose = False
+    if args and args[0] in ("--verbose", "-v"):
+        verbose = True
+        args.pop(0)
+    if args[:2] != ["site", "sync"]:
+        return None
+    config: str | None = None
+    flags: set[str] = set()
+    rest = args[2:]
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("--dry-run", "--json") and arg not in flags:
+            flags.add(arg)
+        elif arg in ("--config", "-c") and config is None and rest:
+            config = rest.pop(0)
+        elif arg.startswith("--config=") and config is None:
+            config = arg.removeprefix("--config=")
+        else:
+            return None
+    # A value that looks like an option is a mistake typer explains better.
+    if not config or config.startswith("-"):
+        return None
+    return SyncArguments(Path(config), dry_run="--dry-run" in flags,
+                         json_output="--json" in flags, verbose=verbose)
+
+
+def run_plain(arguments: SyncArguments) -> int:
+    """Run a sync parsed by ``plain_sync_arguments``; return the exit code."""
+    if arguments.verbose:
+        os.environ["GITREG_VERBOSE"] = "1"  # as typer's root --verbose does
+    return run_sync(arguments.config, dry_run=arguments.dry_run,
+                    json_output=arguments.json_output)
+
+
+def run_sync(config: Path, *, dry_run: bool, json_output: bool) -> int:
+    """Fetch, verify, merge, plan and apply; print the report; return the exit code."""
+    from gitreg.cli import output
+    from gitreg.site.config import load_config
+    from gitreg.site.sync import sync
+
+    site = load_config(config)
+    progress = _RichProgress() if sys.stderr.isatty() and not json_output else None
+    try:
+        report = sync(site, dry_run=dry_run, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if json_output:
+        output.data_json(report.to_json())
+    else:
+        _print_sync(report)
+    return report.exit_code
+
+
+def _print_sync(report: Any) -> None:
+    from gitreg.cli import output
+
+    for registry in report.registries:
+        for remote in registry.remotes:
+            if remote.state in ("invalid", "unreachable", "stale"):
+                rule = f" [rule: {remote.rule}]" if remote.rule else ""
+                output.warn(f"{registry.name}: remote {remote.url} is {remote.state}: "
+                            f"{remote.detail}{rule}")
+        for finding in registry.equivocations:
+            output.warn(f"{registry.name}: equivocation: {finding}")
+        states = ", ".join(f"{r.state}" for r in registry.remotes)
+        target = registry.target[:12] if registry.target else "none"
+        merged = " (merged)" if registry.merged else ""
+        output.info(f"{registry.name}: state {target}{merged}; remotes: {states}")
+    for conflict in report.plan.conflicts:
+        output.warn(f"conflict: {conflict}")
+    plan = report.plan
+    if report.dry_run:
+        output.data("plan (dry run, nothing changed):")
+        for image in plan.download:
+            output.data(f"  download {image.uuid} {image.metadata.get('dc:title', '')} "
+                        f"({image.size} bytes, list {image.list_uuid} v{image.list_version})")
+        for retirement in plan.retire:
+            output.data(f"  retire   {retirement.record.uuid} ({retirement.reason})")
+        for image in plan.keep:
+            output.data(f"  keep     {image.uuid} {image.metadata.get('dc:title', '')}")
+        return
+    for image_uuid, reason in sorted(report.failed.items()):
+        output.warn(f"image {image_uuid} failed: {reason}")
+    for failure in report.handler_failures:
+        output.warn(f"handler failed (retried next sync): {failure}")
+    output.ok(f"sync: {len(report.downloaded)} downloaded, {len(report.retired)} retired, "
+              f"{len(plan.keep)} kept, {len(report.failed)} failed, "
+              f"{len(report.events)} event(s)")
+
+
+class _RichProgress:
+    """Download bars on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        self._progress = Progress(*Progress.get_default_columns(), DownloadColumn(),
+                                  TransferSpeedColumn(), console=Console(stderr=True))
+        self._tasks: dict[str, Any] = {}
+        self._progress.start()
+
+    def start(self, image_uuid: str, title: str, size: int) -> Callable[[int], None]:
+        task = self._progress.add_task(title, total=size)
+        self._tasks[image_uuid] = task
+
+        def update(done: int) -> None:
+            self._progress.update(task, completed=done)
+        return update
+
+    def finish(self, image_uuid: str) -> None:
+        task = self._tasks.pop(image_uuid, None)
+        if task is not None:
+            self._progress.remove_task(task)
+
+    def close(self) -> None:
+        self._progress.stop()

@@ -1,0 +1,158 @@
+"""Which lists of a registry's state carry images, kept current by tree diffs.
+
+A sync's plan needs the lists that carry images and the lists the site's
+image records name; every other list (no image: new, or decommissioned)
+contributes nothing to it. ``ListIndex`` remembers, for the last tree it was
+brought to, the blob of every list with at least one image, and moves to a
+new tree by reading only the paths that differ
+(``RegistryStore.changed_paths``): a sync of a 10,000-list registry in which
+one list changed reads that list, not 10,000.
+
+The index is derived data, a pure function of the tree's content, kept in
+its own SQLite file next to the registry's local repository. It is updated
+in one transaction, so it always describes exactly the tree it names; when
+it is missing, unreadable, or names a tree the repository lacks, it is
+rebuilt from the whole tree. Losing it costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from gitreg.errors import RejectedError
+from gitreg.gitstore.store import RegistryStore
+from gitreg.model.imagelist import Imagelist
+from gitreg.verify import layout
+
+# Bump when what a row means changes: an index of another version is rebuilt.
+_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lists (list_uuid TEXT PRIMARY KEY, blob TEXT NOT NULL);
+"""
+
+# Reads and parses the list blob ``oid`` found at ``path``.
+ListReader = Callable[[str, str], Imagelist]
+
+
+class ListIndex:
+    """The lists with images of one registry's tree, in ``<registry>.lists.sqlite``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> ListIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lists_with_images(self, store: RegistryStore, tree: str,
+                          read: ListReader) -> dict[str, str]:
+        """List UUID -> blob of every list of ``tree`` that carries an image.
+
+        ``read`` parses the lists that must be looked at (the changed ones,
+        or all of them on a rebuild); the caller may keep what it parsed.
+        """
+        known = self._load()
+        if known is not None and known[0] == tree:
+            return known[1]
+        lists: dict[str, str] | None = None
+        if known is not None:
+            with contextlib.suppress(RejectedError):
+                # An index tree the repository lacks (a state dir restored
+                # from elsewhere) cannot be diffed: rebuild instead.
+                lists = _moved(store, known[0], tree, known[1], read)
+        if lists is None:
+            lists = _built(store, tree, read)
+        self._save(tree, lists, previous=known[1] if known is not None else None)
+        return lists
+
+    # --- storage -----------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            # Derived data: losing the last transaction to a power cut only
+            # means the next sync diffs from an older tree.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    def _load(self) -> tuple[str, dict[str, str]] | None:
+        """(tree, lists) as stored, or None if there is no usable index."""
+        try:
+            db = self._connect()
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("version") != _VERSION or "tree" not in meta:
+                return None
+            return meta["tree"], dict(db.execute("SELECT list_uuid, blob FROM lists"))
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()
+            return None
+
+    def _save(self, tree: str, lists: dict[str, str], *,
+              previous: dict[str, str] | None) -> None:
+        # A failure to record is not the sync's: it goes on with the lists it
+        # has, and the next sync rebuilds the index.
+        try:
+            db = self._connect()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                if previous is None:
+                    db.execute("DELETE FROM lists")
+                    previous = {}
+                gone = [(u,) for u in previous if u not in lists]
+                changed = [(u, b) for u, b in lists.items() if previous.get(u) != b]
+                db.executemany("DELETE FROM lists WHERE list_uuid = ?", gone)
+                db.executemany("INSERT OR REPLACE INTO lists VALUES (?, ?)", changed)
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                               [("version", _VERSION), ("tree", tree)])
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()
+
+    def _discard(self) -> None:
+        """Remove an index SQLite cannot read (it is rebuilt from the tree)."""
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                Path(f"{self.path}{suffix}").unlink()
+
+
+def _built(store: RegistryStore, tree: str, read: ListReader) -> dict[str, str]:
+    lists: dict[str, str] = {}
+    for entry in store.entries(tree):
+        if layout.is_list(entry.path) and read(entry.oid, entry.path).images:
+            lists[_list_uuid(entry.path)] = entry.oid
+    return lists
+
+
+def _moved(store: RegistryStore, old_tree: str, tree: str, lists: dict[str, str],
+           read: ListReader) -> dict[str, str]:
+    moved = dict(lists)
+    for change in store.changed_paths(old_tree, tree):
+        if not layout.is_list(change.path):
+            continue
+        if change.new_oid is not None and read(change.new_oid, change.path).images:
+            moved[_list_uuid(change.path)] = change.new_oid
+        else:
+            moved.pop(_list_uuid(change.path), None)
+    return moved
+
+
+def _list_uuid(path: str) -> str:
+    list_uuid = layout.list_id_of(path)
+    assert list_uuid is not None  # is_list matched the path
+    return list_uuid
