@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
@@ -24,12 +24,16 @@ from gitreg.errors import (
     UntrustedSignerError,
     UsageError,
 )
+from gitreg.interop.smime import parse_smime
 from gitreg.signing.interface import NAMESPACE_IMAGELIST, detect_scheme
 from gitreg.signing.x509 import (
+    _PARSE_ERRORS,
     CAStore,
     X509PublicKey,
     X509Signer,
     X509SignerInfo,
+    _parse_signed_data_asn1,
+    _read_signed_data,
     check_binding,
     dn_openssl,
     sign_cms,
@@ -42,6 +46,7 @@ from tests.fixtures.x509_pki import (
     build_crl,
     new_key,
     openssl_dn,
+    openssl_hash,
     write_identity,
 )
 
@@ -57,7 +62,7 @@ def openssl(*args: str | Path, input: bytes | None = None,
                           check=False, env=env)
 
 
-def openssl_cms_sign(tmp_path: Path, signer: object, data: bytes, *extra: str,
+def openssl_cms_sign(tmp_path: Path, signer: object, data: bytes, *extra: str | Path,
                      outform: str = "DER") -> bytes:
     """A detached CMS signature made by the real openssl."""
     src = tmp_path / "data.bin"
@@ -415,6 +420,158 @@ def _alice_cms(x509_pki: TestPKI) -> bytes:
     if "alice" not in _CMS_CACHE:
         _CMS_CACHE["alice"] = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
     return _CMS_CACHE["alice"]
+
+
+def _bob_cms(x509_pki: TestPKI) -> bytes:
+    if "bob" not in _CMS_CACHE:
+        # RSA, with the root CA carried along: a second shape for the reader.
+        _CMS_CACHE["bob"] = sign_cms(DATA, x509_pki.bob.cert_pem + x509_pki.root.cert_pem,
+                                     x509_pki.bob.key_pem)
+    return _CMS_CACHE["bob"]
+
+
+# --- The direct DER reader of CMS ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("options", "direct"), [
+    ([], True),
+    (["-md", "sha512"], True),
+    (["-noattr"], True),
+    (["-keyid"], True),
+    (["-nodetach"], True),
+    (["-nosmimecap", "-md", "sha384"], True),
+    (["-certfile", "ISSUING"], True),
+    (["-stream"], False),                           # BER: indefinite lengths
+    (["-nodetach", "-stream"], False),
+    (["-keyopt", "rsa_padding_mode:pss"], False),   # PSS parameters
+    (["-md", "sha1"], False),                       # an algorithm it does not name
+], ids=["default", "sha512", "no-attributes", "key-id", "opaque", "sha384", "extra-cert",
+        "ber", "opaque-ber", "pss", "sha1"])
+def test_direct_cms_reader_agrees_with_asn1crypto(x509_pki: TestPKI, store: CAStore,
+                                                  tmp_path: Path, options: list[str],
+                                                  direct: bool) -> None:
+    signer = x509_pki.bob if "rsa_padding_mode:pss" in options else x509_pki.alice
+    options = [str(x509_pki.issuing.cert_path) if o == "ISSUING" else o for o in options]
+    cms = openssl_cms_sign(tmp_path, signer, DATA, *options)
+    general = _parse_signed_data_asn1(cms)
+    if direct:
+        assert _read_signed_data(cms) == general
+    else:
+        # Left to asn1crypto, so the verdict is the general reader's.
+        with pytest.raises(ValueError):
+            _read_signed_data(cms)
+    if "sha1" in options:
+        with pytest.raises(SignatureError, match="sha1 is not accepted"):
+            verify_cms(DATA, cms, store)
+    else:
+        assert verify_cms(DATA, cms, store).subject_dn == signer.dn
+
+
+@pytest.mark.parametrize("name", ["imagelist01.signed", "imagelist02.signed",
+                                  "imagelist_invalid.signed"])
+def test_direct_cms_reader_reads_the_cloudkeeper_signatures(interop_dir: Path,
+                                                            name: str) -> None:
+    der = parse_smime((interop_dir / "cloudkeeper" / name).read_bytes()).signature_der
+    assert _read_signed_data(der) == _parse_signed_data_asn1(der)
+
+
+# Bytes that turn lengths long, indefinite or empty and tags into other types.
+_DER_BYTES = st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x06, 0x24, 0x30, 0x31, 0x80, 0x81,
+                              0x82, 0xA0, 0xA1, 0xFF])
+
+
+@FUZZ
+@given(st.data())
+def test_direct_cms_reader_accepts_only_what_asn1crypto_reads_alike(
+        x509_pki: TestPKI, data: st.DataObject) -> None:
+    cms = bytearray(data.draw(st.sampled_from([_alice_cms(x509_pki), _bob_cms(x509_pki)])))
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(cms) - 1))
+        action = data.draw(st.sampled_from(["flip", "der", "cut", "insert"]))
+        if action == "flip":
+            cms[position] ^= data.draw(st.integers(1, 255))
+        elif action == "der":
+            cms[position] = data.draw(_DER_BYTES)
+        elif action == "cut":
+            del cms[position:position + data.draw(st.integers(1, 8))]
+        else:
+            cms[position:position] = data.draw(st.binary(min_size=1, max_size=4))
+        if not cms:
+            cms = bytearray(b"\x30")
+    try:
+        direct = _read_signed_data(bytes(cms))
+    except _PARSE_ERRORS:
+        return  # asn1crypto decides these
+    assert _parse_signed_data_asn1(bytes(cms)) == direct
+
+
+# --- Caches: only work whose result cannot change is skipped ---------------------------
+
+
+def test_cached_chain_is_checked_again_at_every_reference_time(x509_pki: TestPKI,
+                                                               tmp_path: Path) -> None:
+    store = CAStore.from_directory(x509_pki.write_ca_dir(tmp_path / "ca"))
+    cms = _alice_cms(x509_pki)
+    assert verify_cms(DATA, cms, store).subject_dn == x509_pki.alice.dn
+    searches = dict(store._searches)
+    assert len(searches) == 1
+    alice = x509_pki.alice.cert
+    second = dt.timedelta(seconds=1)
+    with pytest.raises(UntrustedSignerError, match=f"{x509_pki.alice.dn} expired at"):
+        verify_cms(DATA, cms, store, at=alice.not_valid_after_utc + second)
+    with pytest.raises(UntrustedSignerError, match="is not valid before"):
+        verify_cms(DATA, cms, store, at=alice.not_valid_before_utc - second)
+    # Alice is still valid then, but the issuing CA's CRL (next update in 30 days) is not.
+    with pytest.raises(UntrustedSignerError, match=r"CRL of .*Issuing CA expired at"):
+        verify_cms(DATA, cms, store, at=NOW + dt.timedelta(days=31))
+    # All from the one kept search, which the failures did not spoil.
+    assert store._searches == searches
+    assert verify_cms(DATA, cms, store).subject_dn == x509_pki.alice.dn
+
+
+def test_cached_success_does_not_outlive_a_new_crl(x509_pki: TestPKI, tmp_path: Path) -> None:
+    ca_dir = x509_pki.write_ca_dir(tmp_path / "ca", crls=[])
+    cms = sign_cms(DATA, x509_pki.revoked.cert_pem, x509_pki.revoked.key_pem)
+    assert verify_cms(DATA, cms, CAStore.from_directory(ca_dir)).subject_dn == \
+        x509_pki.revoked.dn
+    # fetch-crl drops the issuing CA's CRL into the directory: a new store, new verdict.
+    crl_path = ca_dir / f"{openssl_hash(ca_dir / 'issuing.pem')}.r0"
+    crl_path.write_bytes(x509_pki.issuing_crl.public_bytes(serialization.Encoding.PEM))
+    with pytest.raises(UntrustedSignerError, match="revoked by the CRL of"):
+        verify_cms(DATA, cms, CAStore.from_directory(ca_dir))
+    # Each store judges by its own CRLs, in whichever order they are asked.
+    with_crl = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem],
+                                [_pem_crl(x509_pki.issuing_crl)])
+    without = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
+    assert verify_cms(DATA, cms, without).subject_dn == x509_pki.revoked.dn
+    with pytest.raises(UntrustedSignerError, match="revoked"):
+        verify_cms(DATA, cms, with_crl)
+    assert verify_cms(DATA, cms, without).subject_dn == x509_pki.revoked.dn
+
+
+def _pem_crl(crl: x509.CertificateRevocationList) -> bytes:
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def test_cached_certificate_does_not_vouch_for_a_twin(x509_pki: TestPKI, tmp_path: Path) -> None:
+    # A twin of alice's certificate: same subject, issuer name, serial and dates,
+    # signed by the rogue CA (which bears the issuing CA's name). Only the
+    # certificate's bytes tell it apart from the one verified before.
+    store = CAStore.from_directory(x509_pki.write_ca_dir(tmp_path / "ca"))
+    alice = x509_pki.alice.cert
+    assert verify_cms(DATA, _alice_cms(x509_pki), store).subject_dn == x509_pki.alice.dn
+    key = new_key()
+    twin = (x509.CertificateBuilder().subject_name(alice.subject).issuer_name(alice.issuer)
+            .public_key(key.public_key()).serial_number(alice.serial_number)
+            .not_valid_before(alice.not_valid_before_utc)
+            .not_valid_after(alice.not_valid_after_utc)
+            .sign(x509_pki.rogue.key, hashes.SHA256()))
+    identity = write_identity(tmp_path / "twin", "twin", twin, key)
+    cms = sign_cms(DATA, identity.cert_pem, identity.key_pem)
+    assert _read_signed_data(cms).signers[0].sid_serial == alice.serial_number
+    with pytest.raises(UntrustedSignerError, match="not signed by the key of the CA"):
+        verify_cms(DATA, cms, store)
+    assert verify_cms(DATA, _alice_cms(x509_pki), store).subject_dn == x509_pki.alice.dn
 
 
 # --- Binding, signer and identity ----------------------------------------------

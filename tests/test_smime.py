@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 from gitreg.errors import GitregError, InvalidDocumentError, SignatureError, UntrustedSignerError
 from gitreg.interop.smime import (
+    _crlf,
+    _join_lines,
+    _openssl_lines,
     _split_parts,
     _split_parts_by_line,
     build_smime,
@@ -380,3 +383,47 @@ def test_fast_split_agrees_with_openssl_line_model(lines: list[bytes], eol: byte
                                                    final_eol: bool) -> None:
     body = eol.join(lines) + (eol if final_eol else b"")
     assert _split_parts(body, b"--B") == _split_parts_by_line(body, b"--B")
+
+
+# Boundaries are found with bytes.find now; any bytes of one are literal.
+delimiters = st.sampled_from([b"--B", b"--(a+b).*?", b"--=_Part_1.2", b"--\\d$^|[x]"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), delimiters, st.sampled_from([b"\n", b"\r\n"]), st.booleans())
+def test_fast_split_agrees_for_any_boundary_and_long_lines(
+        data: st.DataObject, delimiter: bytes, eol: bytes, final_eol: bool) -> None:
+    line = st.one_of(
+        st.sampled_from([delimiter, delimiter + b"--", delimiter + b"x", b"-" + delimiter,
+                         b"", b"\r", b"x" + delimiter]),
+        st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"")),
+        # Around OpenSSL's 1023-byte reads, where the fast path gives way.
+        st.integers(1019, 1025).map(lambda n: b"y" * n))
+    lines = data.draw(st.lists(line, max_size=10))
+    body = eol.join(lines) + (eol if final_eol else b"")
+    assert _split_parts(body, delimiter) == _split_parts_by_line(body, delimiter)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"")), min_size=1,
+                max_size=8),
+       st.lists(st.sampled_from([b"\n", b"\r\n", b"\r\r\n"]), min_size=8, max_size=8))
+def test_crlf_joins_lines_as_openssl_does(lines: list[bytes], ends: list[bytes]) -> None:
+    whole = b"".join(line + end for line, end in zip(lines, ends, strict=False))
+    assert _crlf(whole) == _join_lines(list(_openssl_lines(whole)))
+
+
+def test_boundary_with_pattern_characters_verifies(x509_pki: TestPKI, store: CAStore,
+                                                   tmp_path: Path) -> None:
+    message = _valid(x509_pki)
+    odd = message.replace(_boundary(message), b"=_(a+b).?:/,'x")
+    assert odd != message
+    payload, signer = verify_smime(odd, store)
+    assert (payload, signer.subject_dn) == (LIST, x509_pki.alice.dn)
+    result = smime_verify(tmp_path, odd, "-CAfile", x509_pki.ca_file, "-no-CApath",
+                          "-no-CAstore")
+    assert result.returncode == 0, result.stderr.decode()
+    # A boundary that only looks alike as a pattern is not one.
+    lookalike = odd.replace(b"--=_(a+b).?:/,'x--", b"--=_(aab).?:/,'x--")
+    with pytest.raises(SignatureError, match="no closing boundary"):
+        verify_smime(lookalike, store)

@@ -49,6 +49,10 @@ _HEADER_LINE = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*:")
 _PARAMETER = re.compile(
     r';\s*([!#-\'*+.0-9A-Z^-~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)')
 _MAX_MESSAGE = 64 * 1024 * 1024
+# What bytes.split() splits on; deleted in one pass before base64 decoding.
+_WHITESPACE = b" \t\n\r\x0b\x0c"
+# A line after the first one too long for one OpenSSL read (see _has_long_line).
+_LONG_LINE = re.compile(rb"\n[^\n]{%d}" % _OPENSSL_LINE)
 _BASE64_WIDTH = 64
 
 
@@ -127,7 +131,9 @@ def _content_type(value: str | None) -> tuple[str, dict[str, str]]:
     for match in _PARAMETER.finditer(value):
         raw = match.group(2)
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            raw = raw[1:-1]
+            if "\\" in raw:
+                raw = re.sub(r"\\(.)", r"\1", raw)
         params.setdefault(match.group(1).lower(), raw)
     return kind, params
 
@@ -138,7 +144,7 @@ def _where(source: str) -> str:
 
 def _base64(text: bytes, what: str, source: str) -> bytes:
     try:
-        return base64.b64decode(b"".join(text.split()), validate=True)
+        return base64.b64decode(text.translate(None, _WHITESPACE), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SignatureError(f"{_where(source)}{what} is not valid base64: {exc}") from exc
 
@@ -212,26 +218,55 @@ def _split_parts_by_line(body: bytes, delimiter: bytes) -> tuple[list[bytes], bo
 
 def _crlf(lines: bytes) -> bytes:
     """Whole lines (ending in LF) joined as multi_split joins them."""
+    # The usual cases in single passes: LF lines, or CRs only as single CRLFs
+    # (deleting every CR then strips just the one before each LF).
+    if b"\r" not in lines:
+        return lines.replace(b"\n", b"\r\n")[:-2]
+    if lines.count(b"\r") == lines.count(b"\r\n"):
+        return lines.translate(None, b"\r").replace(b"\n", b"\r\n")[:-2]
     while b"\r\n" in lines:
         lines = lines.replace(b"\r\n", b"\n")
     return lines.replace(b"\n", b"\r\n")[:-2]
 
 
+def _delimiter_lines(body: bytes, delimiter: bytes) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, closing) of each line that starts with ``delimiter``.
+
+    bytes.find, not a regex: every message has its own boundary, so a pattern
+    built from it would be compiled anew for each list (Python's cache never hits).
+    """
+    # A delimiter holds no LF, so the LF before the next one lies past this one.
+    text = b"\n" + body
+    marker = b"\n" + delimiter
+    found = text.find(marker)
+    while found != -1:
+        # text[found] is that LF, so the delimiter line starts at body[found].
+        end = found + len(delimiter)
+        yield found, end, body[end:end + 2] == b"--"
+        found = text.find(marker, end + 1)
+
+
+def _has_long_line(body: bytes) -> bool:
+    """Whether a line (LF not counted) is at least _OPENSSL_LINE bytes long."""
+    first = body.find(b"\n")
+    return ((first if first != -1 else len(body)) >= _OPENSSL_LINE
+            or _LONG_LINE.search(body) is not None)
+
+
 def _split_parts(body: bytes, delimiter: bytes) -> tuple[list[bytes], bool]:
     """multi_split: the canonical parts between delimiter lines, and whether the
     closing delimiter was seen."""
-    if max(map(len, body.split(b"\n"))) >= _OPENSSL_LINE:
+    if _has_long_line(body):
         return _split_parts_by_line(body, delimiter)
     # No line is split by the 1023-byte reads, so whole lines can be cut at once.
     parts: list[bytes] = []
     start: int | None = None
-    pattern = re.compile(rb"^" + re.escape(delimiter) + rb"(--)?", re.MULTILINE)
-    for match in pattern.finditer(body):
-        if start is not None and match.start() > start:
-            parts.append(_crlf(body[start:match.start()]))
-        if match.group(1):
+    for line_start, line_end, closing in _delimiter_lines(body, delimiter):
+        if start is not None and line_start > start:
+            parts.append(_crlf(body[start:line_start]))
+        if closing:
             return parts, True
-        newline = body.find(b"\n", match.end())
+        newline = body.find(b"\n", line_end)
         start = len(body) if newline == -1 else newline + 1
     if start is not None and start < len(body):
         tail = body[start:]

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -155,6 +155,7 @@ def _read_tlv(buf: bytes, pos: int) -> tuple[int, int, int]:
     return tag, pos, end
 
 
+@lru_cache(maxsize=512)
 def _oid_dotted(body: bytes) -> str:
     arcs: list[int] = []
     value = 0
@@ -340,6 +341,47 @@ class _Authority:
         subject_dn, issuer_dn = _dns_of_der(cert, der)
         return cls(cert, der, subject_dn, issuer_dn)
 
+    # What each verification asks of a certificate, read once: these depend on
+    # its bytes alone (cached_property writes past the frozen dataclass).
+
+    @cached_property
+    def serial(self) -> int:
+        return int(self.cert.serial_number)
+
+    @cached_property
+    def raw_issuer(self) -> bytes:
+        return _raw_names(self.der)[0]
+
+    @cached_property
+    def not_before(self) -> datetime:
+        return self.cert.not_valid_before_utc
+
+    @cached_property
+    def not_after(self) -> datetime:
+        return self.cert.not_valid_after_utc
+
+    @cached_property
+    def signing_problem(self) -> str | None:
+        return _signing_usage_problem(self.cert)
+
+    @cached_property
+    def critical_problem(self) -> str | None:
+        return _unhandled_critical_extension(self.cert)
+
+
+# A step of a chain search: a problem met, or a path up to a trust anchor.
+_SearchEvent = str | tuple[_Authority, ...]
+
+
+@lru_cache(maxsize=1024)
+def _authority_of_der(der: bytes) -> _Authority:
+    """A certificate carried in CMS signatures, parsed once per distinct DER.
+
+    Keyed on the exact bytes, so a certificate differing in any bit (a rogue
+    copy of a name, another serial) is parsed and judged on its own.
+    """
+    return _Authority.of(x509.load_der_x509_certificate(der), der)
+
 
 @dataclass(frozen=True, eq=False)
 class _Revocations:
@@ -348,6 +390,8 @@ class _Revocations:
     issuer_dn: str
     serials: frozenset[int]
     source: str
+    last_update: datetime
+    next_update: datetime | None
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
@@ -377,6 +421,8 @@ _UNDERSTOOD_CRITICAL = (
     x509.AuthorityInformationAccess,
 )
 _MAX_CHAIN = 10
+# Chain searches a store keeps (see CAStore._searches); each is a few references.
+_MAX_SEARCHES = 4096
 
 
 class CAStore:
@@ -417,11 +463,18 @@ class CAStore:
             issuer_dn = _dn_from_der(crl.issuer.public_bytes())
             where = crl_sources[index] if index < len(crl_sources) else f"CRL of {issuer_dn}"
             entry = _Revocations(crl, der, issuer_dn,
-                                 frozenset(r.serial_number for r in crl), where)
+                                 frozenset(r.serial_number for r in crl), where,
+                                 crl.last_update_utc, crl.next_update_utc)
             self._crls.setdefault(issuer_dn, []).append(entry)
         # Results of certificate/CRL signature checks: they depend only on the
         # bytes involved, so each is computed once per store.
         self._signed_by: dict[tuple[bytes, bytes], bool] = {}
+        # Chain searches by (signer DER, DERs of the certificates carried with
+        # it): what _paths finds depends on those bytes and on this store's fixed
+        # contents only, never on the time, so it is kept; validity dates and
+        # CRLs are checked on every verification (_path_problem).
+        self._searches: dict[tuple[bytes, tuple[bytes, ...]], tuple[_SearchEvent, ...]] = {}
+        self._searches_lock = threading.Lock()
 
     # -- construction ----------------------------------------------------------
 
@@ -529,29 +582,53 @@ class CAStore:
 
     def _verify_chain(self, leaf: _Authority, untrusted: Sequence[_Authority],
                       when: datetime) -> list[_Authority]:
-        leaf_problem = _signing_usage_problem(leaf.cert)
+        leaf_problem = leaf.signing_problem
         if leaf_problem:
             raise UntrustedSignerError(f"signer {leaf.dn}: {leaf_problem}")
-        extra: dict[str, list[_Authority]] = {}
-        for other in untrusted:
-            extra.setdefault(other.dn, []).append(other)
         problems: list[str] = []
         # Structure first (who signed whom, up to an anchor), then time and
         # revocation along each such path: the first path passing both wins.
-        for path in self._paths([leaf], extra, problems):
-            problem = self._path_problem(path, when)
+        for event in self._chain_search(leaf, untrusted):
+            if isinstance(event, str):
+                problems.append(event)
+                continue
+            problem = self._path_problem(event, when)
             if problem is None:
-                return path
+                return list(event)
             problems.append(problem)
         reasons = "; ".join(dict.fromkeys(problems)) or "no path to a trust anchor"
         where = f" (CA store {self.source})" if self.source else ""
         raise UntrustedSignerError(f"signer {leaf.dn}: {reasons}{where}")
 
+    def _chain_search(self, leaf: _Authority, untrusted: Sequence[_Authority],
+                      ) -> tuple[_SearchEvent, ...]:
+        """What _paths reports, in its order: structural problems and candidate
+        paths (all of them; _verify_chain stops at the first one valid then)."""
+        key = (leaf.der, tuple(a.der for a in untrusted))
+        found = self._searches.get(key)
+        if found is not None:
+            return found
+        extra: dict[str, list[_Authority]] = {}
+        for other in untrusted:
+            extra.setdefault(other.dn, []).append(other)
+        events: list[_SearchEvent] = []
+        # _paths appends its problems to ``events`` before yielding each path,
+        # so one list keeps both in the order the search met them.
+        for path in self._paths([leaf], extra, events):
+            events.append(tuple(path))
+        result = tuple(events)
+        with self._searches_lock:
+            if len(self._searches) >= _MAX_SEARCHES:
+                # Oldest first: a sync meets the same few endorsers again and again.
+                del self._searches[next(iter(self._searches))]
+            self._searches[key] = result
+        return result
+
     def _paths(self, path: list[_Authority], extra: Mapping[str, list[_Authority]],
-               problems: list[str]) -> Iterator[list[_Authority]]:
+               problems: list[_SearchEvent]) -> Iterator[list[_Authority]]:
         """Every chain from ``path`` up to an anchor whose links are CA-signed."""
         current = path[-1]
-        critical = _unhandled_critical_extension(current.cert)
+        critical = current.critical_problem
         if critical:
             problems.append(f"certificate {current.dn} has an unsupported critical "
                             f"extension {critical}")
@@ -593,13 +670,12 @@ class CAStore:
     def _path_problem(self, path: Sequence[_Authority], when: datetime) -> str | None:
         """Why a structurally sound chain fails at ``when``: validity or a CRL."""
         for authority in path:
-            cert = authority.cert
-            if when < cert.not_valid_before_utc:
+            if when < authority.not_before:
                 return (f"certificate {authority.dn} is not valid before "
-                        f"{_when(cert.not_valid_before_utc)}")
-            if when > cert.not_valid_after_utc:
+                        f"{_when(authority.not_before)}")
+            if when > authority.not_after:
                 return (f"certificate {authority.dn} expired at "
-                        f"{_when(cert.not_valid_after_utc)}")
+                        f"{_when(authority.not_after)}")
         for child, issuer in pairwise(path):
             problem = self._revocation_problem(child, issuer, when)
             if problem:
@@ -616,16 +692,16 @@ class CAStore:
             return (f"the CRL of {issuer.dn} in the CA store is not signed by its key "
                     f"({entries[0].source})")
         for entry in signed:
-            last = entry.crl.last_update_utc
-            following = entry.crl.next_update_utc
+            last = entry.last_update
+            following = entry.next_update
             if when < last:
                 return (f"the CRL of {issuer.dn} is not valid before {_when(last)} "
                         f"({entry.source})")
             if following is not None and when > following:
                 return (f"the CRL of {issuer.dn} expired at {_when(following)} "
                         f"({entry.source}); refresh it (fetch-crl)")
-            if cert.cert.serial_number in entry.serials:
-                return (f"certificate {cert.dn} (serial {cert.cert.serial_number:#x}) is "
+            if cert.serial in entry.serials:
+                return (f"certificate {cert.dn} (serial {cert.serial:#x}) is "
                         f"revoked by the CRL of {issuer.dn}")
         return None
 
@@ -867,8 +943,196 @@ def _parse_signer(si: Any) -> _SignerInfo:
     )
 
 
+class _NotPlainDerError(ValueError):
+    """Outside the DER subset _read_signed_data takes; asn1crypto decides."""
+
+
+_OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+
+
+def _oid_body(dotted: str) -> bytes:
+    return bytes(asn1_core.ObjectIdentifier(dotted).contents or b"")
+
+
+# asn1crypto's names of the algorithms signers use, by the encoded OID, so that
+# both readers give the rest of verify_cms the same words. Anything else (PSS
+# with its parameters, SHA-1, the unknown) goes to asn1crypto.
+_DIGEST_NAMES: Mapping[bytes, str] = {
+    _oid_body(oid): name for oid, name in [
+        ("2.16.840.1.101.3.4.2.1", "sha256"), ("2.16.840.1.101.3.4.2.2", "sha384"),
+        ("2.16.840.1.101.3.4.2.3", "sha512")]}
+_SIGNATURE_NAMES: Mapping[bytes, str] = {
+    _oid_body(oid): name for oid, name in [
+        ("1.2.840.113549.1.1.1", "rsassa_pkcs1v15"), ("1.2.840.113549.1.1.11", "sha256_rsa"),
+        ("1.2.840.113549.1.1.12", "sha384_rsa"), ("1.2.840.113549.1.1.13", "sha512_rsa"),
+        ("1.2.840.10045.4.3.2", "sha256_ecdsa"), ("1.2.840.10045.4.3.3", "sha384_ecdsa"),
+        ("1.2.840.10045.4.3.4", "sha512_ecdsa"), ("1.3.101.112", "ed25519")]}
+_SIGNED_DATA_BODY = _oid_body(_OID_SIGNED_DATA)
+_DATA_BODY = _oid_body(_OID_DATA)
+_MESSAGE_DIGEST_BODY = _oid_body(_OID_MESSAGE_DIGEST)
+_CONTENT_TYPE_BODY = _oid_body(_OID_CONTENT_TYPE)
+_TAG_INTEGER = 0x02
+_TAG_OCTET_STRING = 0x04
+_TAG_CONTEXT_0 = 0xA0          # [0] constructed
+_TAG_CONTEXT_1 = 0xA1          # [1] constructed
+_TAG_CONTEXT_0_PRIMITIVE = 0x80
+
+# (tag, start of the whole element, start of contents, end)
+_Element = tuple[int, int, int, int]
+
+
+def _elements(der: bytes, start: int, end: int) -> list[_Element]:
+    """The DER elements that exactly fill ``der[start:end]``."""
+    out: list[_Element] = []
+    pos = start
+    while pos < end:
+        tag, body, stop = _read_tlv(der, pos)
+        if stop > end:
+            raise _NotPlainDerError("element overruns its parent")
+        out.append((tag, pos, body, stop))
+        pos = stop
+    return out
+
+
+def _only(der: bytes, element: _Element, tag: int) -> _Element:
+    """The single element inside a constructed ``element``, which must carry ``tag``."""
+    inner = _elements(der, element[2], element[3])
+    if len(inner) != 1 or inner[0][0] != tag:
+        raise _NotPlainDerError("unexpected contents")
+    return inner[0]
+
+
+def _algorithm(der: bytes, element: _Element, names: Mapping[bytes, str]) -> str:
+    if element[0] != _TAG_SEQUENCE:
+        raise _NotPlainDerError("an AlgorithmIdentifier is a SEQUENCE")
+    fields = _elements(der, element[2], element[3])
+    if not 1 <= len(fields) <= 2 or fields[0][0] != _TAG_OID:
+        raise _NotPlainDerError("unexpected AlgorithmIdentifier")
+    name = names.get(der[fields[0][2]:fields[0][3]])
+    if name is None:
+        raise _NotPlainDerError("algorithm left to asn1crypto")
+    return name
+
+
+def _read_signer(der: bytes, element: _Element) -> _SignerInfo:
+    if element[0] != _TAG_SEQUENCE:
+        raise _NotPlainDerError("a SignerInfo is a SEQUENCE")
+    fields = _elements(der, element[2], element[3])
+    if fields and fields[-1][0] == _TAG_CONTEXT_1:
+        fields.pop()  # unsigned attributes: not looked at
+    attrs_field = None
+    if len(fields) == 6 and fields[3][0] == _TAG_CONTEXT_0:
+        attrs_field = fields.pop(3)
+    if len(fields) != 5 or fields[0][0] != _TAG_INTEGER or fields[4][0] != _TAG_OCTET_STRING:
+        raise _NotPlainDerError("unexpected SignerInfo")
+    sid = fields[1]
+    issuer, serial, ski = b"", 0, b""
+    if sid[0] == _TAG_SEQUENCE:
+        kind = "issuer_serial"
+        pair = _elements(der, sid[2], sid[3])
+        if (len(pair) != 2 or pair[0][0] != _TAG_SEQUENCE or pair[1][0] != _TAG_INTEGER
+                or pair[1][3] == pair[1][2]):
+            raise _NotPlainDerError("unexpected IssuerAndSerialNumber")
+        name, number = pair
+        issuer = der[name[1]:name[3]]
+        serial = int.from_bytes(der[number[2]:number[3]], "big", signed=True)
+    elif sid[0] == _TAG_CONTEXT_0_PRIMITIVE:
+        kind = "ski"
+        ski = der[sid[2]:sid[3]]
+    else:
+        raise _NotPlainDerError("unexpected SignerIdentifier")
+    digest = _algorithm(der, fields[2], _DIGEST_NAMES)
+    signature_algorithm = _algorithm(der, fields[3], _SIGNATURE_NAMES)
+    signed_attrs = None
+    attributes: list[tuple[str, tuple[Any, ...]]] = []
+    if attrs_field is not None:
+        contents = der[attrs_field[2]:attrs_field[3]]
+        # The signature covers the attributes re-tagged as a universal SET OF.
+        signed_attrs = bytes([_TAG_SET]) + _der_length(len(contents)) + contents
+        for attr in _elements(der, attrs_field[2], attrs_field[3]):
+            if attr[0] != _TAG_SEQUENCE:
+                raise _NotPlainDerError("an Attribute is a SEQUENCE")
+            parts = _elements(der, attr[2], attr[3])
+            if len(parts) != 2 or parts[0][0] != _TAG_OID or parts[1][0] != _TAG_SET:
+                raise _NotPlainDerError("unexpected Attribute")
+            oid_body = der[parts[0][2]:parts[0][3]]
+            values: tuple[Any, ...] = ()
+            if oid_body == _MESSAGE_DIGEST_BODY:
+                found = _elements(der, parts[1][2], parts[1][3])
+                if any(v[0] != _TAG_OCTET_STRING for v in found):
+                    raise _NotPlainDerError("unexpected message-digest value")
+                values = tuple(der[v[2]:v[3]] for v in found)
+            elif oid_body == _CONTENT_TYPE_BODY:
+                found = _elements(der, parts[1][2], parts[1][3])
+                if any(v[0] != _TAG_OID for v in found):
+                    raise _NotPlainDerError("unexpected content-type value")
+                values = tuple(_oid_dotted(der[v[2]:v[3]]) for v in found)
+            attributes.append((_oid_dotted(oid_body), values))
+    return _SignerInfo(
+        sid_kind=kind, sid_issuer=issuer, sid_serial=serial, sid_ski=ski, digest=digest,
+        signature_algorithm=signature_algorithm, pss=None, signed_attrs=signed_attrs,
+        attributes=tuple(attributes), signature=der[fields[4][2]:fields[4][3]],
+    )
+
+
+def _read_signed_data(der: bytes) -> _SignedData:
+    """The SignedData of a plain DER ContentInfo, read directly: only what
+    verify_cms uses, about ten times faster than asn1crypto's general parse.
+
+    Raises ValueError (_NotPlainDerError, or from _read_tlv) for anything else, BER
+    indefinite lengths included; what it returns equals _parse_signed_data_asn1's.
+    """
+    tag, body, end = _read_tlv(der, 0)
+    if tag != _TAG_SEQUENCE or end != len(der):
+        raise _NotPlainDerError("a ContentInfo is one DER SEQUENCE")
+    info = _elements(der, body, end)
+    if (len(info) != 2 or info[0][0] != _TAG_OID
+            or der[info[0][2]:info[0][3]] != _SIGNED_DATA_BODY
+            or info[1][0] != _TAG_CONTEXT_0):
+        raise _NotPlainDerError("not a signed-data ContentInfo")
+    fields = _elements(der, *_only(der, info[1], _TAG_SEQUENCE)[2:])
+    if (len(fields) < 4 or fields[0][0] != _TAG_INTEGER or fields[1][0] != _TAG_SET
+            or fields[2][0] != _TAG_SEQUENCE or fields[-1][0] != _TAG_SET):
+        raise _NotPlainDerError("unexpected SignedData")
+    optional = [f[0] for f in fields[3:-1]]
+    if optional not in ([], [_TAG_CONTEXT_0], [_TAG_CONTEXT_1],
+                        [_TAG_CONTEXT_0, _TAG_CONTEXT_1]):
+        raise _NotPlainDerError("unexpected SignedData")
+    encap = _elements(der, fields[2][2], fields[2][3])
+    if not 1 <= len(encap) <= 2 or encap[0][0] != _TAG_OID:
+        raise _NotPlainDerError("unexpected EncapsulatedContentInfo")
+    content = None
+    if len(encap) == 2:
+        # asn1crypto reads the content of a version 1 SignedData by its type
+        # (PKCS #7); only id-data is an OCTET STRING under every version.
+        if encap[1][0] != _TAG_CONTEXT_0 or der[encap[0][2]:encap[0][3]] != _DATA_BODY:
+            raise _NotPlainDerError("unexpected EncapsulatedContentInfo")
+        octets = _only(der, encap[1], _TAG_OCTET_STRING)
+        content = der[octets[2]:octets[3]]
+    certificates: list[bytes] = []
+    if optional[:1] == [_TAG_CONTEXT_0]:
+        for cert in _elements(der, fields[3][2], fields[3][3]):
+            if cert[0] != _TAG_SEQUENCE:
+                raise _NotPlainDerError("certificate choices other than X.509")
+            certificates.append(der[cert[1]:cert[3]])
+    signers = tuple(_read_signer(der, si) for si in _elements(der, *fields[-1][2:]))
+    return _SignedData(_oid_dotted(der[encap[0][2]:encap[0][3]]), content,
+                       tuple(certificates), signers)
+
+
 def _parse_signed_data(cms: bytes) -> _SignedData:
     der = _dearmour(cms)
+    try:
+        return _read_signed_data(der)
+    except _PARSE_ERRORS:
+        # Not plain DER (BER from some signers, or damage): the general reader
+        # gives the verdict, so both readers never disagree on what is accepted.
+        pass
+    return _parse_signed_data_asn1(der)
+
+
+def _parse_signed_data_asn1(der: bytes) -> _SignedData:
+    """The SignedData of any BER ContentInfo, read with asn1crypto."""
     try:
         info = asn1_cms.ContentInfo.load(der, strict=True)
         content_type = info["content_type"].native
@@ -901,7 +1165,7 @@ def _load_embedded(signed: _SignedData) -> list[_Authority]:
     certs = []
     for index, der in enumerate(signed.certificates):
         try:
-            certs.append(_Authority.of(x509.load_der_x509_certificate(der), der))
+            certs.append(_authority_of_der(der))
         except _PARSE_ERRORS as exc:
             raise SignatureError(f"CMS signature: certificate {index} is malformed: {exc}"
                                  ) from exc
@@ -912,10 +1176,9 @@ def _matches_signer(candidate: _Authority, signer: _SignerInfo) -> bool:
     if signer.sid_kind == "ski":
         ski = _extension(candidate.cert, x509.SubjectKeyIdentifier)
         return ski is not None and bool(ski.digest == signer.sid_ski)
-    if candidate.cert.serial_number != signer.sid_serial:
+    if candidate.serial != signer.sid_serial:
         return False
-    issuer, _ = _raw_names(candidate.der)
-    return issuer == signer.sid_issuer or candidate.issuer_dn == _dn_from_der(
+    return candidate.raw_issuer == signer.sid_issuer or candidate.issuer_dn == _dn_from_der(
         signer.sid_issuer)
 
 
