@@ -135,6 +135,24 @@ def threshold(
     _edit(registry, f"set the root threshold to {count}", lambda p: p.set_threshold(count))
 
 
+@policy_app.command("expires")
+def expires(
+    days: int = typer.Argument(..., metavar="DAYS", help="Days from now until the policy expires."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Renew the policy: the next version expires DAYS from now (root keys must sign it)."""
+    from datetime import timedelta
+
+    from gitreg.errors import UsageError
+    from gitreg.model.dates import utcnow
+
+    if days < 1:
+        raise UsageError(f"DAYS must be at least 1, not {days}")
+    until = utcnow() + timedelta(days=days)
+    _edit(registry, f"set the policy to expire on {until:%Y-%m-%dT%H:%M:%SZ}",
+          lambda p: p.with_expires(until))
+
+
 @policy_app.command("sign")
 def sign(
     key: str = typer.Option(..., "--key", help="A root signing key: an SSH private key file "

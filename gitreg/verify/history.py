@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from gitreg.errors import InvalidDocumentError, PolicyViolationError
+from gitreg.errors import ExpiredError, InvalidDocumentError, PolicyViolationError
 from gitreg.model.policy import PolicyEnvelope, fingerprint, parse_policy
 from gitreg.model.registry_info import RegistryInfo
 from gitreg.model.versions import compare_versions
@@ -207,6 +207,15 @@ class Verifier:
                 commit=facts.oid, path=layout.POLICY_FILE)
         verify_policy_transition(old.policy if old else None, new.policy, commit=facts.oid)
 
+    def _check_policy_expiry(self, state: TreeState, ref_time: datetime, commit: str) -> None:
+        if not self.check_expiry:
+            return
+        try:
+            state.policy.signed.check_expiry(ref_time)
+        except ExpiredError as exc:
+            raise PolicyViolationError(exc.message, rule="policy-expired", commit=commit,
+                                       path=layout.POLICY_FILE, hint=exc.hint) from exc
+
     def _commit_signer(self, facts: CommitFacts, state: TreeState) -> str:
         """The policy key that signed the commit (any key of the policy in effect)."""
         if facts.signature is None:
@@ -252,6 +261,10 @@ class Verifier:
         if policy_changed:
             after = self.state(facts.tree, commit=facts.oid)
             self._check_policy_change(before, after, facts)
+            self._check_policy_expiry(after, ref_time, facts.oid)
+        elif lists:
+            # Endorsers act under a live policy; renewing it is always possible.
+            self._check_policy_expiry(before, ref_time, facts.oid)
         for list_id in sorted(lists):
             self._check_list(list_id, parent, facts, before, ref_time)
         self._check_unique_images(lists, facts, max_size)
