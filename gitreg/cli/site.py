@@ -36,44 +36,68 @@ def status_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
     """Per registry its trusted commit and remotes; per image its state and why."""
     from gitreg.cli import output
     from gitreg.site.config import load_config
-    from gitreg.site.state import SiteState
 
     site = load_config(config)
-    data: dict[str, Any] = {"registries": [], "images": []}
-    if site.state_db.exists():
-        with SiteState.open(site.state_db) as state:
-            for registry in site.registries:
-                record = state.registry(registry.name)
-                data["registries"].append({
-                    "name": registry.name,
-                    "trusted_commit": record.trusted_commit if record else None,
-                    "advanced_at": _time(record.advanced_at if record else None),
-                    "remotes": [{"url": r.url, "state": r.state, "detail": r.detail,
-                                 "commit": r.commit, "checked_at": _time(r.checked_at)}
-                                for r in state.remotes(registry.name)],
-                })
-            data["images"] = [{"uuid": i.uuid, "registry": i.registry, "list": i.list_uuid,
-                               "state": i.state, "reason": i.reason, "path": i.path}
-                              for i in state.images()]
-            data["pending_events"] = len(state.pending_events())
-    else:
-        data["registries"] = [{"name": r.name, "trusted_commit": None, "advanced_at": None,
-                               "remotes": []} for r in site.registries]
+    data = _status(site)
     if json_output:
         output.data_json(data)
         return
     for registry in data["registries"]:
         commit = (registry["trusted_commit"] or "none (never synced)")[:12]
-        output.data(f"registry {registry['name']}: trusted {commit}, "
+        merge = (" (this site's merge of "
+                 f"{', '.join(p[:12] for p in registry['merge_parents'])})"
+                 if registry["merge_parents"] else "")
+        output.data(f"registry {registry['name']}: trusted {commit}{merge}, "
                     f"advanced {registry['advanced_at'] or '-'}")
         for remote in registry["remotes"]:
+            at = f" at {remote['commit'][:12]}" if remote["commit"] else ""
             detail = f" ({remote['detail']})" if remote["detail"] else ""
-            output.data(f"  remote {remote['url']}: {remote['state']}{detail}")
+            output.data(f"  remote {remote['url']}: {remote['state']}{at}{detail}")
     for image in data["images"]:
-        reason = f" ({image['reason']})" if image["reason"] and image["state"] != "cached" else ""
-        output.data(f"image {image['uuid']}: {image['state']}{reason}")
-    if data.get("pending_events"):
+        title = f" {image['title']}" if image["title"] else ""
+        reason = f": {image['reason']}" if image["reason"] else ""
+        output.data(f"image {image['uuid']}{title} [{image['registry']}]: "
+                    f"{image['state']}{reason}")
+    for conflict in data["conflicts"]:
+        output.warn(f"conflict: {conflict['detail']}")
+    if data["pending_events"]:
         output.data(f"{data['pending_events']} event(s) with deliveries still to retry")
+
+
+def _status(site: Any) -> dict[str, Any]:
+    """The state database as status reports it (nothing is created on a fresh site)."""
+    from gitreg.site.state import SiteState
+
+    data: dict[str, Any] = {"registries": [], "images": [], "conflicts": [],
+                            "pending_events": 0}
+    if not site.state_db.exists():
+        data["registries"] = [{"name": r.name, "trusted_commit": None, "advanced_at": None,
+                               "merge_parents": [], "remotes": []} for r in site.registries]
+        return data
+    with SiteState.open(site.state_db) as state:
+        for registry in site.registries:
+            record = state.registry(registry.name)
+            data["registries"].append({
+                "name": registry.name,
+                "trusted_commit": record.trusted_commit if record else None,
+                "advanced_at": _time(record.advanced_at if record else None),
+                "merge_parents": list(record.merge_parents) if record else [],
+                "remotes": [{"url": r.url, "state": r.state, "detail": r.detail,
+                             "commit": r.commit, "checked_at": _time(r.checked_at)}
+                            for r in state.remotes(registry.name)],
+            })
+        data["images"] = [{"uuid": i.uuid, "registry": i.registry, "list": i.list_uuid,
+                           "list_version": i.list_version,
+                           "title": str(i.metadata.get("dc:title", "")),
+                           "state": i.state, "reason": i.reason, "path": i.path,
+                           "updated_at": _time(i.updated_at)}
+                          for i in state.images()]
+        data["conflicts"] = [{"uuid": c.image_uuid, "registries": list(c.registries),
+                              "taken_from": c.taken_from, "detail": c.detail,
+                              "seen_at": _time(c.seen_at)}
+                             for c in state.conflicts()]
+        data["pending_events"] = len(state.pending_events())
+    return data
 
 
 @site_app.command("images")

@@ -96,6 +96,8 @@ def _print_sync(report: Any) -> None:
                             f"{remote.detail}{rule}")
         for finding in registry.equivocations:
             output.warn(f"{registry.name}: equivocation: {finding}")
+        for repair in registry.recovery:
+            output.warn(f"{registry.name}: {repair}")
         states = ", ".join(f"{r.state}" for r in registry.remotes)
         target = registry.target[:12] if registry.target else "none"
         merged = " (merged)" if registry.merged else ""

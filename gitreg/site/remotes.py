@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ MERGE_REF = "refs/gitreg/merged/main"
 # identity, and the newest parent's time rather than the clock.
 _MERGE_IDENTITY = ("gitreg site", "site@gitreg.invalid")
 FETCH_TIMEOUT = 300.0
+# A ref lock this old belongs to no live git (see clear_stale_locks).
+STALE_LOCK_AGE = 60.0
 
 
 @dataclass
@@ -167,18 +170,28 @@ def has_commit(store: RegistryStore, oid: str) -> bool:
 def clear_stale_locks(repository: Path) -> list[Path]:
     """Delete the ref lock files a killed ``git fetch`` left; return them.
 
-    git creates ``<ref>.lock`` while it updates a ref and removes it after;
-    a fetch killed in between leaves it, and every later fetch of that
-    remote would then fail. The caller holds the site's sync lock, so no
-    git process of ours can be using this repository.
+    git creates ``<ref>.lock`` while it updates a ref and removes it a few
+    milliseconds later; a fetch killed in between leaves it, and every later
+    fetch of that remote would fail. Only locks older than
+    ``STALE_LOCK_AGE`` go: a killed sync's git may still be running (it has
+    its own process group), and a fresh lock may be its.
     """
-    found = [repository / "packed-refs.lock"] if (repository / "packed-refs.lock").exists() \
-        else []
-    found.extend((repository / "refs" / "gitreg").rglob("*.lock"))
-    for lock in found:
-        with contextlib.suppress(FileNotFoundError):
+    candidates = [repository / "packed-refs.lock",
+                  *(repository / "refs" / "gitreg").rglob("*.lock")]
+    removed: list[Path] = []
+    now = time.time()
+    for lock in candidates:
+        try:
+            if now - lock.lstat().st_mtime < STALE_LOCK_AGE:
+                continue
             lock.unlink()
-    return found
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise GitregError(f"cannot remove the stale lock {lock}: {exc.strerror or exc}") \
+                from None
+        removed.append(lock)
+    return removed
 
 
 def _recover_trusted(store: RegistryStore, registry: RegistryConfig, verifier: Verifier,

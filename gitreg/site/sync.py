@@ -12,11 +12,13 @@ idempotent (journal keys, ``SiteCache.retire``, resumed downloads).
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError
@@ -25,6 +27,7 @@ from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.model.imagelist import Imagelist, parse_imagelist
 from gitreg.site.cache import SiteCache
 from gitreg.site.config import SiteConfig
+from gitreg.site.crash import armed, crash_point
 from gitreg.site.events import (
     EventType,
     delivery_variables,
@@ -48,8 +51,9 @@ from gitreg.site.remotes import (
     fetch_registry,
     open_local_repository,
     pinned_fingerprint,
+    prepare_dry_run,
 )
-from gitreg.site.state import ImageRecord, SiteState
+from gitreg.site.state import ConflictRecord, ImageRecord, ImageState, SiteState
 from gitreg.verify import layout
 from gitreg.verify.history import Verifier
 
@@ -101,6 +105,7 @@ class SyncReport:
             "registries": [{
                 "name": r.name, "trusted_before": r.trusted, "target": r.target,
                 "merged": r.merged, "equivocations": r.equivocations,
+                "recovery": r.recovery,
                 "remotes": [{"url": m.url, "state": m.state, "detail": m.detail,
                              "commit": m.commit, "rule": m.rule} for m in r.remotes],
             } for r in self.registries],
@@ -134,7 +139,8 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
     cache = SiteCache(config.state_dir)
     if not dry_run:
         cache.ensure_dirs()
-    with cache.lock(), _open_state(config, dry_run) as state:
+    with cache.lock(create=not dry_run), _open_state(config, dry_run) as state, \
+            _repositories(config, dry_run=dry_run) as repositories:
         records = {r.uuid: r for r in state.images()} if state else {}
         if state is not None and not dry_run:
             stray = cache.clean_stray(state.verified_uuids(), known=set(records))
@@ -142,10 +148,13 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
         registries: list[RegistryImages] = []
         frozen: list[str] = []
         for registry in config.registries:
-            trusted = state.trusted_commit(registry.name) if state else None
+            known = state.registry(registry.name) if state else None
+            trusted = known.trusted_commit if known else None
             named = {r.list_uuid for r in records.values()
                      if r.registry == registry.name and r.state in HELD_STATES}
-            outcome, lists = _registry_state(config, registry.name, trusted, named)
+            outcome, lists = _registry_state(
+                config, registry.name, trusted, named, repositories=repositories,
+                merge_parents=known.merge_parents if known else ())
             report.registries.append(outcome)
             if outcome.target is None:
                 frozen.append(registry.name)
@@ -161,14 +170,41 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
             return report
         _Apply(config, state, cache, report=report, now=moment, records=records,
                progress=progress).run()
+        _record_outcome(state, report, moment)
+    return report
+
+
+def _record_outcome(state: SiteState, report: SyncReport, moment: datetime) -> None:
+    """Remotes, conflicts and the trusted commits of this sync, in one transaction."""
+    with state.transaction():
+        state.record_conflicts([ConflictRecord(c.image_uuid, c.registries, c.taken_from,
+                                               c.message, moment)
+                                for c in report.plan.claims])
         for outcome in report.registries:
             for remote in outcome.remotes:
                 state.record_remote(outcome.name, remote.url, remote.state, remote.detail,
                                     commit=remote.commit, now=moment)
             state.forget_remotes(outcome.name, [m.url for m in outcome.remotes])
             if outcome.target is not None:
-                state.advance(outcome.name, outcome.target, now=moment)
-    return report
+                state.advance(outcome.name, outcome.target, now=moment,
+                              merge_parents=outcome.merge_parents)
+        crash_point("state-commit")
+
+
+@contextmanager
+def _repositories(config: SiteConfig, *, dry_run: bool) -> Iterator[Path]:
+    """The directory of the local repositories; for a dry run, throwaway copies.
+
+    A dry run fetches and merges into scratch repositories that borrow the
+    real objects read-only, so it changes nothing under state_dir.
+    """
+    if not dry_run:
+        yield config.repositories_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="gitreg-dry-run-") as scratch:
+        for registry in config.registries:
+            prepare_dry_run(config.repositories_dir, Path(scratch), registry.name)
+        yield Path(scratch)
 
 
 @contextmanager
@@ -182,20 +218,23 @@ def _open_state(config: SiteConfig, dry_run: bool) -> Iterator[SiteState | None]
 
 
 def _registry_state(config: SiteConfig, name: str, trusted: str | None,
-                    named: Collection[str]) -> tuple[RegistryOutcome, list[Imagelist]]:
+                    named: Collection[str], *, repositories: Path,
+                    merge_parents: tuple[str, ...] = ()
+                    ) -> tuple[RegistryOutcome, list[Imagelist]]:
     registry = config.registry(name)
     pinned = pinned_fingerprint(registry)
-    store = open_local_repository(config.repositories_dir / f"{name}.git")
-    verify_cache = SqliteCache(config.repositories_dir / f"{name}.verify.sqlite",
+    store = open_local_repository(repositories / f"{name}.git")
+    verify_cache = SqliteCache(repositories / f"{name}.verify.sqlite",
                                trust_root=pinned)
     try:
         verifier = Verifier(store, verify_cache, check_expiry=False, pinned_policy=pinned)
-        outcome = fetch_registry(store, registry, verifier, trusted)
+        outcome = fetch_registry(store, registry, verifier, trusted,
+                                 merge_parents=merge_parents)
     finally:
         verify_cache.close()
     if outcome.target is None:
         return outcome, []
-    with ListIndex(config.repositories_dir / f"{name}.lists.sqlite") as index:
+    with ListIndex(repositories / f"{name}.lists.sqlite") as index:
         return outcome, read_lists(store, outcome.target, index=index, named=named)
 
 
@@ -226,7 +265,6 @@ def read_lists(store: RegistryStore, commit: str, *, index: ListIndex | None = N
         if entry is not None:
             wanted[list_uuid] = entry.oid
     return [read(blob, layout.list_path(list_uuid)) for list_uuid, blob in sorted(wanted.items())]
-
 
 
 class _Apply:
@@ -260,12 +298,16 @@ class _Apply:
     # --- events ------------------------------------------------------------
 
     def _event(self, kind: EventType, key: str, env: dict[str, str] | None) -> None:
+        self._journal(kind, key, env)
+        self._deliver()
+
+    def _journal(self, kind: EventType, key: str, env: dict[str, str] | None) -> None:
+        """Enqueue an event without delivering it (inside a caller's transaction)."""
         if env is None:
             env = event_environment(kind, None, None, session_uuid=self.report.session,
                                     cache_dirs=self.cache.dirs)
         if self.state.enqueue_event(key, kind, env, list(self.handlers), now=self.now):
             self.report.events.append({"type": kind.value, "key": key})
-        self._deliver()
 
     def _deliver(self) -> None:
         for event in self.state.pending_events():
@@ -298,13 +340,19 @@ class _Apply:
     def _retire(self, retirement: Retirement) -> None:
         record = retirement.record
         if retirement.in_cache:
-            self._expire_file(record)
-        self.state.mark(record.uuid, retirement.state, retirement.reason, now=self.now)
+            self._expire_file(record, retirement.state, retirement.reason)
+        else:
+            self.state.mark(record.uuid, retirement.state, retirement.reason, now=self.now)
         self.report.retired.append({"uuid": record.uuid, "state": retirement.state,
                                     "reason": retirement.reason})
 
-    def _expire_file(self, record: ImageRecord) -> None:
-        """ExpirePrefix, move to expired/, record, ExpirePostfix (each step idempotent)."""
+    def _expire_file(self, record: ImageRecord, state: ImageState, reason: str) -> None:
+        """ExpirePrefix, move to expired/, record, ExpirePostfix (each step idempotent).
+
+        The final record and the ExpirePostfix event commit in one transaction:
+        once the record no longer asks for a retirement, a crash must not be
+        able to lose the event (and the record must not stop half-way).
+        """
         def key(kind: EventType) -> str:
             return event_key(kind, record.uuid, record.sha512, record.list_version)
 
@@ -313,12 +361,15 @@ class _Apply:
                                     list_uuid=record.list_uuid,
                                     list_keys=None, vo=record.vo))
         moved = self.cache.retire(record.uuid, self.now)
-        self.state.mark(record.uuid, "expired", "retired", path=moved, now=self.now)
-        self._event(EventType.EXPIRE_POSTFIX, key(EventType.EXPIRE_POSTFIX),
-                    self._image_env(EventType.EXPIRE_POSTFIX, record.metadata,
-                                    list_uuid=record.list_uuid,
-                                    list_keys=None, vo=record.vo,
-                                    filename=moved.name if moved else None))
+        crash_point("retire")
+        with self.state.transaction():
+            self.state.mark(record.uuid, state, reason, path=moved, now=self.now)
+            self._journal(EventType.EXPIRE_POSTFIX, key(EventType.EXPIRE_POSTFIX),
+                          self._image_env(EventType.EXPIRE_POSTFIX, record.metadata,
+                                          list_uuid=record.list_uuid,
+                                          list_keys=None, vo=record.vo,
+                                          filename=moved.name if moved else None))
+        self._deliver()
 
     # --- downloads -------------------------------------------------------------
 
@@ -347,6 +398,8 @@ class _Apply:
         partial = self.cache.partial_path(image.uuid)
         show = self.progress.start(image.uuid, str(image.metadata.get("dc:title", image.uuid)),
                                    image.size) if self.progress else None
+        if armed("download"):
+            show = _crash_midway(show, image.size)
         try:
             # Verified, the file stays in partial/: AvailablePrefix comes first.
             download_image(image.uri, partial, partial, size=image.size, sha512=image.sha512,
@@ -360,13 +413,18 @@ class _Apply:
         self.report.failed[image.uuid] = reason
         old = self.records.get(image.uuid)
         if old is not None and old.state == "cached" and self.cache.has(image.uuid):
-            return  # the old version stays until the new one arrives
+            # The old version stays until the new one arrives; status says why.
+            self.state.mark(image.uuid, "cached",
+                            f"update to list {image.list_uuid} version {image.list_version} "
+                            f"failed: {reason}; the cached version stays", now=self.now)
+            return
         self._record(image, "failed", reason=reason, path=None)
 
     def _install(self, image: DesiredImage) -> None:
         old = self.records.get(image.uuid)
         if old is not None and old.state == "cached" and self.cache.has(image.uuid):
-            self._expire_file(old)
+            self._expire_file(old, "expired", f"replaced by list {image.list_uuid} version "
+                              f"{image.list_version}")
         self._record(image, "pending", path=str(self.cache.partial_path(image.uuid)))
 
         def key(kind: EventType) -> str:
@@ -377,12 +435,16 @@ class _Apply:
                                     list_uuid=image.list_uuid,
                                     list_keys=image.list_keys, vo=image.vo))
         path = self.cache.install(image.uuid)
-        self._record(image, "cached", path=str(path))
+        crash_point("install")
+        # Together, like ExpirePostfix: a cached record asks for nothing more.
+        with self.state.transaction():
+            self._record(image, "cached", path=str(path))
+            self._journal(EventType.AVAILABLE_POSTFIX, key(EventType.AVAILABLE_POSTFIX),
+                          self._image_env(EventType.AVAILABLE_POSTFIX, image.metadata,
+                                          list_uuid=image.list_uuid,
+                                          list_keys=image.list_keys, vo=image.vo))
         self.report.downloaded.append(image.uuid)
-        self._event(EventType.AVAILABLE_POSTFIX, key(EventType.AVAILABLE_POSTFIX),
-                    self._image_env(EventType.AVAILABLE_POSTFIX, image.metadata,
-                                    list_uuid=image.list_uuid, list_keys=image.list_keys,
-                                    vo=image.vo))
+        self._deliver()
 
     def _record(self, image: DesiredImage, state: Any, *, reason: str = "",
                 path: str | None) -> None:
@@ -391,3 +453,13 @@ class _Apply:
             list_version=image.list_version, sha512=image.sha512, size=image.size,
             state=state, reason=reason, path=path, metadata=image.metadata, vo=image.vo,
             now=self.now)
+
+
+def _crash_midway(show: Callable[[int], None] | None, size: int) -> Callable[[int], None]:
+    """Progress that SIGKILLs the sync once part of the image is in partial/ (tests)."""
+    def update(done: int) -> None:
+        if 0 < done < size:
+            crash_point("download")
+        if show is not None:
+            show(done)
+    return update
