@@ -43,7 +43,7 @@ def status_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
         output.data_json(data)
         return
     for registry in data["registries"]:
-        commit = (registry["trusted_commit"] or "none (never synced)")[:12]
+        commit = (registry["trusted_commit"] or "")[:12] or "none (never synced)"
         merge = (" (this site's merge of "
                  f"{', '.join(p[:12] for p in registry['merge_parents'])})"
                  if registry["merge_parents"] else "")
