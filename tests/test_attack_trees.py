@@ -113,3 +113,28 @@ def test_a_common_tail_that_starts_inside_a_name_is_realigned(repo: pygit2.Repos
     old_oid, new_oid = _write(repo, old), _write(repo, new)
     assert RegistryStore(repo).changed_paths(old_oid, new_oid) == _reference_changes(old, new)
     assert RegistryStore(repo).changed_paths(new_oid, old_oid) == _reference_changes(new, old)
+
+
+@pytest.mark.parametrize("where", ["window", "tail", "head"])
+def test_a_malformed_tree_is_refused_by_a_comparison(repo: pygit2.Repository,
+                                                     where: str) -> None:
+    """Trees are checked to tile whichever way they are read: by a comparison that
+    parses only its window as much as by a full parse."""
+    oid = bytes(20)
+    good = [b"100644 a\0" + oid, b"100644 m\0" + oid, b"100644 z\0" + oid]
+    bad_entry = b"100644 q/r\0" + oid  # a slash in a name: no tree git writes
+    old_raw = b"".join(good)
+    if where == "window":
+        new_raw = good[0] + bad_entry + good[2]
+    elif where == "tail":
+        old_raw = b"".join(good) + bad_entry
+        new_raw = good[0] + b"100644 n\0" + oid + good[2] + bad_entry
+    else:
+        old_raw = bad_entry + b"".join(good)
+        new_raw = bad_entry + good[0] + b"100644 n\0" + oid + good[2]
+    old = str(repo.odb.write(ObjectType.TREE, old_raw))
+    new = str(repo.odb.write(ObjectType.TREE, new_raw))
+    with pytest.raises(RejectedError, match="malformed"):
+        RegistryStore(repo).changed_paths(old, new)
+    with pytest.raises(RejectedError, match="malformed"):
+        RegistryStore(repo).tree_entry(new, "a")

@@ -133,7 +133,7 @@ _RawEntry = tuple[bytes, bytes, bytes]
 
 @dataclass
 class _ParsedTree:
-    """A tree object's bytes, known to tile into entries; entries parsed on demand.
+    """A tree object's bytes; checked to tile into entries before any answer.
 
     A push that changes one list of a 10,000-list registry reads two 1.4 MB
     imagelists/ trees: comparing and searching their bytes at C speed, rather
@@ -142,14 +142,23 @@ class _ParsedTree:
 
     oid: str
     raw: bytes
+    valid: bool = False
     _entries: list[_RawEntry] | None = None
     _by_name: dict[bytes, _RawEntry] | None = None
     _found: dict[bytes, _RawEntry | None] = field(default_factory=dict)
     _searches: int = 0
 
+    def validate(self) -> None:
+        """Refuse bytes that do not tile into entries: a tree git would not accept."""
+        if not self.valid:
+            if _TREE_TILES.fullmatch(self.raw) is None:
+                raise RejectedError(f"tree {self.oid} is malformed")
+            self.valid = True
+
     @property
     def entries(self) -> list[_RawEntry]:
         if self._entries is None:
+            self.validate()
             entries: list[_RawEntry] = _TREE_ENTRY.findall(self.raw)
             by_name = {e[1]: e for e in entries}
             if len(by_name) != len(entries):
@@ -176,6 +185,7 @@ class _ParsedTree:
             if self._searches > _SEARCHES_BEFORE_PARSE:
                 # Many searches cost more than one parse of the whole tree.
                 return self.by_name().get(name)
+            self.validate()
             self._found[name] = self._search(name)
         return self._found[name]
 
@@ -329,11 +339,10 @@ class RegistryStore:
             self._trees.move_to_end(key)
             return cached
         raw = self._read(oid, "tree", self.max_tree_size)
-        # Bytes that do not tile into entries are a tree git would not accept.
-        # Duplicate names are refused wherever entries are parsed (and by git fsck,
-        # which receive.fsckObjects and transfer.fsckObjects run on the way in).
-        if _TREE_TILES.fullmatch(raw) is None:
-            raise RejectedError(f"tree {key} is malformed")
+        # Checked to tile before its first answer (a comparison checks two trees
+        # in one pass over their shared bytes). Duplicate names are refused
+        # wherever entries are parsed, and by git fsck, which receive.fsckObjects
+        # and transfer.fsckObjects run on the way in.
         parsed = _ParsedTree(key, raw)
         self._trees[key] = parsed
         if len(self._trees) > _PARSED_TREE_CACHE:
@@ -424,7 +433,7 @@ class RegistryStore:
         if depth >= MAX_TREE_DEPTH:
             raise RejectedError(f"tree {new_oid}: {prefix} is nested too deeply")
         old_tree, new_tree = self._tree(old_oid), self._tree(new_oid)
-        old_window, new_window = _differing_window(old_tree.raw, new_tree.raw)
+        old_window, new_window = _differing_window(old_tree, new_tree)
         old_by_name = {e[1]: e for e in old_window}
         new_by_name = {e[1]: e for e in new_window}
         if len(old_by_name) != len(old_window) or len(new_by_name) != len(new_window):
@@ -629,30 +638,40 @@ def _entry_kind(mode: int, path: str, tree: str) -> ObjectKind:
     raise RejectedError(f"tree {tree}: {path} has an invalid mode {mode:o}")
 
 
-def _differing_window(old: bytes, new: bytes) -> tuple[list[_RawEntry], list[_RawEntry]]:
-    """The entries of two trees (raw bytes) that lie between their common head and tail.
+def _differing_window(old_tree: _ParsedTree,
+                      new_tree: _ParsedTree) -> tuple[list[_RawEntry], list[_RawEntry]]:
+    """The entries of two trees that lie between their common head and tail.
 
-    The longest common prefix and suffix are bisected with bytes comparisons
-    (memcmp), widened to entry boundaries, and only the entries between them
-    are parsed: a one-list change in a 10,000-list tree parses two entries.
+    The longest common prefix and suffix of the bytes are bisected with bytes
+    comparisons (memcmp), widened to entry boundaries, and only the entries
+    between them are parsed: a one-list change in a 10,000-list tree parses
+    two entries. Both trees are checked to tile on the way, in one pass over
+    their shared bytes.
     """
+    old, new = old_tree.raw, new_tree.raw
     limit = min(len(old), len(new))
     head = _common_prefix(old, new, limit)
-    # The same bytes from the start hold the same whole entries in both trees.
+    # The same bytes from the start hold the same whole entries in both trees;
+    # the scan stops early at bytes that are no entry, and parsing fails there.
     start = _TREE_TILES.match(old, 0, head)
     begin = start.end() if start is not None else 0
     tail = _common_suffix(old, new, limit - begin)
-    old_window, old_end = _entries_until(old, begin, len(old) - tail)
-    new_window, new_end = _entries_until(new, begin, len(new) - tail)
+    old_window, old_end = _entries_until(old_tree, begin, len(old) - tail)
+    new_window, new_end = _entries_until(new_tree, begin, len(new) - tail)
     # Both windows must stop where equally many trailing bytes remain: those
     # are then the same whole entries. Usually true at once; else parse on.
     while len(old) - old_end != len(new) - new_end:
         if len(old) - old_end > len(new) - new_end:
-            more, old_end = _entries_until(old, old_end, len(old) - (len(new) - new_end))
+            more, old_end = _entries_until(old_tree, old_end, len(old) - (len(new) - new_end))
             old_window.extend(more)
         else:
-            more, new_end = _entries_until(new, new_end, len(new) - (len(old) - old_end))
+            more, new_end = _entries_until(new_tree, new_end, len(new) - (len(old) - old_end))
             new_window.extend(more)
+    if not (old_tree.valid and new_tree.valid):
+        # The shared tail is the last bytes left unchecked in both trees.
+        if _TREE_TILES.fullmatch(new, new_end) is None:
+            raise RejectedError(f"tree {new_tree.oid} is malformed")
+        old_tree.valid = new_tree.valid = True
     return old_window, new_window
 
 
@@ -681,16 +700,17 @@ def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
     return lo
 
 
-def _entries_until(raw: bytes, pos: int, stop: int) -> tuple[list[_RawEntry], int]:
-    """Entries of ``raw`` from boundary ``pos`` until one starts at or after ``stop``.
+def _entries_until(tree: _ParsedTree, pos: int, stop: int) -> tuple[list[_RawEntry], int]:
+    """Entries of ``tree`` from boundary ``pos`` until one starts at or after ``stop``.
 
-    Returns them and the boundary reached. ``raw`` tiles (checked on reading).
+    Returns them and the boundary reached.
     """
     entries: list[_RawEntry] = []
+    raw = tree.raw
     while pos < stop:
         match = _TREE_ENTRY.match(raw, pos)
-        if match is None:  # cannot happen for a tree that tiles
-            raise RejectedError("tree is malformed")
+        if match is None:
+            raise RejectedError(f"tree {tree.oid} is malformed")
         mode, name, oid = match.groups()
         entries.append((mode, name, oid))
         pos = match.end()
