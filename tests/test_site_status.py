@@ -113,7 +113,7 @@ def test_status_names_each_image_state_and_why(world: SiteWorld) -> None:
     assert set(result.failed) == {broken, updated}
     data, text = _status(world, config)
     why = {i["uuid"]: (i["state"], i["reason"]) for i in data["images"]}
-    assert why[revoked] == ("revoked", f"revoked: no longer in list {kept_list}")
+    assert why[revoked] == ("revoked", f"no longer in list {kept_list}")
     assert why[decommissioned][0] == "expired"
     assert why[decommissioned][1].startswith(f"list {retired_list} decommissioned (version ")
     assert why[expiring][0] == "expired"
@@ -187,7 +187,7 @@ def _why(lists: list[Imagelist], records: list[ImageRecord]) -> dict[str, tuple[
 
 def test_decommissioned_list_expires_its_images_and_a_dropped_image_is_revoked() -> None:
     assert _why([_list([_image(2)], "2")], [_record(1), _record(2)]) == {
-        "1": ("revoked", f"revoked: no longer in list {LIST}")}
+        "1": ("revoked", f"no longer in list {LIST}")}
     assert _why([_list([], "3")], [_record(1), _record(2)]) == {
         "1": ("expired", f"list {LIST} decommissioned (version 3 has no images)"),
         "2": ("expired", f"list {LIST} decommissioned (version 3 has no images)")}

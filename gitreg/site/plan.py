@@ -209,7 +209,7 @@ def _why_gone(record: ImageRecord, registry: RegistryImages | None,
                            f"{registry.decommissioned[record.list_uuid]} has no images)")
     if record.list_uuid not in registry.lists:
         return "expired", f"list {record.list_uuid} is no longer in registry {record.registry}"
-    return "revoked", f"revoked: no longer in list {record.list_uuid}"
+    return "revoked", f"no longer in list {record.list_uuid}"
 
 
 def _resolve_conflicts(registries: Sequence[RegistryImages], mode: Conflicts,
