@@ -12,6 +12,7 @@ idempotent (journal keys, ``SiteCache.retire``, resumed downloads).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -213,8 +214,22 @@ def _open_state(config: SiteConfig, dry_run: bool) -> Iterator[SiteState | None]
     if dry_run and not config.state_db.exists():
         yield None
         return
-    with SiteState.open(config.state_db) as state:
-        yield state
+    if not dry_run:
+        with SiteState.open(config.state_db) as state:
+            yield state
+        return
+    # A dry run reads a copy: opening the real database could upgrade its
+    # schema. The caller holds the sync lock, so the copy is consistent.
+    with tempfile.TemporaryDirectory(prefix="gitreg-dry-run-") as scratch:
+        try:
+            for part in (config.state_db, Path(f"{config.state_db}-wal")):
+                if part.exists():
+                    shutil.copyfile(part, Path(scratch) / part.name)
+        except OSError as exc:
+            raise GitregError(f"cannot copy the site state {config.state_db} for a dry run: "
+                              f"{exc.strerror or exc}") from None
+        with SiteState.open(Path(scratch) / config.state_db.name) as state:
+            yield state
 
 
 def _registry_state(config: SiteConfig, name: str, trusted: str | None,
