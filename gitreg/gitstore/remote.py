@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pygit2
+from pygit2.enums import RepositoryOpenFlag
+
 from gitreg.errors import RejectedError, UnreachableError, UsageError
 from gitreg.gitstore.command import GitCommandError, GitRun, redact, run_git
 
@@ -166,10 +169,13 @@ def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "ma
     """
     local = remote_ref(name, branch)
     shown = redact(remote_url)
-    before = _rev_parse(bare_repo_path, local, timeout)
+    before = _ref_commit(bare_repo_path, local)
     run = run_git(
         ["-C", bare_repo_path,
          "-c", "transfer.fsckObjects=true", "-c", "gc.auto=0", "-c", "maintenance.auto=false",
+         # index-pack deflates the base of every thin-pack delta it appends:
+         # a registry's 1.4 MB imagelists/ tree at level 1 costs a third.
+         "-c", "core.compression=1",
          "fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--quiet",
          remote_url, f"+refs/heads/{branch}:{local}"],
         timeout=timeout, what=f"remote {shown}",
@@ -178,17 +184,22 @@ def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "ma
         if "couldn't find remote ref" in run.stderr.lower():
             raise UnreachableError(f"remote {shown} has no branch {branch}")
         _raise_for(run, shown, action="fetch from", repo_path=bare_repo_path)
-    after = _rev_parse(bare_repo_path, local, timeout)
+    after = _ref_commit(bare_repo_path, local)
     if after is None:
         raise GitCommandError(f"fetch from {shown} did not write {local}", stderr=run.stderr)
     return FetchResult(remote=shown, name=name, ref=local, old=before, new=after)
 
 
-def _rev_parse(repo_path: Path, ref: str, timeout: float) -> str | None:
-    run = run_git(["-C", repo_path, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
-                  timeout=timeout, what=f"repository {repo_path}")
-    if run.returncode == 0:
-        return run.stdout.strip()
-    if "not a git repository" in run.stderr.lower():
-        raise UsageError(f"{repo_path}: not a Git repository")
-    return None
+def _ref_commit(repo_path: Path, ref: str) -> str | None:
+    """The commit ``ref`` names (tags peeled), or None; as ``git rev-parse
+    REF^{commit}`` answers, read in-process: two git processes per remote
+    were a tenth of a sync with nothing new."""
+    try:
+        repo = pygit2.Repository(str(repo_path), flags=RepositoryOpenFlag.NO_SEARCH)
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        raise UsageError(f"{repo_path}: not a Git repository") from None
+    try:
+        found = repo.references.get(ref)
+        return str(found.peel(pygit2.Commit).id) if found is not None else None
+    except (pygit2.GitError, KeyError, ValueError, pygit2.InvalidSpecError):
+        return None
