@@ -147,6 +147,8 @@ def push_one_change(registry: Registry, signer: object,
 
 
 def machine() -> dict[str, str]:
+    from importlib.metadata import version
+
     import pygit2
 
     cpu = "unknown"
@@ -159,7 +161,7 @@ def machine() -> dict[str, str]:
     git = subprocess.run(["git", "--version"], capture_output=True, text=True,
                          check=False).stdout.strip()
     return {"cpu": cpu, "cores": str(os.cpu_count()), "system": platform.platform(),
-            "python": platform.python_version(), "pygit2": pygit2.__version__,
+            "python": platform.python_version(), "pygit2": version("pygit2"),
             "libgit2": pygit2.LIBGIT2_VERSION, "git": git,
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 

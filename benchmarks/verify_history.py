@@ -107,7 +107,7 @@ def build_history(where: Path, scheme: str, lists: int, *, list_signer: object,
 
     def signed(list_id: str) -> tuple[str, bytes, bytes]:
         data = sim.list_version(list_id, version="1", images=[new_id(f"{list_id}/image")],
-                                endorser=endorser_fields)  # type: ignore[arg-type]
+                                endorser=endorser_fields)
         return list_id, data, list_signer.sign(data, namespace=NAMESPACE)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -153,8 +153,9 @@ def openssl_verify(where: Path, ca_file: Path) -> Callable[[bytes, bytes], None]
 
 
 def machine() -> dict[str, str]:
+    from importlib.metadata import version as package_version
+
     import cryptography
-    import pygit2
 
     cpu = "unknown"
     cpuinfo = Path("/proc/cpuinfo")
@@ -169,7 +170,7 @@ def machine() -> dict[str, str]:
         return done.stdout.splitlines()[0] if done.stdout else "unknown"
 
     return {"cpu": cpu, "cores": str(os.cpu_count()), "system": platform.platform(),
-            "python": platform.python_version(), "pygit2": pygit2.__version__,
+            "python": platform.python_version(), "pygit2": package_version("pygit2"),
             "cryptography": cryptography.__version__, "openssl": version("openssl", "version"),
             "gpg": version("gpg", "--version"), "git": version("git", "--version"),
             "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}

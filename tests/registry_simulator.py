@@ -128,7 +128,7 @@ class RegistrySimulator:
                name: str = "Simulated registry", limits: Limits = TEST_LIMITS,
                start: datetime | None = None, bare: bool = True) -> RegistrySimulator:
         """A new registry at ``path``: ``gitreg.json`` and a policy signed by every root."""
-        signers = list(roots) if roots else [ssh_signer("root")]
+        signers: list[Signer] = list(roots) if roots else [ssh_signer("root")]
         repo = pygit2.init_repository(str(path), bare=bare, initial_head="main")
         store = RegistryStore(repo)
         clock = (start or datetime.now(UTC)).replace(microsecond=0)

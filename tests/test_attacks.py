@@ -361,11 +361,12 @@ def test_registry_identity_change(world: World) -> None:
 
 def _forge_list(world: World, *, version: str | None = None,
                 images: list[str] | None = None, signer: Signer | None = None,
-                **dates: datetime) -> str:
+                created: datetime | None = None, expires: datetime | None = None) -> str:
     """Alice's commit of list A with the given content, signed by ``signer`` (alice)."""
     b, sim = world.base, world.sim
     data = sim.list_version(b.list_a, version=version or sim.next_version(b.list_a),
-                            images=images if images is not None else [b.image_a], **dates)
+                            images=images if images is not None else [b.image_a],
+                            created=created, expires=expires)
     return sim.commit(sim.signed_list(b.list_a, data, signer or b.alice), b.alice,
                       move=False)
 
