@@ -15,11 +15,16 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import RepositoryOpenFlag
 
-from gitreg.errors import RejectedError, UnreachableError, UsageError
+from gitreg.errors import GitregError, RejectedError, UnreachableError, UsageError
 from gitreg.gitstore.command import GitCommandError, GitRun, redact, run_git
 
 DEFAULT_TIMEOUT = 300.0
 REMOTE_REF_PREFIX = "refs/gitreg/remotes"
+# transfer.fsckObjects sends every fetch through index-pack, which keeps its
+# pack, and gc is off during fetches: past this many packs a fetch rolls the
+# small ones up, or a site syncing hourly would collect thousands (each
+# with a full copy of a thin delta's base) and every object lookup slows.
+MAX_PACKS = 16
 
 # stderr fragments (LC_ALL=C) that mean "the other end could not be had".
 _UNREACHABLE = (
@@ -187,7 +192,34 @@ def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "ma
     after = _ref_commit(bare_repo_path, local)
     if after is None:
         raise GitCommandError(f"fetch from {shown} did not write {local}", stderr=run.stderr)
+    if after != before:
+        roll_up_packs(bare_repo_path, timeout=timeout)
     return FetchResult(remote=shown, name=name, ref=local, old=before, new=after)
+
+
+def roll_up_packs(repo_path: Path, *, max_packs: int = MAX_PACKS,
+                  timeout: float = DEFAULT_TIMEOUT) -> bool:
+    """Combine small packs (``git repack --geometric=2 -d``) once there are over ``max_packs``.
+
+    A geometric roll-up keeps every object of the packs it combines,
+    reachable or not, so a trusted commit no ref names survives it. Returns
+    whether it ran and succeeded; a failure loses nothing (the packs stay)
+    and the next fetch tries again.
+    """
+    try:
+        git_dir = Path(pygit2.Repository(str(repo_path), flags=RepositoryOpenFlag.NO_SEARCH).path)
+        count = sum(1 for p in (git_dir / "objects" / "pack").iterdir() if p.suffix == ".pack")
+    except (pygit2.GitError, KeyError, ValueError, OSError):
+        return False
+    if count <= max_packs:
+        return False
+    try:
+        run = run_git(["-C", repo_path, "repack", "--geometric=2", "-d", "-q"],
+                      timeout=timeout, what=f"repository {repo_path}")
+    except GitregError:
+        return False
+    return run.returncode == 0
+
 
 
 def _ref_commit(repo_path: Path, ref: str) -> str | None:
