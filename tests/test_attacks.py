@@ -274,8 +274,9 @@ def test_ref_deletion(world: World) -> None:
     # Forced in, there is no main left: verify refuses to call that valid.
     world.sim.repo.references.delete("refs/heads/main")
     result = world.verify()
-    assert result.returncode != 0
-    assert "no refs/heads/main" in result.stderr, result.stderr
+    assert result.returncode == 1
+    assert "refs/heads/main is missing" in result.stderr, result.stderr
+    assert "[rule: ref-delete]" in result.stderr
 
 
 def _diverged(world: World) -> tuple[str, str, dict[str, bytes | None]]:

@@ -25,7 +25,7 @@ def verify(
     the time of the push), so lists are checked for expiry as of their commit.
     """
     from gitreg.cli import output
-    from gitreg.errors import PolicyViolationError, RejectedError, UsageError
+    from gitreg.errors import PolicyViolationError, RejectedError
     from gitreg.gitstore.store import RegistryStore
     from gitreg.verify.cache import MemoryCache
     from gitreg.verify.history import Verifier
@@ -33,7 +33,9 @@ def verify(
     store = RegistryStore.open(directory)
     head = store.ref(ref)
     if head is None:
-        raise UsageError(f"{directory}: no {ref} to verify")
+        # A registry's main is never deleted: a repository without one is refused.
+        raise PolicyViolationError(f"{directory}: {ref} is missing (deleted, or never "
+                                   "published)", rule="ref-delete")
     trusted = store.resolve(since) if since else None
     verifier = Verifier(store, MemoryCache(), now=None, pinned_policy=trust_root)
     try:
