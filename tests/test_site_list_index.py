@@ -8,23 +8,35 @@ server on 127.0.0.1. Syncs run in-process so a test can move the clock.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gitreg.gitstore.store import RegistryStore
+from gitreg.model.dates import format_date
 from gitreg.model.imagelist import Imagelist, parse_imagelist
 from gitreg.model.policy import fingerprint
 from gitreg.signing.ssh import SSHSigner
-from gitreg.site.config import load_config
+from gitreg.site import sync as sync_module
+from gitreg.site.config import Subscription, load_config
 from gitreg.site.list_index import ListIndex
+from gitreg.site.plan import RegistryImages, desired_images
 from gitreg.site.state import SiteState
 from gitreg.site.sync import read_lists, sync
 from tests.fixtures.image_server import ImageServer
-from tests.registry_simulator import RegistrySimulator, image_entry, new_id, ssh_signer
+from tests.registry_simulator import (
+    RegistrySimulator,
+    image_entry,
+    imagelist_bytes,
+    new_id,
+    ssh_signer,
+)
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
@@ -157,7 +169,7 @@ def _image(image_server: ImageServer, name: str) -> dict[str, object]:
             "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
 
 
-def _site(tmp_path: Path, registry: Registry) -> Path:
+def _site(tmp_path: Path, registry: Registry, subscription: str = "") -> Path:
     config = tmp_path / "site.toml"
     config.write_text(f"""[site]
 state_dir = "state"
@@ -170,8 +182,23 @@ trust_root = "{registry.trust_root}"
 [[subscription]]
 registry = "r"
 imagelists = ["*"]
+{subscription}
 """, encoding="utf-8")
     return config
+
+
+@pytest.fixture
+def list_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The commits whose lists a sync read (the real read_lists runs)."""
+    commits: list[str] = []
+    real = sync_module.read_lists
+
+    def counted(store: RegistryStore, commit: str, **kwargs: Any) -> list[Imagelist]:
+        commits.append(commit)
+        return real(store, commit, **kwargs)
+
+    monkeypatch.setattr(sync_module, "read_lists", counted)
+    return commits
 
 
 def _records(config: Path) -> dict[str, tuple[str, str]]:
@@ -181,7 +208,8 @@ def _records(config: Path) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.parametrize("empty_lists", [0, 40])
 def test_list_expiring_without_a_new_commit_retires_its_image(
-        tmp_path: Path, image_server: ImageServer, empty_lists: int) -> None:
+        tmp_path: Path, image_server: ImageServer, empty_lists: int,
+        list_reads: list[str]) -> None:
     registry = _registry(tmp_path / "registry.git")
     registry.sim.lifetime = timedelta(days=2)
     list_uuid = new_id()
@@ -195,6 +223,10 @@ def test_list_expiring_without_a_new_commit_retires_its_image(
     assert first.downloaded == [image_uuid] and cache.is_file()
     same = sync(load_config(config), now=START + timedelta(days=1))
     assert [i.uuid for i in same.plan.keep] == [image_uuid] and same.retired == []
+    reads = len(list_reads)
+    memo = sync(load_config(config), now=START + timedelta(days=1, hours=23))
+    assert [i.uuid for i in memo.plan.keep] == [image_uuid] and memo.retired == []
+    assert len(list_reads) == reads  # nothing new, no expiry passed: no list read
 
     # No new commit: only the clock moved past the list's dc:date:expires.
     later = sync(load_config(config), now=START + timedelta(days=3))
@@ -205,6 +237,51 @@ def test_list_expiring_without_a_new_commit_retires_its_image(
     assert len(list((tmp_path / "state" / "expired").glob(f"{image_uuid}.*"))) == 1
     state, reason = _records(config)[image_uuid]
     assert state == "expired" and f"list {list_uuid} expired" in reason
+    assert len(list_reads) == reads + 1
+
+
+def test_image_expiry_and_refuse_subscriptions_are_not_memoised_past_their_time(
+        tmp_path: Path, image_server: ImageServer, list_reads: list[str]) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    image = {**_image(image_server, "own-expiry"),
+             "dc:date:expires": format_date(START + timedelta(days=1))}
+    registry.publish({new_id(): [image]})
+    config = _site(tmp_path, registry)
+    image_uuid = str(image["dc:identifier"])
+    sync(load_config(config), now=START + timedelta(hours=2))
+    sync(load_config(config), now=START + timedelta(hours=3))
+    reads = len(list_reads)
+
+    assert sync(load_config(config), now=START + timedelta(hours=4)).retired == []
+    assert len(list_reads) == reads
+    later = sync(load_config(config), now=START + timedelta(days=1, hours=1))
+    assert [(r["uuid"], r["reason"]) for r in later.retired] == [(image_uuid, "image expired")]
+    # A clock set back before the memo was made does not trust it either.
+    sync(load_config(config), now=START + timedelta(hours=5))
+    assert len(list_reads) == reads + 2
+
+    refusing = _site(tmp_path, registry, 'new_images = "refuse"')
+    reads = len(list_reads)
+    for hour in (6, 7):
+        sync(load_config(refusing), now=START + timedelta(hours=hour))
+    assert len(list_reads) == reads + 2  # the plan depends on the records: always read
+
+
+def test_plan_inputs_survive_their_json_form() -> None:
+    lists = [Imagelist.from_dict(json.loads(imagelist_bytes(
+        new_id(), version="3", images=[image_entry(new_id()), {
+            **image_entry(new_id()), "dc:date:expires": format_date(START + timedelta(days=2)),
+            "ad:extra": {"nested": [1, 2.5, None]}}],
+        created=START, expires=START + timedelta(days=5)))) for _ in range(2)]
+    wanted = desired_images("r", 7, lists, subscriptions=[Subscription("r")], known={},
+                            now=START)
+
+    assert wanted.valid_until == START + timedelta(days=2)
+    again = RegistryImages.from_json(json.loads(json.dumps(wanted.to_json())))
+    assert again == wanted
+    later = desired_images("r", 7, lists, subscriptions=[Subscription("r")], known={},
+                           now=START + timedelta(days=3))
+    assert later.valid_until == START + timedelta(days=5) and len(later.images) == 2
 
 
 def test_decommissioned_list_retires_its_image_with_that_reason(

@@ -20,6 +20,7 @@ import errno
 import fcntl
 import os
 import re
+import stat
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,8 +144,11 @@ class SiteCache:
 
     def has(self, image_uuid: str) -> bool:
         """True if cache/<uuid> is a regular file (symlinks do not count)."""
-        return self.cache_path(image_uuid).is_file() and \
-            not self.cache_path(image_uuid).is_symlink()
+        # One lstat, not a stat and an lstat: a sync asks this of every image.
+        try:
+            return stat.S_ISREG(os.lstat(self.cache_path(image_uuid)).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def expired_files(self, image_uuid: str) -> list[Path]:
         """The retired copies of one image in expired/, oldest first."""

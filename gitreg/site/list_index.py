@@ -8,8 +8,13 @@ new tree by reading only the paths that differ
 (``RegistryStore.changed_paths``): a sync of a 10,000-list registry in which
 one list changed reads that list, not 10,000.
 
-The index is derived data, a pure function of the tree's content, kept in
-its own SQLite file next to the registry's local repository. It is updated
+The same file keeps the memo of the last plan inputs (the registry's
+desired images, ``gitreg.site.plan.RegistryImages``) under a key naming
+everything they depend on but the clock, with the time span in which no
+list or image expiry changes them: a sync with nothing new reads no list.
+
+Both are derived data, kept in their own SQLite file next to the registry's
+local repository. It is updated
 in one transaction, so it always describes exactly the tree it names; when
 it is missing, unreadable, or names a tree the repository lacks, it is
 rebuilt from the whole tree. Losing it costs time, never correctness.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from gitreg.errors import RejectedError
@@ -32,6 +38,8 @@ _VERSION = "1"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS lists (list_uuid TEXT PRIMARY KEY, blob TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS plan_memo (key TEXT PRIMARY KEY, valid_from TEXT NOT NULL,
+                                      valid_until TEXT, body TEXT NOT NULL);
 """
 
 # Reads and parses the list blob ``oid`` found at ``path``.
@@ -76,6 +84,37 @@ class ListIndex:
             lists = _built(store, tree, read)
         self._save(tree, lists, previous=known[1] if known is not None else None)
         return lists
+
+    def remembered_plan(self, key: str, now: datetime) -> str | None:
+        """The memo stored under ``key`` if ``now`` is within its time span."""
+        try:
+            row = self._connect().execute(
+                "SELECT valid_from, valid_until, body FROM plan_memo WHERE key = ?",
+                (key,)).fetchone()
+            if row is None:
+                return None
+            valid_from, valid_until = datetime.fromisoformat(row[0]), row[1]
+        except (sqlite3.DatabaseError, OSError, ValueError):
+            return None
+        # A clock set back past the memo's own time could cross an expiry unseen.
+        if now < valid_from or (valid_until is not None
+                                and now >= datetime.fromisoformat(valid_until)):
+            return None
+        return str(row[2])
+
+    def remember_plan(self, key: str, now: datetime, valid_until: datetime | None,
+                      body: str) -> None:
+        """Keep ``body`` as the only memo, valid from ``now`` until ``valid_until``."""
+        try:
+            db = self._connect()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("DELETE FROM plan_memo")
+                db.execute("INSERT INTO plan_memo VALUES (?, ?, ?, ?)",
+                           (key, now.isoformat(),
+                            valid_until.isoformat() if valid_until else None, body))
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()  # a memo is only ever a shortcut
 
     # --- storage -----------------------------------------------------------
 

@@ -22,6 +22,9 @@ from gitreg.site.state import ImageRecord, ImageState
 # Records whose image the site holds or is getting: the only ones a plan may
 # retire, so the only ones whose lists a plan must read.
 HELD_STATES: tuple[ImageState, ...] = ("cached", "pending", "failed")
+# Part of the key of a sync's memo of desired_images: bump it whenever
+# desired_images computes something else from the same inputs.
+DESIRED_IMAGES_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,37 @@ class RegistryImages:
     lists: set[str] = field(default_factory=set)
     # list uuid -> version, for lists published with no image: decommissioned.
     decommissioned: dict[str, str] = field(default_factory=dict)
+    # The first list or image expiry after ``now`` that this result depends
+    # on: until then it stays the same for the same lists, subscriptions
+    # and (with new_images = "refuse") records. None: no date can change it.
+    valid_until: datetime | None = None
+
+    def _depends_on(self, now: datetime, *moments: datetime | None) -> None:
+        for moment in moments:
+            if moment is not None and moment > now and (
+                    self.valid_until is None or moment < self.valid_until):
+                self.valid_until = moment
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON (for a sync's memo of the plan's inputs)."""
+        return {
+            "registry": self.registry,
+            "images": [[i.uuid, i.registry, i.priority, i.list_uuid, i.list_version, i.sha512,
+                        i.size, i.uri, i.metadata, i.list_keys, i.vo]
+                       for i in self.images.values()],
+            "dropped": self.dropped, "lists": sorted(self.lists),
+            "decommissioned": self.decommissioned,
+            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RegistryImages:
+        images = [DesiredImage(*row) for row in data["images"]]
+        until = data["valid_until"]
+        return cls(registry=data["registry"], images={i.uuid: i for i in images},
+                   dropped={k: (v[0], v[1]) for k, v in data["dropped"].items()},
+                   lists=set(data["lists"]), decommissioned=dict(data["decommissioned"]),
+                   valid_until=datetime.fromisoformat(until) if until else None)
 
 
 @dataclass(frozen=True)
@@ -104,8 +138,9 @@ def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
             result.decommissioned[list_uuid] = imagelist.version
         wanting = [s for s in subscriptions if s.wants_list(list_uuid)]
         list_expired = imagelist.expires <= now
-        body = imagelist.to_dict().get("hv:imagelist", {})
-        list_keys = {k: v for k, v in body.items() if k != "hv:images"}
+        # Key by key: a copy of the whole list would copy every image too.
+        names = imagelist.keys()
+        list_keys = {k: imagelist.get(k) for k in names if k != "hv:images"}
         vo = imagelist.get("ad:vo")
         for image in imagelist.images:
             image_uuid = image.identifier.lower()
@@ -119,6 +154,7 @@ def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
                 result.dropped[image_uuid] = ("expired", "new image refused (new_images = "
                                               "\"refuse\")")
                 continue
+            result._depends_on(now, imagelist.expires, image.expires)
             if list_expired:
                 result.dropped[image_uuid] = ("expired", f"list {list_uuid} expired "
                                               f"{imagelist.expires:%Y-%m-%dT%H:%M:%SZ}")

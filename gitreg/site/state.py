@@ -608,7 +608,11 @@ def _stamp(now: datetime | None) -> str:
 
 
 def _parse(text: str) -> datetime:
-    return datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=UTC)
+    # Only _stamp's form; fromisoformat reads it ten times faster than
+    # strptime, and a sync reads two stamps of every image record.
+    if len(text) != 20 or not text.endswith("Z"):
+        raise ValueError(f"not a site state time stamp: {text!r}")
+    return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
 
 
 def _json(value: Mapping[str, Any]) -> str:

@@ -12,10 +12,12 @@ idempotent (journal keys, ``SiteCache.retire``, resumed downloads).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +29,7 @@ from gitreg.gitstore.store import RegistryStore
 from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.model.imagelist import Imagelist, parse_imagelist
 from gitreg.site.cache import SiteCache
-from gitreg.site.config import SiteConfig
+from gitreg.site.config import RegistryConfig, SiteConfig, Subscription
 from gitreg.site.crash import armed, crash_point
 from gitreg.site.events import (
     EventType,
@@ -39,6 +41,7 @@ from gitreg.site.events import (
 )
 from gitreg.site.list_index import ListIndex
 from gitreg.site.plan import (
+    DESIRED_IMAGES_VERSION,
     HELD_STATES,
     DesiredImage,
     Plan,
@@ -153,17 +156,15 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
             trusted = known.trusted_commit if known else None
             named = {r.list_uuid for r in records.values()
                      if r.registry == registry.name and r.state in HELD_STATES}
-            outcome, lists = _registry_state(
+            outcome, wanted = _registry_state(
                 config, registry.name, trusted, named, repositories=repositories,
-                merge_parents=known.merge_parents if known else ())
+                merge_parents=known.merge_parents if known else (), records=records,
+                now=moment)
             report.registries.append(outcome)
-            if outcome.target is None:
+            if wanted is None:
                 frozen.append(registry.name)
                 continue
-            registries.append(desired_images(
-                registry.name, registry.priority, lists,
-                subscriptions=config.subscriptions_for(registry.name), known=records,
-                now=moment))
+            registries.append(wanted)
         cached = [u for u in records if cache.has(u)]
         report.plan = make_plan(registries, records.values(), cached=cached,
                                 conflicts=config.conflicts, frozen=frozen)
@@ -234,8 +235,9 @@ def _open_state(config: SiteConfig, dry_run: bool) -> Iterator[SiteState | None]
 
 def _registry_state(config: SiteConfig, name: str, trusted: str | None,
                     named: Collection[str], *, repositories: Path,
-                    merge_parents: tuple[str, ...] = ()
-                    ) -> tuple[RegistryOutcome, list[Imagelist]]:
+                    merge_parents: tuple[str, ...] = (),
+                    records: Mapping[str, ImageRecord], now: datetime,
+                    ) -> tuple[RegistryOutcome, RegistryImages | None]:
     registry = config.registry(name)
     pinned = pinned_fingerprint(registry)
     store = open_local_repository(repositories / f"{name}.git")
@@ -248,9 +250,46 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None,
     finally:
         verify_cache.close()
     if outcome.target is None:
-        return outcome, []
+        return outcome, None
     with ListIndex(repositories / f"{name}.lists.sqlite") as index:
-        return outcome, read_lists(store, outcome.target, index=index, named=named)
+        return outcome, _wanted_images(store, outcome.target, index, registry,
+                                       subscriptions=config.subscriptions_for(name),
+                                       named=named, records=records, now=now)
+
+
+def _wanted_images(store: RegistryStore, commit: str, index: ListIndex,
+                   registry: RegistryConfig, *, subscriptions: Sequence[Subscription],
+                   named: Collection[str], records: Mapping[str, ImageRecord],
+                   now: datetime) -> RegistryImages:
+    """``desired_images`` of ``commit``, from the memo if nothing it depends on changed."""
+    key = _memo_key(commit, registry, subscriptions, named)
+    if key is not None:
+        remembered = index.remembered_plan(key, now)
+        if remembered is not None:
+            try:
+                return RegistryImages.from_json(json.loads(remembered))
+            except (ValueError, KeyError, TypeError, IndexError):
+                pass  # an unreadable memo is recomputed
+    wanted = desired_images(registry.name, registry.priority,
+                            read_lists(store, commit, index=index, named=named),
+                            subscriptions=subscriptions, known=records, now=now)
+    if key is not None:
+        index.remember_plan(key, now, wanted.valid_until, json.dumps(wanted.to_json()))
+    return wanted
+
+
+def _memo_key(commit: str, registry: RegistryConfig, subscriptions: Sequence[Subscription],
+              named: Collection[str]) -> str | None:
+    """Everything the desired images depend on but the clock; None if records matter too.
+
+    With new_images = "refuse" the result depends on which images the site
+    already knew, so it is computed each time.
+    """
+    if any(s.new_images != "accept" for s in subscriptions):
+        return None
+    text = repr((DESIRED_IMAGES_VERSION, commit, registry.name, registry.priority,
+                 tuple(subscriptions), sorted(named)))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def read_lists(store: RegistryStore, commit: str, *, index: ListIndex | None = None,
