@@ -24,9 +24,10 @@ from gitreg.interop.smime import (
     _split_parts_by_line,
     build_smime,
     parse_smime,
+    sign_smime,
     verify_smime,
 )
-from gitreg.signing.x509 import CAStore, check_binding
+from gitreg.signing.x509 import CAStore, X509Signer, check_binding
 from tests.fixtures.x509_pki import Identity, TestPKI
 
 LIST = (b'{\n    "hv:imagelist": {\n        "dc:title": "Test list",\n'
@@ -221,11 +222,16 @@ def test_two_signers_are_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: P
 # --- build_smime -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("loaded_signer", [False, True], ids=["pem", "x509-signer"])
 @pytest.mark.parametrize("text_part", [False, True], ids=["vmcaster-form", "text-plain"])
 def test_built_messages_verify_with_openssl(x509_pki: TestPKI, store: CAStore, tmp_path: Path,
-                                            text_part: bool) -> None:
-    message = build_smime(LIST, x509_pki.alice.cert_pem, x509_pki.alice.key_pem,
-                          text_part=text_part)
+                                            text_part: bool, loaded_signer: bool) -> None:
+    if loaded_signer:
+        message = sign_smime(LIST, X509Signer(x509_pki.alice.cert_pem, x509_pki.alice.key_pem),
+                             text_part=text_part)
+    else:
+        message = build_smime(LIST, x509_pki.alice.cert_pem, x509_pki.alice.key_pem,
+                              text_part=text_part)
     result = smime_verify(tmp_path, message, "-CAfile", x509_pki.ca_file, "-no-CApath",
                           "-no-CAstore", *(["-text"] if text_part else []))
     assert result.returncode == 0, result.stderr.decode()
@@ -257,6 +263,8 @@ def test_crlf_messages_and_folded_headers_verify(x509_pki: TestPKI, store: CASto
 def test_build_refuses_content_it_cannot_carry(x509_pki: TestPKI) -> None:
     with pytest.raises(InvalidDocumentError):
         build_smime(b"{\r\n}\r\n", x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
+    with pytest.raises(InvalidDocumentError):
+        sign_smime(b"{\r\n}\r\n", X509Signer(x509_pki.alice.cert_pem, x509_pki.alice.key_pem))
     looks_like_headers = b"Subject: not json\n\n{}\n"
     with pytest.raises(InvalidDocumentError):
         build_smime(looks_like_headers, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)

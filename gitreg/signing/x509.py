@@ -1517,7 +1517,11 @@ class X509Signer(Signer):
 
     def sign(self, data: bytes, *, namespace: str = NAMESPACE_IMAGELIST) -> bytes:
         """A PEM-armoured detached CMS signature (the registry's ``.sig`` format)."""
-        return _armour(_sign(data, self._certs, self._key))
+        return _armour(self.sign_cms(data))
+
+    def sign_cms(self, data: bytes) -> bytes:
+        """``sign_cms(data, cert_pem, key_pem)`` with the key loaded once (DER)."""
+        return _sign(data, self._certs, self._key)
 
     def public_key(self) -> X509PublicKey:
         if not self._ca_certs_pem:
