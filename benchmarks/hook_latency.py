@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -42,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.measure import machine, run_timed, say
 
 TARGET = 1.3
 BATCH = 1000
@@ -61,10 +61,6 @@ class Registry:
     hooks: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     next_list: int = 0
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def build(where: Path, lists: int, signer: object) -> Registry:
@@ -109,11 +105,6 @@ def hook_seconds(trace: Path) -> float:
     return total
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def push_one_change(registry: Registry, signer: object,
                     trace: Path) -> tuple[float, float, float]:
     """Change the next list (one more image) and push main.
@@ -136,34 +127,11 @@ def push_one_change(registry: Registry, signer: object,
     env = {key: value for key, value in os.environ.items()
            if key != "PYTHONDONTWRITEBYTECODE"}
     env["GIT_TRACE2_EVENT"] = str(trace)
-    started, cpu = time.perf_counter(), children_cpu()
-    done = subprocess.run(["git", "-C", str(sim.path), "push", "--quiet", str(registry.server),
-                           "refs/heads/main:refs/heads/main"], env=env, capture_output=True,
-                          text=True, check=False)
-    elapsed, cpu = time.perf_counter() - started, children_cpu() - cpu
-    if done.returncode != 0:
-        raise RuntimeError(f"push to {registry.server} refused:\n{done.stderr}")
-    return elapsed, hook_seconds(trace), cpu
-
-
-def machine() -> dict[str, str]:
-    from importlib.metadata import version
-
-    import pygit2
-
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    git = subprocess.run(["git", "--version"], capture_output=True, text=True,
-                         check=False).stdout.strip()
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "system": platform.platform(),
-            "python": platform.python_version(), "pygit2": version("pygit2"),
-            "libgit2": pygit2.LIBGIT2_VERSION, "git": git,
-            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    push = run_timed(["git", "-C", str(sim.path), "push", "--quiet", str(registry.server),
+                      "refs/heads/main:refs/heads/main"], env=env)
+    if push.done.returncode != 0:
+        raise RuntimeError(f"push to {registry.server} refused:\n{push.done.stderr}")
+    return push.wall, hook_seconds(trace), push.cpu
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -47,8 +47,6 @@ import hashlib
 import http.server
 import json
 import os
-import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -66,6 +64,8 @@ if TYPE_CHECKING:
     from tests.registry_simulator import RegistrySimulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.measure import machine, run_timed, say
 
 CHANGE_TARGET = 1.5
 NOOP_TARGET = 3.0
@@ -107,10 +107,6 @@ class Site:
     @property
     def lists_label(self) -> str:
         return f"{self.lists} lists" + (", an image each" if self.with_images else "")
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class ImageServer:
@@ -185,24 +181,13 @@ imagelists = ["*"]
     return Site(lists, sim, config, list_ids, build_seconds, with_images=image is not None)
 
 
-def timed(argv: Sequence[str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Run a process; its wall time and CPU time (with its children) in seconds."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=ENV)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, done
-
-
 def sync(site: Site) -> tuple[float, float]:
     """One `gitreg site sync` process; its wall and CPU time in seconds."""
-    wall, cpu, done = timed([*GITREG, "site", "sync", "--config", str(site.config)])
-    if done.returncode != 0:
+    run = run_timed([*GITREG, "site", "sync", "--config", str(site.config)], env=ENV)
+    if run.done.returncode != 0:
         raise RuntimeError(f"gitreg site sync ({site.lists} lists) exited "
-                           f"{done.returncode}:\n{done.stdout}{done.stderr}")
-    return wall, cpu
+                           f"{run.done.returncode}:\n{run.done.stdout}{run.done.stderr}")
+    return run.wall, run.cpu
 
 
 def publish_change(site: Site, signer: SSHSigner, images: ImageServer) -> None:
@@ -231,29 +216,9 @@ def cached_images(site: Site) -> list[str]:
 
 
 def import_pygit2() -> tuple[float, float]:
-    wall, cpu, done = timed([sys.executable, "-c", "import pygit2"])
-    done.check_returncode()
-    return wall, cpu
-
-
-def machine() -> dict[str, str]:
-    from importlib.metadata import version
-
-    import pygit2
-
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    git = subprocess.run(["git", "--version"], capture_output=True, text=True,
-                         check=False).stdout.strip()
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "system": platform.platform(),
-            "python": platform.python_version(), "pygit2": version("pygit2"),
-            "libgit2": pygit2.LIBGIT2_VERSION, "git": git,
-            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    run = run_timed([sys.executable, "-c", "import pygit2"], env=ENV)
+    run.done.check_returncode()
+    return run.wall, run.cpu
 
 
 def ms(seconds: float) -> str:

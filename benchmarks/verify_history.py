@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,6 +43,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.measure import cpu_seconds, machine, run_timed, say
 
 BATCH = 1000
 NAMESPACE = "gitreg-imagelist"
@@ -69,17 +69,6 @@ class Timing:
     @property
     def rate(self) -> float:
         return self.lists / self.wall
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process and of its waited-for children (gitreg, openssl)."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
 def build_history(where: Path, scheme: str, lists: int, *, list_signer: object,
@@ -125,14 +114,12 @@ def build_history(where: Path, scheme: str, lists: int, *, list_signer: object,
 
 def time_verify(history: History) -> Timing:
     """`gitreg verify` from scratch, in its own process, as a mirror or site would run it."""
-    wall0, cpu0 = time.perf_counter(), cpu_seconds()
-    done = subprocess.run([sys.executable, "-m", "gitreg", "verify", str(history.path),
-                           "--json"], capture_output=True, text=True, check=False)
-    wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
-    report = json.loads(done.stdout) if done.stdout.strip() else {}
-    if done.returncode != 0 or not report.get("valid"):
-        raise RuntimeError(f"gitreg verify refused the {history.scheme} history:\n{done.stderr}")
-    return Timing(f"gitreg verify ({history.scheme})", history.lists, wall, cpu)
+    run = run_timed([sys.executable, "-m", "gitreg", "verify", str(history.path), "--json"])
+    report = json.loads(run.done.stdout) if run.done.stdout.strip() else {}
+    if run.done.returncode != 0 or not report.get("valid"):
+        raise RuntimeError(f"gitreg verify refused the {history.scheme} history:\n"
+                           f"{run.done.stderr}")
+    return Timing(f"gitreg verify ({history.scheme})", history.lists, run.wall, run.cpu)
 
 
 def openssl_verify(where: Path, ca_file: Path) -> Callable[[bytes, bytes], None]:
@@ -150,30 +137,6 @@ def openssl_verify(where: Path, ca_file: Path) -> Callable[[bytes, bytes], None]
             raise RuntimeError(f"openssl smime -verify refused a list: {done.stderr!r}")
 
     return verify
-
-
-def machine() -> dict[str, str]:
-    from importlib.metadata import version as package_version
-
-    import cryptography
-
-    cpu = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-
-    def version(*command: str) -> str:
-        done = subprocess.run(list(command), capture_output=True, text=True, check=False)
-        return done.stdout.splitlines()[0] if done.stdout else "unknown"
-
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "system": platform.platform(),
-            "python": platform.python_version(), "pygit2": package_version("pygit2"),
-            "cryptography": cryptography.__version__, "openssl": version("openssl", "version"),
-            "gpg": version("gpg", "--version"), "git": version("git", "--version"),
-            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
