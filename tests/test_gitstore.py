@@ -304,6 +304,11 @@ def test_build_tree_nests_prunes_and_refuses_bad_paths(store):
     flat = write_tree(store, {"gitreg.json": store.entry(tree, "gitreg.json").oid,
                               "imagelists/a.json": store.entry(tree, "imagelists/a.json").oid})
     assert flat == tree
+    blob = store.entry(tree, "gitreg.json").oid
+    with pytest.raises(UsageError, match="also a directory in the same tree"):
+        write_tree(store, {"a/b": blob, "a": blob})
+    with pytest.raises(UsageError, match="conflicts with file 'a' in the same tree"):
+        write_tree(store, {"a": blob, "a/b": blob})
 
 
 # --- commits ----------------------------------------------------------------------

@@ -48,21 +48,25 @@ def build_tree(store: RegistryStore | pygit2.Repository,
     created as needed and dropped when they become empty. No working tree
     or index is involved.
     """
-    repo = _repository(store)
+    base = pygit2.Oid(hex=str(base_tree)) if base_tree is not None else None
+    return str(_apply(_repository(store), base, _nested(changes, "change")))
+
+
+def _nested(entries: Mapping[str, object], what: str) -> dict[str, object]:
+    """``entries`` (path -> value) as one dict per directory; ``what`` names them in errors."""
     nested: dict[str, object] = {}
-    for path, content in changes.items():
+    for path, value in entries.items():
         parts = _check_path(path)
         node = nested
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise UsageError(f"path {path!r} conflicts with file {part!r} in the same change")
+                raise UsageError(f"path {path!r} conflicts with file {part!r} in the same {what}")
             node = child
         if isinstance(node.get(parts[-1]), dict):
-            raise UsageError(f"path {path!r} is also a directory in the same change")
-        node[parts[-1]] = content
-    base = pygit2.Oid(hex=str(base_tree)) if base_tree is not None else None
-    return str(_apply(repo, base, nested))
+            raise UsageError(f"path {path!r} is also a directory in the same {what}")
+        node[parts[-1]] = value
+    return nested
 
 
 def _apply(repo: pygit2.Repository, base: pygit2.Oid | None,
@@ -93,20 +97,8 @@ def _apply(repo: pygit2.Repository, base: pygit2.Oid | None,
 
 def write_tree(store: RegistryStore | pygit2.Repository, entries: Mapping[str, str]) -> str:
     """Write a tree of mode-100644 blobs that already exist (path -> blob id)."""
-    repo = _repository(store)
-    nested: dict[str, object] = {}
-    for path, oid in entries.items():
-        parts = _check_path(path)
-        node = nested
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise UsageError(f"path {path!r} conflicts with file {part!r}")
-            node = child
-        if parts[-1] in node:
-            raise UsageError(f"path {path!r} is both a file and a directory")
-        node[parts[-1]] = pygit2.Oid(hex=oid)
-    return str(_write_nested(repo, nested))
+    nested = _nested({path: pygit2.Oid(hex=oid) for path, oid in entries.items()}, "tree")
+    return str(_write_nested(_repository(store), nested))
 
 
 def _write_nested(repo: pygit2.Repository, node: dict[str, object]) -> pygit2.Oid:
