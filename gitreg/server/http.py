@@ -138,23 +138,19 @@ def _dechunk(rfile: _Readable) -> Iterator[bytes]:
             while rfile.readline(_MAX_CHUNK_LINE) not in {b"\r\n", b"\n", b""}:
                 pass  # trailers carry nothing git needs
             return
-        remaining = size
-        while remaining:
-            data = rfile.read(min(remaining, _COPY_SIZE))
-            if not data:
-                raise ValueError("body ended inside a chunk")
-            remaining -= len(data)
-            yield data
+        yield from _fixed(rfile, size, short="body ended inside a chunk")
         if rfile.readline(_MAX_CHUNK_LINE) not in {b"\r\n", b"\n"}:
             raise ValueError("chunk not followed by CRLF")
 
 
-def _fixed(rfile: _Readable, length: int) -> Iterator[bytes]:
+def _fixed(rfile: _Readable, length: int, *,
+           short: str = "body shorter than Content-Length") -> Iterator[bytes]:
+    """Exactly ``length`` bytes of the body (a chunk's or a Content-Length body's)."""
     remaining = length
     while remaining:
         data = rfile.read(min(remaining, _COPY_SIZE))
         if not data:
-            raise ValueError("body shorter than Content-Length")
+            raise ValueError(short)
         remaining -= len(data)
         yield data
 
