@@ -887,15 +887,12 @@ def verify_policy_transition(old: PolicyEnvelope | None, new: PolicyEnvelope, *,
                 f"policy version {new.version} does not follow version {old.version} "
                 f"(must be exactly {old.version + 1})", rule="policy-version",
                 commit=commit, path=POLICY_FILE)
-        result = check_root_signatures(new, old.signed)
+    quorums = [(new.signed, "its own", "policy-threshold-new")]
+    if old is not None:
+        quorums.insert(0, (old.signed, "the previous", "policy-threshold-old"))
+    for roots, whose, rule in quorums:
+        result = check_root_signatures(new, roots)
         if not result.enough:
             raise PolicyViolationError(
-                f"policy version {new.version} lacks the threshold of the previous root keys: "
-                f"{result.describe()}", rule="policy-threshold-old", commit=commit,
-                path=POLICY_FILE)
-    result = check_root_signatures(new, new.signed)
-    if not result.enough:
-        raise PolicyViolationError(
-            f"policy version {new.version} lacks the threshold of its own root keys: "
-            f"{result.describe()}", rule="policy-threshold-new", commit=commit,
-            path=POLICY_FILE)
+                f"policy version {new.version} lacks the threshold of {whose} root keys: "
+                f"{result.describe()}", rule=rule, commit=commit, path=POLICY_FILE)
