@@ -28,6 +28,37 @@ def find_list(copy: WorkingCopy, spec: str) -> Imagelist:
     return resolve_list(copy.draft_lists(), spec)
 
 
+def json_value_option() -> Any:
+    """The ``--json`` flag of the ``set`` commands."""
+    return typer.Option(False, "--json", help="VALUE is JSON, not a string.")
+
+
+def set_draft_key(registry: Path | None, imagelist: str, image: str | None, key: str,
+                  value: str, *, as_json: bool) -> None:
+    """Set one key of a draft list, or of one of its images, and write the list."""
+    from gitreg.cli import output
+    from gitreg.publish.drafts import (
+        describe_value,
+        parse_value,
+        resolve_image,
+        set_image_key,
+        set_list_key,
+    )
+
+    copy = open_copy(registry)
+    found = find_list(copy, imagelist)
+    target = resolve_image(found, image) if image is not None else None
+    parsed = parse_value(key, value, as_json=as_json)
+    if target is None:
+        set_list_key(found, key, parsed)
+        where = f"imagelist {found.identifier}"
+    else:
+        set_image_key(found, target.identifier, key, parsed)
+        where = f"imagelist {found.identifier}, image {target.identifier}"
+    copy.write_list(found)
+    output.ok(f"{where}: {key} = {describe_value(parsed)}")
+
+
 def list_state(copy: WorkingCopy, imagelist: Imagelist) -> tuple[str, str | None]:
     """("new" | "modified" | "published", the published version)."""
     from gitreg.verify import layout
@@ -84,19 +115,11 @@ def set_key(
     key: str = typer.Argument(..., help="A list key (dc:title, hv:uri, ad:vo, ...); the "
                               "endorser keys hv:dn, hv:ca, hv:email, dc:creator are accepted."),
     value: str = typer.Argument(...),
-    as_json: bool = typer.Option(False, "--json", help="VALUE is JSON, not a string."),
+    as_json: bool = json_value_option(),
     registry: Path | None = registry_option(),
 ) -> None:
     """Set one key of a list."""
-    from gitreg.cli import output
-    from gitreg.publish.drafts import describe_value, parse_value, set_list_key
-
-    copy = open_copy(registry)
-    found = find_list(copy, imagelist)
-    parsed = parse_value(key, value, as_json=as_json)
-    set_list_key(found, key, parsed)
-    copy.write_list(found)
-    output.ok(f"imagelist {found.identifier}: {key} = {describe_value(parsed)}")
+    set_draft_key(registry, imagelist, None, key, value, as_json=as_json)
 
 
 def _summary(copy: WorkingCopy, imagelist: Imagelist) -> dict[str, Any]:

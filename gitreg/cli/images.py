@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from gitreg.cli.imagelists import find_list
+from gitreg.cli.imagelists import find_list, json_value_option, set_draft_key
 from gitreg.cli.main import app
 from gitreg.cli.registry import open_copy, registry_option
 
@@ -105,21 +105,11 @@ def set_key(
     image: str = typer.Argument(..., metavar="IMAGE"),
     key: str = typer.Argument(..., help="An image key (hv:uri, sl:osversion, ...)."),
     value: str = typer.Argument(...),
-    as_json: bool = typer.Option(False, "--json", help="VALUE is JSON, not a string."),
+    as_json: bool = json_value_option(),
     registry: Path | None = registry_option(),
 ) -> None:
     """Set one key of an image."""
-    from gitreg.cli import output
-    from gitreg.publish.drafts import describe_value, parse_value, resolve_image, set_image_key
-
-    copy = open_copy(registry)
-    found = find_list(copy, imagelist)
-    target = resolve_image(found, image)
-    parsed = parse_value(key, value, as_json=as_json)
-    set_image_key(found, target.identifier, key, parsed)
-    copy.write_list(found)
-    output.ok(f"imagelist {found.identifier}, image {target.identifier}: {key} = "
-              f"{describe_value(parsed)}")
+    set_draft_key(registry, imagelist, image, key, value, as_json=as_json)
 
 
 @image_app.command("remove")
