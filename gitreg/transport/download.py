@@ -61,10 +61,12 @@ __all__ = [
 ]
 
 MIB = 1 << 20
-# The unit handed from the receiving thread to the hashing thread. Fewer,
-# larger hand-offs measured ~10% faster on a 2 GiB image than 1 MiB ones
-# (docs/benchmarks.md); the pipeline holds _PIPELINE_DEPTH of them.
-DEFAULT_CHUNK_SIZE = 4 * MIB
+# The unit of writing to the partial file and of progress reports.
+DEFAULT_CHUNK_SIZE = MIB
+# The unit handed from the receiving thread to the hashing thread: fewer,
+# larger hand-offs than 1 MiB ones made a 2 GiB download ~10% faster
+# (docs/benchmarks.md). The pipeline holds _PIPELINE_DEPTH of them.
+_HASH_BATCH = 4 * MIB
 DEFAULT_RATE_WINDOW = 30.0
 # Buffers in flight between receiving and hashing: enough to absorb jitter,
 # few enough that memory stays at a few chunk sizes whatever the image size.
@@ -115,7 +117,8 @@ def download_image(
     ``deadline`` bounds the whole call in seconds; ``min_rate`` (bytes/s,
     0 to disable) is the least average throughput over any ``rate_window``
     seconds. ``progress`` is called with the number of image bytes held so
-    far (absolute, so a restart from zero is shown as such). ``session`` may
+    far (absolute, so a restart from zero is shown as such), after each
+    ``chunk_size`` bytes written to ``partial_path``. ``session`` may
     carry a connection pool or a CA bundle; TLS verification is never off.
 
     Raises ``ImageSizeMismatch`` / ``ImageHashMismatch`` (partial deleted),
@@ -285,16 +288,20 @@ class _Watchdog:
 
 
 class _HashingWriter:
-    """Writes buffers to the partial file while a second thread hashes them."""
+    """Writes to the partial file while a second thread hashes the same buffers.
 
-    def __init__(self, fd: int, path: Path, hasher: HASH, held: int, chunk_size: int) -> None:
+    Bytes are stored (written, counted in ``held``) a chunk at a time as they
+    arrive, and handed to the hashing thread a whole buffer at a time.
+    """
+
+    def __init__(self, fd: int, path: Path, hasher: HASH, held: int, buffer_size: int) -> None:
         self.held = held
         self._fd = fd
         self._path = path
         self._hasher = hasher
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         for _ in range(_PIPELINE_DEPTH):
-            self._free.put(bytearray(chunk_size))
+            self._free.put(bytearray(buffer_size))
         self._todo: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self._advised = held
         self._thread = threading.Thread(target=self._hash_loop, name="gitreg-download-hash",
@@ -307,19 +314,20 @@ class _HashingWriter:
     def give_back(self, buf: bytearray) -> None:
         self._free.put(buf)
 
-    def commit(self, buf: bytearray, length: int) -> None:
-        with memoryview(buf) as whole, whole[:length] as view:
-            done = 0
-            try:
-                while done < length:
-                    done += os.write(self._fd, view[done:])
-            except OSError as exc:
-                self._free.put(buf)
-                raise LocalWriteError(str(self._path), _reason(exc)) from exc
-        self._todo.put((buf, length))
-        self.held += length
+    def store(self, view: memoryview) -> None:
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+        except OSError as exc:
+            raise LocalWriteError(str(self._path), _reason(exc)) from exc
+        self.held += done
         if self.held - self._advised >= _WRITEBACK_STEP:
             self._write_back()
+
+    def hash_later(self, buf: bytearray, length: int) -> None:
+        """Hash the first ``length`` bytes of ``buf``, then return it to the pool."""
+        self._todo.put((buf, length))
 
     def _write_back(self) -> None:
         # Advise the previous step again (now written back, so it is dropped)
@@ -338,7 +346,7 @@ class _HashingWriter:
             self._free.put(buf)
 
     def finish(self) -> str:
-        """Wait for the hash of everything committed; sync the file to disk."""
+        """Wait for the hash of everything handed over; sync the file to disk."""
         self.close()
         try:
             os.fsync(self._fd)
@@ -363,10 +371,10 @@ def _pump(job: _Job, read_into: _ReadInto, writer: _HashingWriter, watchdog: _Wa
     deadline_at = job.limits.deadline_at
     while True:
         buf = writer.take()
-        filled = 0
+        filled = stored = 0
         ended = False
-        try:
-            with memoryview(buf) as view:
+        with memoryview(buf) as view:
+            try:
                 while filled < len(buf):
                     room = min(len(buf) - filled, limit - got - filled)
                     if room <= 0:
@@ -385,28 +393,36 @@ def _pump(job: _Job, read_into: _ReadInto, writer: _HashingWriter, watchdog: _Wa
                         break
                     filled += n
                     watchdog.received += n
+                    if filled - stored >= job.chunk_size:
+                        _store(job, writer, view[stored:filled])
+                        stored = filled
                     if time.monotonic() >= deadline_at:
                         raise job.limits.timeout_error()
-        except UnreachableError:
-            # Keep every byte that arrived: the resume starts after them.
-            _keep(job, writer, buf, min(filled, limit - 1 - got))
-            raise
-        got += filled
-        if got >= limit:
+            except UnreachableError:
+                # Keep every byte that arrived: the resume starts after them.
+                keep = min(filled, limit - 1 - got)
+                if keep > stored:
+                    _store(job, writer, view[stored:keep])
+                writer.give_back(buf)
+                raise
+            got += filled
+            if got >= limit:
+                writer.give_back(buf)
+                raise ImageSizeMismatch(job.url, expected=f"{job.size} bytes",
+                                        got=f"more than {job.size} bytes",
+                                        detail="the body did not end at the endorsed size")
+            if filled > stored:
+                _store(job, writer, view[stored:filled])
+        if filled:
+            writer.hash_later(buf, filled)
+        else:
             writer.give_back(buf)
-            raise ImageSizeMismatch(job.url, expected=f"{job.size} bytes",
-                                    got=f"more than {job.size} bytes",
-                                    detail="the body did not end at the endorsed size")
-        _keep(job, writer, buf, filled)
         if ended:
             return
 
 
-def _keep(job: _Job, writer: _HashingWriter, buf: bytearray, length: int) -> None:
-    if length <= 0:
-        writer.give_back(buf)
-        return
-    writer.commit(buf, length)
+def _store(job: _Job, writer: _HashingWriter, view: memoryview) -> None:
+    writer.store(view)
     if job.progress is not None:
         job.progress(writer.held)
 
@@ -463,7 +479,10 @@ def _run_writer(job: _Job, fd: int, held: int, hasher: HASH, *, read_into: _Read
         raise LocalWriteError(str(job.partial), _reason(exc)) from exc
     if job.progress is not None:
         job.progress(held)
-    writer = _HashingWriter(fd, job.partial, hasher, held, job.chunk_size)
+    # Buffers of _HASH_BATCH (or the whole rest of a smaller image) keep the
+    # hand-offs to the hashing thread few; stores and progress stay per chunk.
+    buffer_size = max(4096, min(max(job.chunk_size, _HASH_BATCH), job.size - held + 1))
+    writer = _HashingWriter(fd, job.partial, hasher, held, buffer_size)
     try:
         with _Watchdog(job.limits, abort) as watchdog:
             _pump(job, read_into, writer, watchdog)
