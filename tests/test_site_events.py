@@ -37,18 +37,22 @@ def site(tmp_path: Path) -> SiteCache:
     return cache
 
 
+def shell_script(tmp_path: Path, name: str, body: str) -> Path:
+    """An executable ``/bin/sh`` script ``name`` under tmp_path."""
+    script = tmp_path / name
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return script
+
+
 def recorder(tmp_path: Path, name: str = "record.sh") -> Path:
     """A real handler script: saves its environment and arguments (NUL-separated)."""
-    script = tmp_path / name
-    script.write_text("""#!/bin/sh
-out="$1"; shift
+    return shell_script(tmp_path, name, """out="$1"; shift
 mkdir -p "$out"
 n=$(ls "$out" | wc -l)
 env -0 > "$out/$n.env"
 printf '%s\\0' "$@" > "$out/$n.args"
 """)
-    script.chmod(0o755)
-    return script
 
 
 def records(out: Path) -> list[dict]:
@@ -228,9 +232,7 @@ def _wait_dead(pid: int, seconds: float = 5.0) -> bool:
 def test_timeout_kills_the_handlers_whole_process_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
     # The handler starts a grandchild and waits: both must die.
-    script = tmp_path / "slow.sh"
-    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
-    script.chmod(0o755)
+    script = shell_script(tmp_path, "slow.sh", f"sleep 60 &\necho $! > {pid_file}\nwait\n")
 
     start = time.monotonic()
     (outcome,) = run_handlers([Handler((str(script),), 0.5)], {})
@@ -247,10 +249,8 @@ def test_handler_ignoring_sigterm_is_killed(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(events, "KILL_GRACE_SECONDS", 0.3)
     pid_file = tmp_path / "pid"
-    script = tmp_path / "stubborn.sh"
-    script.write_text(f"#!/bin/sh\ntrap '' TERM\necho $$ > {pid_file}\n"
-                      "while :; do sleep 0.05; done\n")
-    script.chmod(0o755)
+    script = shell_script(tmp_path, "stubborn.sh", f"trap '' TERM\necho $$ > {pid_file}\n"
+                                                   "while :; do sleep 0.05; done\n")
     (outcome,) = run_handlers([Handler((str(script),), 0.3)], {})
     assert outcome.timed_out
     assert outcome.returncode is not None and outcome.returncode < 0
@@ -258,10 +258,9 @@ def test_handler_ignoring_sigterm_is_killed(tmp_path: Path,
 
 
 def test_output_is_captured_but_bounded(tmp_path: Path) -> None:
-    script = tmp_path / "chatty.sh"
-    script.write_text("#!/bin/sh\nhead -c 3000000 /dev/zero | tr '\\0' 'x'\n"
-                      "head -c 2000000 /dev/zero | tr '\\0' 'y' >&2\necho END >&2\nexit 1\n")
-    script.chmod(0o755)
+    script = shell_script(tmp_path, "chatty.sh",
+                          "head -c 3000000 /dev/zero | tr '\\0' 'x'\n"
+                          "head -c 2000000 /dev/zero | tr '\\0' 'y' >&2\necho END >&2\nexit 1\n")
     (outcome,) = run_handlers([Handler((str(script),), 20)], {})
     assert outcome.returncode == 1
     assert len(outcome.stderr_tail) == events.OUTPUT_TAIL_BYTES
@@ -272,10 +271,9 @@ def test_output_is_captured_but_bounded(tmp_path: Path) -> None:
 
 def test_background_child_holding_the_pipe_does_not_make_a_timeout(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    script = tmp_path / "detach.sh"
     # The handler succeeds at once but leaves a child with its stdout open.
-    script.write_text(f"#!/bin/sh\nsleep 30 &\necho $! > {pid_file}\necho done\nexit 0\n")
-    script.chmod(0o755)
+    script = shell_script(tmp_path, "detach.sh",
+                          f"sleep 30 &\necho $! > {pid_file}\necho done\nexit 0\n")
     start = time.monotonic()
     (outcome,) = run_handlers([Handler((str(script),), 10)], {})
     assert outcome.ok

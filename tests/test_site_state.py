@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,6 +142,19 @@ def test_a_failed_transaction_changes_nothing(db: Path) -> None:
         assert snapshot(state) == before
 
 
+def _kill_child_once(target: Callable[..., None], args: tuple[object, ...],
+                     marker: Path) -> None:
+    """Run ``target`` in a forked child; SIGKILL it once it has created ``marker``."""
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists()
+    os.kill(child.pid or 0, signal.SIGKILL)
+    child.join(10)
+
+
 def _advance_in_child(db: str, ready: str) -> None:
     # Holds a write transaction open, then dies without committing.
     state = SiteState.open(db)
@@ -154,15 +168,7 @@ def test_a_killed_writer_leaves_nothing_behind(db: Path, tmp_path: Path) -> None
     with SiteState.open(db) as state:
         state.advance("fedcloud", "a" * 40)
     ready = tmp_path / "ready"
-    child = multiprocessing.get_context("fork").Process(
-        target=_advance_in_child, args=(str(db), str(ready)))
-    child.start()
-    deadline = time.monotonic() + 10
-    while not ready.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert ready.exists()
-    os.kill(child.pid or 0, signal.SIGKILL)
-    child.join(10)
+    _kill_child_once(_advance_in_child, (str(db), str(ready)), ready)
     with SiteState.open(db) as state:
         assert state.trusted_commit("fedcloud") == "a" * 40
         state.advance("fedcloud", "b" * 40)  # and the lock is free again
@@ -346,15 +352,7 @@ def test_crash_during_a_handler_redelivers_it_once_flagged_as_a_retry(
         state.enqueue_event("k", "ExpirePostfix", {}, [handler.name])
 
     # The sync is killed while the handler runs.
-    child = multiprocessing.get_context("fork").Process(
-        target=_deliver_in_child, args=(str(db), handler))
-    child.start()
-    deadline = time.monotonic() + 10
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert started.exists()
-    os.kill(child.pid or 0, signal.SIGKILL)
-    child.join(10)
+    _kill_child_once(_deliver_in_child, (str(db), handler), started)
 
     with SiteState.open(db) as state:
         (event,) = state.pending_events()
