@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitreg.errors import UsageError
-from gitreg.gitstore import RegistryStore, push
+from gitreg.gitstore import PushResult, RegistryStore, push
 from gitreg.server.init import hook_template, init_server, install_hook, server_config
 from tests.fixtures.git_server import git, make_registry
 
@@ -18,6 +18,13 @@ REJECT_ALL = "#!/bin/sh\necho 'held by the test hook'\nexit 1\n"
 
 def _registry(path: Path) -> Path:
     return make_registry(path)
+
+
+def _push_a_change(source: Path, bare: Path, content: str) -> PushResult:
+    """Commit a changed gitreg.json in ``source`` and push it to ``bare``."""
+    (source / "gitreg.json").write_text(content)
+    git("commit", "--quiet", "-am", "change", cwd=source)
+    return push(source, str(bare), timeout=60)
 
 
 def _config(bare: Path, key: str) -> str:
@@ -115,9 +122,7 @@ def test_the_installed_hook_runs_even_when_core_hookspath_points_elsewhere(tmp_p
     elsewhere.mkdir()
     git("config", "--global", "core.hooksPath", elsewhere)
 
-    (source / "gitreg.json").write_text('{"changed": true}\n')
-    git("commit", "--quiet", "-am", "change", cwd=source)
-    result = push(source, str(bare), timeout=60)
+    result = _push_a_change(source, bare, '{"changed": true}\n')
     assert not result.accepted
     assert "held by the test hook" in result.message
 
@@ -134,9 +139,7 @@ def test_a_hook_for_an_interpreter_path_with_spaces_still_runs(tmp_path):
     hook = install_hook(bare, script, python=str(odd / "python3"))
     assert hook.read_text().startswith("#!/bin/sh\n")
 
-    (source / "gitreg.json").write_text('{"changed": 2}\n')
-    git("commit", "--quiet", "-am", "change", cwd=source)
-    result = push(source, str(bare), timeout=60)
+    result = _push_a_change(source, bare, '{"changed": 2}\n')
     assert not result.accepted
     assert "python hook ran 3" in result.message
 
