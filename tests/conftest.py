@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.image_server",
     "tests.fixtures.git_server",
+    "tests.site_registry",
 ]
 
 INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop" / "imagelists"

@@ -3,7 +3,9 @@
 ``SiteWorld`` creates a registry (root key ``alice``, endorser ``bob``),
 seeds hook-guarded server repositories (``gitreg server init``) served by the
 real smart-HTTP server, an image server, a handler script that records each
-event's environment, and a site config pointing at all of it.
+event's environment, and a site config pointing at all of it. A pytest
+plug-in (tests/conftest.py loads it): its fixtures ``world`` and
+``base_registry`` serve every site test module.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -84,14 +87,14 @@ class SiteWorld:
                         "--creator", "Bob", cwd=cwd).strip()
 
     def add_image(self, list_uuid: str, name: str, body: bytes, *, cwd: Path | None = None,
-                  **keys: str) -> str:
+                  uuid: str | None = None, **keys: str) -> str:
         url = self.images.serve(f"/{name}.img", body)
         image_file = self.root / f"{name}.img"
         image_file.write_bytes(body)
         return self.cli("image", "add", list_uuid, "--uri", url, "--file", image_file,
-                              "--title", name, "--os", "Linux", "--osversion", "9",
-                              "--arch", keys.get("arch", "x86_64"), "--format", "raw",
-                              cwd=cwd).strip()
+                        "--title", name, "--os", "Linux", "--osversion", "9",
+                        "--arch", keys.get("arch", "x86_64"), "--format", "raw",
+                        *(["--uuid", uuid] if uuid else []), cwd=cwd).strip()
 
     def remove_image(self, list_uuid: str, image_uuid: str) -> None:
         self.cli("image", "remove", list_uuid, image_uuid)
@@ -136,38 +139,27 @@ class SiteWorld:
         return self.urls[name]
 
     def site_config(self, remotes: list[str], *, extra: str = "", subscription: str = "",
-                    deadline: str = "30s") -> Path:
-        site = self.root / "site"
-        site.mkdir(exist_ok=True)
-        handler = site / "handler.py"
-        handler.write_text(HANDLER.format(python=sys.executable, log=str(self.event_log),
-                                          fail=str(site / "handler-fails"),
-                                          kill=str(site / "kill-at")), encoding="utf-8")
-        handler.chmod(0o755)
-        config = site / "site.toml"
-        config.write_text(f"""
-[site]
-state_dir = "state"
-download_workers = 2
-min_rate = 1
-deadline = "{deadline}"
-{extra}
+                    deadline: str = "30s", name: str = "site") -> Path:
+        """A site under root/``name`` following this registry at ``remotes``."""
+        return write_site(self.root / name, [{"name": "test", "remotes": remotes,
+                                              "trust_root": self.fingerprint,
+                                              "subscription": subscription}],
+                          settings=f'download_workers = 2\nmin_rate = 1\n'
+                                   f'deadline = "{deadline}"\n{extra}')
 
-[[registry]]
-name = "test"
-remotes = {json.dumps(remotes)}
-trust_root = "{self.fingerprint}"
-
-[[subscription]]
-registry = "test"
-imagelists = ["*"]
-{subscription}
-
-[[handler]]
-command = ["{handler}"]
-timeout = 20
-""", encoding="utf-8")
-        return config
+    def diverge(self, bob: tuple[str, str, bytes],
+                carol: tuple[str, str, bytes]) -> tuple[str, str]:
+        """Replicas a and b accept different pushes: bob adds an image (list, name, bytes)
+        through a, carol another through a clone of b. Their new images' UUIDs."""
+        assert self.second_key is not None, "carol is the second endorser"
+        bob_image = self.add_image(*bob)
+        self.publish(f"bob adds {bob[1]}")
+        self.push("a")
+        clone = self.clone("carol", "b")
+        carol_image = self.add_image(*carol, cwd=clone)
+        self.publish(f"carol adds {carol[1]}", cwd=clone, key=self.second_key)
+        self.push("b", cwd=clone)
+        return bob_image, carol_image
 
     @property
     def event_log(self) -> Path:
@@ -189,6 +181,43 @@ timeout = 20
         except json.JSONDecodeError:
             raise AssertionError(f"no JSON report: {done.stdout}\n{done.stderr}") from None
         return done.returncode, report
+
+
+def site_toml(registries: Sequence[Mapping[str, Any]], *, settings: str = "",
+              handler: Path | None = None) -> str:
+    """A site config: state_dir "state" and ``settings``; per registry (name, remotes,
+    trust_root, optional priority and subscription keys) its table and a subscription
+    to all its lists; the handler, if any."""
+    tables = []
+    for registry in registries:
+        priority = f"priority = {registry['priority']}\n" if "priority" in registry else ""
+        tables.append(f"""
+[[registry]]
+name = "{registry['name']}"
+remotes = {json.dumps([str(remote) for remote in registry['remotes']])}
+trust_root = "{registry['trust_root']}"
+{priority}
+[[subscription]]
+registry = "{registry['name']}"
+imagelists = ["*"]
+{registry.get('subscription', '')}
+""")
+    handlers = f'\n[[handler]]\ncommand = ["{handler}"]\ntimeout = 20\n' if handler else ""
+    return f'[site]\nstate_dir = "state"\n{settings}\n{"".join(tables)}{handlers}'
+
+
+def write_site(site: Path, registries: Sequence[Mapping[str, Any]], *, settings: str) -> Path:
+    """A site directory: site.toml and the HANDLER script, which logs to events.jsonl."""
+    site.mkdir(exist_ok=True)
+    handler = site / "handler.py"
+    handler.write_text(HANDLER.format(python=sys.executable, log=str(site / "events.jsonl"),
+                                      fail=str(site / "handler-fails"),
+                                      kill=str(site / "kill-at")), encoding="utf-8")
+    handler.chmod(0o755)
+    config = site / "site.toml"
+    config.write_text(site_toml(registries, settings=settings, handler=handler),
+                      encoding="utf-8")
+    return config
 
 
 def sha512(data: bytes) -> str:
@@ -223,6 +252,15 @@ def base_registry(tmp_path_factory: pytest.TempPathFactory, ssh_alice: SSHKeyFil
     world = SiteWorld(root, run, _no_git_server, _NO_IMAGES, ssh_alice, ssh_bob,
                       second_key=ssh_carol).create()
     return world.work, world.fingerprint
+
+
+@pytest.fixture
+def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
+          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
+          ssh_carol: SSHKeyFiles, base_registry: tuple[Path, str]) -> SiteWorld:
+    """A copy of the base registry (endorsers bob and carol), served as each test says."""
+    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice, ssh_bob,
+                     second_key=ssh_carol).create(base_registry)
 
 
 def _no_git_server(path: Path) -> str:

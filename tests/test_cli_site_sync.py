@@ -18,6 +18,7 @@ from gitreg.cli.site_sync import SyncArguments, plain_sync_arguments
 from gitreg.model.policy import fingerprint
 from tests.fixtures.env import RunCli
 from tests.registry_simulator import RegistrySimulator, new_id, ssh_signer
+from tests.site_registry import site_toml
 
 HEAVY = ("typer", "click", "pydantic", "rich", "requests", "urllib3")
 
@@ -55,18 +56,8 @@ def site_config(tmp_path: Path) -> Path:
     sim.add_endorser("e", [endorser.public_key()], ["imagelists/*"])
     sim.publish(endorser, {new_id(): [] for _ in range(20)})
     config = tmp_path / "site.toml"
-    config.write_text(f"""[site]
-state_dir = "state"
-
-[[registry]]
-name = "r"
-remotes = ["{sim.path}"]
-trust_root = "{trust_root}"
-
-[[subscription]]
-registry = "r"
-imagelists = ["*"]
-""", encoding="utf-8")
+    config.write_text(site_toml([{"name": "r", "remotes": [sim.path], "trust_root": trust_root}]),
+                      encoding="utf-8")
     return config
 
 

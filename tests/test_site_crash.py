@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -30,14 +29,10 @@ import pytest
 
 from gitreg.site.events import IMAGE_EVENTS
 from gitreg.site.state import SiteState
-from tests.fixtures.env import GITREG, RunCli
-from tests.fixtures.git_server import ServeRepository, git
-from tests.fixtures.image_server import ImageServer
-from tests.fixtures.ssh_keys import SSHKeyFiles
+from tests.fixtures.env import GITREG
+from tests.fixtures.git_server import git
 from tests.site_registry import (
-    HANDLER,
     SiteWorld,
-    base_registry,  # noqa: F401 (a fixture: registers it here)
     sha512,
 )
 
@@ -46,14 +41,6 @@ BETA = b"beta image bytes\n" * 70
 # Larger than one download chunk (1 MiB): the download crash point needs a
 # file that is partly written.
 GAMMA = bytes(range(256)) * (10 * 1024)
-
-
-@pytest.fixture
-def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
-          request: pytest.FixtureRequest) -> SiteWorld:
-    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice,
-                     ssh_bob).create(request.getfixturevalue("base_registry"))
 
 
 # --- a git server that stalls in the middle of a pack --------------------------
@@ -138,39 +125,6 @@ class StallingProxy:
 
 
 # --- sites -----------------------------------------------------------------------
-
-
-def _site(world: SiteWorld, name: str, remotes: list[str]) -> Path:
-    """A site of its own (state_dir, handler and its log) under world.root/name."""
-    site = world.root / name
-    site.mkdir()
-    handler = site / "handler.py"
-    handler.write_text(HANDLER.format(python=sys.executable, log=str(site / "events.jsonl"),
-                                      fail=str(site / "handler-fails"),
-                                      kill=str(site / "kill-at")), encoding="utf-8")
-    handler.chmod(0o755)
-    config = site / "site.toml"
-    config.write_text(f"""
-[site]
-state_dir = "state"
-download_workers = 2
-min_rate = 1
-deadline = "60s"
-
-[[registry]]
-name = "test"
-remotes = {json.dumps(remotes)}
-trust_root = "{world.fingerprint}"
-
-[[subscription]]
-registry = "test"
-imagelists = ["*"]
-
-[[handler]]
-command = ["{handler}"]
-timeout = 20
-""", encoding="utf-8")
-    return config
 
 
 def _run(world: SiteWorld, config: Path, crash_at: str | None = None) -> int:
@@ -270,8 +224,9 @@ class Scenario:
         url = world.server("a")
         self.proxy = StallingProxy(url) if proxy else None
         remote = self.proxy.url if self.proxy else url
-        self.baseline = _site(world, "baseline", [remote])
-        self.crashed = _site(world, "crashed", [remote])
+        # Sites of their own (state_dir, handler and its log) under world.root.
+        self.baseline = world.site_config([remote], name="baseline", deadline="60s")
+        self.crashed = world.site_config([remote], name="crashed", deadline="60s")
         _run_together(self.baseline, self.crashed)
         assert _trusted(self.crashed) == self.old_head
 

@@ -37,6 +37,7 @@ from tests.registry_simulator import (
     new_id,
     ssh_signer,
 )
+from tests.site_registry import site_toml
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
@@ -171,19 +172,9 @@ def _image(image_server: ImageServer, name: str) -> dict[str, object]:
 
 def _site(tmp_path: Path, registry: Registry, subscription: str = "") -> Path:
     config = tmp_path / "site.toml"
-    config.write_text(f"""[site]
-state_dir = "state"
-
-[[registry]]
-name = "r"
-remotes = ["{registry.sim.path}"]
-trust_root = "{registry.trust_root}"
-
-[[subscription]]
-registry = "r"
-imagelists = ["*"]
-{subscription}
-""", encoding="utf-8")
+    config.write_text(site_toml([{"name": "r", "remotes": [registry.sim.path],
+                                  "trust_root": registry.trust_root,
+                                  "subscription": subscription}]), encoding="utf-8")
     return config
 
 

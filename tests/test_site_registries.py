@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,74 +18,14 @@ from tests.fixtures.env import RunCli
 from tests.fixtures.git_server import ServeRepository, git
 from tests.fixtures.image_server import ImageServer
 from tests.fixtures.ssh_keys import SSHKeyFiles
-from tests.site_registry import (
-    HANDLER,
-    SiteWorld,
-    base_registry,  # noqa: F401 (a fixture: registers it here)
-    sha512,
-    tree_listing,
-)
+from tests.site_registry import SiteWorld, sha512, tree_listing, write_site
 
 SHARED = "5eed5eed-0000-4000-8000-00000000c0de"
 
 
-@pytest.fixture
-def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
-          ssh_carol: SSHKeyFiles, request: pytest.FixtureRequest) -> SiteWorld:
-    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice, ssh_bob,
-                     second_key=ssh_carol).create(request.getfixturevalue("base_registry"))
-
-
-def _add(world: SiteWorld, list_uuid: str, name: str, body: bytes, *,
-         image_uuid: str | None = None) -> str:
-    url = world.images.serve(f"/{name}.img", body)
-    image_file = world.root / f"{name}.img"
-    image_file.write_bytes(body)
-    return world.cli("image", "add", list_uuid, "--uri", url, "--file", image_file,
-                     "--title", name, "--os", "Linux", "--osversion", "9", "--arch", "x86_64",
-                     *(["--uuid", image_uuid] if image_uuid else [])).strip()
-
-
 def _site(root: Path, registries: list[dict[str, Any]], *, conflicts: str = "report") -> Path:
-    site = root / "site"
-    site.mkdir(exist_ok=True)
-    handler = site / "handler.py"
-    handler.write_text(HANDLER.format(python=sys.executable, log=str(site / "events.jsonl"),
-                                      fail=str(site / "handler-fails"),
-                                      kill=str(site / "kill-at")), encoding="utf-8")
-    handler.chmod(0o755)
-    tables = "".join(f"""
-[[registry]]
-name = "{r['name']}"
-remotes = {json.dumps(r['remotes'])}
-trust_root = "{r['trust_root']}"
-priority = {r['priority']}
-
-[[subscription]]
-registry = "{r['name']}"
-imagelists = ["*"]
-""" for r in registries)
-    config = site / "site.toml"
-    config.write_text(f"""
-[site]
-state_dir = "state"
-min_rate = 1
-deadline = "30s"
-conflicts = "{conflicts}"
-{tables}
-[[handler]]
-command = ["{handler}"]
-""", encoding="utf-8")
-    return config
-
-
-def _sync(world: SiteWorld, config: Path, *extra: str) -> tuple[int, dict[str, Any]]:
-    done = world.run_cli(["site", "sync", "--config", config, "--json", *extra])
-    try:
-        return done.returncode, json.loads(done.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(f"no JSON report: {done.stdout}\n{done.stderr}") from None
+    return write_site(root / "site", registries,
+                      settings=f'min_rate = 1\ndeadline = "30s"\nconflicts = "{conflicts}"')
 
 
 def _status(world: SiteWorld, config: Path) -> dict[str, Any]:
@@ -109,8 +48,8 @@ def test_public_and_private_catalogue_conflict_then_priority(
         image_server: ImageServer, ssh_carol: SSHKeyFiles, ssh_bob: SSHKeyFiles) -> None:
     public = world
     public_list = public.new_list("Public images")
-    only_public = _add(public, public_list, "public-only", b"public only\n" * 40)
-    _add(public, public_list, "shared-public", b"the public build\n" * 30, image_uuid=SHARED)
+    only_public = public.add_image(public_list, "public-only", b"public only\n" * 40)
+    public.add_image(public_list, "shared-public", b"the public build\n" * 30, uuid=SHARED)
     public.publish("public catalogue")
     # The private catalogue is a registry of its own: another root key and policy.
     (public.root / "private").mkdir()
@@ -118,9 +57,9 @@ def test_public_and_private_catalogue_conflict_then_priority(
                         ssh_carol, ssh_bob).create()
     assert private.fingerprint != public.fingerprint
     private_list = private.new_list("Private images")
-    only_private = _add(private, private_list, "private-only", b"private only\n" * 40)
+    only_private = private.add_image(private_list, "private-only", b"private only\n" * 40)
     private_build = b"the private build\n" * 30
-    _add(private, private_list, "shared-private", private_build, image_uuid=SHARED)
+    private.add_image(private_list, "shared-private", private_build, uuid=SHARED)
     private.publish("private catalogue")
     registries = [
         {"name": "public", "remotes": [public.server("a")], "trust_root": public.fingerprint,
@@ -129,7 +68,7 @@ def test_public_and_private_catalogue_conflict_then_priority(
          "trust_root": private.fingerprint, "priority": 10}]
     config = _site(public.root, registries)
 
-    code, report = _sync(public, config)
+    code, report = public.sync(config)
 
     # Claimed by both, taken from neither (the default), and said so.
     assert code == 0, report
@@ -149,7 +88,7 @@ def test_public_and_private_catalogue_conflict_then_priority(
 
     # With conflicts = "priority", the higher priority (private) wins.
     config = _site(public.root, registries, conflicts="priority")
-    code, report = _sync(public, config)
+    code, report = public.sync(config)
     assert code == 0, report
     assert report["downloaded"] == [SHARED]
     assert "taken from private (higher priority)" in report["plan"]["conflicts"][0]
@@ -163,7 +102,7 @@ def test_public_and_private_catalogue_conflict_then_priority(
     registries[0]["priority"], registries[1]["priority"] = 20, 10
     config = _site(public.root, registries, conflicts="priority")
     before = len(_image_events(config))
-    code, report = _sync(public, config)
+    code, report = public.sync(config)
     assert code == 0, report
     assert report["downloaded"] == [SHARED]
     assert report["retired"] == [{"uuid": SHARED, "state": "expired",
@@ -177,8 +116,7 @@ def test_public_and_private_catalogue_conflict_then_priority(
 
 
 @pytest.mark.slow
-def test_dry_run_changes_nothing_and_a_lost_repository_is_rebuilt(
-        world: SiteWorld, ssh_carol: SSHKeyFiles) -> None:
+def test_dry_run_changes_nothing_and_a_lost_repository_is_rebuilt(world: SiteWorld) -> None:
     list_one = world.new_list("One")
     world.add_image(list_one, "one-a", b"one a\n" * 9)
     list_two = world.new_list("Two")
@@ -195,13 +133,8 @@ def test_dry_run_changes_nothing_and_a_lost_repository_is_rebuilt(
     assert world.sync(config)[0] == 0
 
     # The replicas diverge: each accepted a different endorser's push.
-    one_b = world.add_image(list_one, "one-b", b"one b\n" * 9)
-    world.publish("bob adds to one")
-    world.push("a")
-    carol = world.clone("carol", "b")
-    two_b = world.add_image(list_two, "two-b", b"two b\n" * 9, cwd=carol)
-    world.publish("carol adds to two", cwd=carol, key=ssh_carol)
-    world.push("b", cwd=carol)
+    one_b, two_b = world.diverge((list_one, "one-b", b"one b\n" * 9),
+                                 (list_two, "two-b", b"two b\n" * 9))
 
     # A dry run fetches, verifies and merges, and leaves every byte of
     # state_dir as it was: the state, cache/, and repos/ (objects and refs).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -16,22 +15,15 @@ from gitreg.site.remotes import (
     pinned_fingerprint,
 )
 from gitreg.verify.history import Verifier
-from tests.fixtures.env import RunCli
-from tests.fixtures.git_server import ServeRepository, git
-from tests.fixtures.image_server import ImageServer
-from tests.fixtures.ssh_keys import SSHKeyFiles
+from tests.fixtures.git_server import git
 from tests.site_registry import (
     SiteWorld,
-    base_registry,  # noqa: F401 (a fixture: registers it here)
 )
 
 
 @pytest.fixture
-def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
-          request: pytest.FixtureRequest) -> SiteWorld:
-    world = SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice,
-                      ssh_bob).create(request.getfixturevalue("base_registry"))
+def world(world: SiteWorld) -> SiteWorld:
+    """tests/site_registry.py's world, with one published list."""
     world.new_list("Only list")
     world.publish("first list")
     return world

@@ -21,23 +21,10 @@ from gitreg.site.config import Subscription, load_config
 from gitreg.site.plan import desired_images, make_plan
 from gitreg.site.state import ImageRecord
 from gitreg.site.sync import sync
-from tests.fixtures.env import RunCli
-from tests.fixtures.git_server import ServeRepository
-from tests.fixtures.image_server import ImageServer
-from tests.fixtures.ssh_keys import SSHKeyFiles
 from tests.site_registry import (
     SiteWorld,
-    base_registry,  # noqa: F401 (a fixture: registers it here)
     sha512,
 )
-
-
-@pytest.fixture
-def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
-          request: pytest.FixtureRequest) -> SiteWorld:
-    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice,
-                     ssh_bob).create(request.getfixturevalue("base_registry"))
 
 
 def _status(world: SiteWorld, config: Path) -> tuple[dict[str, Any], str]:

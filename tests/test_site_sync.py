@@ -13,24 +13,12 @@ from gitreg.model.imagelist import Imagelist
 from gitreg.site.config import Subscription
 from gitreg.site.plan import Plan, desired_images, make_plan
 from gitreg.site.state import ImageRecord
-from tests.fixtures.env import RunCli
-from tests.fixtures.git_server import ServeRepository, git
-from tests.fixtures.image_server import ImageServer
-from tests.fixtures.ssh_keys import SSHKeyFiles
+from tests.fixtures.git_server import git
 from tests.site_registry import (
     SiteWorld,
-    base_registry,  # noqa: F401 (a fixture: registers it here)
     sha512,
     tree_listing,
 )
-
-
-@pytest.fixture
-def world(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-          image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
-          request: pytest.FixtureRequest) -> SiteWorld:
-    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice,
-                     ssh_bob).create(request.getfixturevalue("base_registry"))
 
 
 def _two_images(world: SiteWorld) -> tuple[str, str, str]:
@@ -219,17 +207,8 @@ def test_wrong_bytes_fail_that_image_only(world: SiteWorld) -> None:
     assert '"failed"' in status
 
 
-@pytest.fixture
-def world2(tmp_path: Path, run_cli: RunCli, git_http_server: ServeRepository,
-           image_server: ImageServer, ssh_alice: SSHKeyFiles, ssh_bob: SSHKeyFiles,
-           ssh_carol: SSHKeyFiles, request: pytest.FixtureRequest) -> SiteWorld:
-    return SiteWorld(tmp_path, run_cli, git_http_server, image_server, ssh_alice, ssh_bob,
-                     second_key=ssh_carol).create(request.getfixturevalue("base_registry"))
-
-
 @pytest.mark.slow
-def test_diverged_replicas_are_merged(world2: SiteWorld, ssh_carol: SSHKeyFiles) -> None:
-    world = world2
+def test_diverged_replicas_are_merged(world: SiteWorld) -> None:
     list_one = world.new_list("One")
     world.add_image(list_one, "one-a", b"one a\n" * 9)
     list_two = world.new_list("Two")
@@ -240,13 +219,8 @@ def test_diverged_replicas_are_merged(world2: SiteWorld, ssh_carol: SSHKeyFiles)
     assert world.sync(config)[0] == 0
 
     # Each replica accepts a different endorser's push.
-    one_b = world.add_image(list_one, "one-b", b"one b\n" * 9)
-    world.publish("bob adds to one")
-    world.push("a")
-    carol = world.clone("carol", "b")
-    two_b = world.add_image(list_two, "two-b", b"two b\n" * 9, cwd=carol)
-    world.publish("carol adds to two", cwd=carol, key=ssh_carol)
-    world.push("b", cwd=carol)
+    one_b, two_b = world.diverge((list_one, "one-b", b"one b\n" * 9),
+                                 (list_two, "two-b", b"two b\n" * 9))
 
     code, report = world.sync(config)
 
@@ -429,8 +403,7 @@ def test_plan_replaces_changed_bytes_and_reports_conflicts() -> None:
 
 @pytest.mark.slow
 def test_equivocation_is_reported_and_trusted_content_kept(
-        world2: SiteWorld, ssh_carol: SSHKeyFiles) -> None:
-    world = world2
+        world: SiteWorld) -> None:
     list_one = world.new_list("One")
     kept = world.add_image(list_one, "one-a", b"one a\n" * 9)
     world.publish("one list")
@@ -439,13 +412,8 @@ def test_equivocation_is_reported_and_trusted_content_kept(
     assert world.sync(config)[0] == 0
 
     # The same list, the same next version, two different contents.
-    bob_image = world.add_image(list_one, "bob", b"bob\n" * 9)
-    world.publish("bob's version 2")
-    world.push("a")
-    carol = world.clone("carol", "b")
-    carol_image = world.add_image(list_one, "carol", b"carol\n" * 9, cwd=carol)
-    world.publish("carol's version 2", cwd=carol, key=ssh_carol)
-    world.push("b", cwd=carol)
+    bob_image, carol_image = world.diverge((list_one, "bob", b"bob\n" * 9),
+                                           (list_one, "carol", b"carol\n" * 9))
 
     code, report = world.sync(config)
 
