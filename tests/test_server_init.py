@@ -20,6 +20,14 @@ def _registry(path: Path) -> Path:
     return make_registry(path)
 
 
+def _seeded(tmp_path: Path) -> tuple[Path, Path]:
+    """A registry working copy and the server repository init_server seeded from it."""
+    source = _registry(tmp_path / "source")
+    bare = tmp_path / "registry.git"
+    init_server(bare, source=source)
+    return source, bare
+
+
 def _push_a_change(source: Path, bare: Path, content: str) -> PushResult:
     """Commit a changed gitreg.json in ``source`` and push it to ``bare``."""
     (source / "gitreg.json").write_text(content)
@@ -32,9 +40,7 @@ def _config(bare: Path, key: str) -> str:
 
 
 def test_init_seeds_main_sets_the_receive_checks_and_installs_the_hook(tmp_path):
-    source = _registry(tmp_path / "source")
-    bare = tmp_path / "registry.git"
-    init_server(bare, source=source)
+    source, bare = _seeded(tmp_path)
 
     assert git("-C", bare, "rev-parse", "--is-bare-repository").stdout.strip() == "true"
     assert RegistryStore.open(bare).ref("refs/heads/main") == \
@@ -55,9 +61,7 @@ def test_init_seeds_main_sets_the_receive_checks_and_installs_the_hook(tmp_path)
 
 
 def test_init_is_idempotent_and_never_loses_refs(tmp_path):
-    source = _registry(tmp_path / "source")
-    bare = tmp_path / "registry.git"
-    init_server(bare, source=source)
+    source, bare = _seeded(tmp_path)
     # The server moves on (as pushes would make it); then an operator re-runs init.
     git("-C", bare, "update-ref", "refs/heads/main",
         git("-C", bare, "commit-tree", "-p", "main", "-m", "newer", "main^{tree}").stdout.strip())
@@ -113,9 +117,7 @@ def test_cli_server_init_prints_the_path(tmp_path, run_cli):
 
 
 def test_the_installed_hook_runs_even_when_core_hookspath_points_elsewhere(tmp_path):
-    source = _registry(tmp_path / "source")
-    bare = tmp_path / "registry.git"
-    init_server(bare, source=source)
+    source, bare = _seeded(tmp_path)
     hook = install_hook(bare, REJECT_ALL)
     assert hook.read_text() == REJECT_ALL  # not a Python script: left as written
     elsewhere = tmp_path / "no-hooks"
@@ -128,9 +130,7 @@ def test_the_installed_hook_runs_even_when_core_hookspath_points_elsewhere(tmp_p
 
 
 def test_a_hook_for_an_interpreter_path_with_spaces_still_runs(tmp_path):
-    source = _registry(tmp_path / "source")
-    bare = tmp_path / "registry.git"
-    init_server(bare, source=source)
+    source, bare = _seeded(tmp_path)
     odd = tmp_path / "python with spaces"
     odd.mkdir()
     (odd / "python3").symlink_to(sys.executable)
@@ -147,9 +147,7 @@ def test_a_hook_for_an_interpreter_path_with_spaces_still_runs(tmp_path):
 def test_init_verifies_the_seed_and_pins_its_initial_policy(tmp_path):
     from gitreg.model.policy import fingerprint
 
-    source = _registry(tmp_path / "source")
-    bare = tmp_path / "registry.git"
-    init_server(bare, source=source)
+    source, bare = _seeded(tmp_path)
     assert _config(bare, "gitreg.trustroot") == \
         fingerprint((source / "policy.json").read_bytes())
 
