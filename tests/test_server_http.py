@@ -22,6 +22,7 @@ from gitreg.server.http import GitHTTPServer, _dechunk
 from gitreg.server.init import init_server
 from tests.fixtures.git_server import (
     ACCEPT_ALL_HOOK,
+    ServeRepository,
     git,
     make_bare_repository,
     make_registry,
@@ -51,6 +52,15 @@ def _commit(path: Path, files: dict[str, bytes], message: str) -> str:
         git("add", name, cwd=path)
     git("commit", "--quiet", "-m", message, cwd=path)
     return git("rev-parse", "HEAD", cwd=path).stdout.strip()
+
+
+def _served_with_one_push(tmp_path: Path, serve: ServeRepository) -> tuple[Path, str, Path]:
+    """A bare repository served over HTTP, and a working copy that pushed one commit to it."""
+    bare = make_bare_repository(tmp_path / "registry.git")
+    url = serve(bare)
+    work = _workcopy(tmp_path / "work", {"gitreg.json": b"{}\n"})
+    assert push(work, url, timeout=60).accepted
+    return bare, url, work
 
 
 def _head(bare: Path) -> str | None:
@@ -99,10 +109,7 @@ def test_a_push_over_one_mebibyte_arrives_chunked_and_intact(tmp_path):
 
 
 def test_a_rejecting_pre_receive_hook_is_honoured_over_http(tmp_path, git_http_server):
-    bare = make_bare_repository(tmp_path / "registry.git")
-    url = git_http_server(bare)
-    work = _workcopy(tmp_path / "work", {"gitreg.json": b"{}\n"})
-    assert push(work, url, timeout=60).accepted
+    bare, url, work = _served_with_one_push(tmp_path, git_http_server)
     before = _head(bare)
 
     write_hook(bare, REJECTING_HOOK)
@@ -153,10 +160,7 @@ def test_other_paths_and_repositories_are_not_served(tmp_path, git_http_server):
 
 
 def test_gzip_request_bodies_reach_http_backend(tmp_path, git_http_server):
-    bare = make_bare_repository(tmp_path / "registry.git")
-    url = git_http_server(bare)
-    work = _workcopy(tmp_path / "work", {"gitreg.json": b"{}\n"})
-    assert push(work, url, timeout=60).accepted
+    bare, url, _ = _served_with_one_push(tmp_path, git_http_server)
     head = _head(bare)
     assert head is not None
 
