@@ -147,6 +147,17 @@ class SiteWorld:
                           settings=f'download_workers = 2\nmin_rate = 1\n'
                                    f'deadline = "{deadline}"\n{extra}')
 
+    def on_two_replicas(self, *titles: str) -> tuple[list[str], list[str], Path]:
+        """Publish a list per title, each with one image (``one-a`` for "One"), seed
+        replicas a and b with them; the lists, their images and a site following both."""
+        lists, images = [], []
+        for title in titles:
+            lists.append(self.new_list(title))
+            name = title.lower()
+            images.append(self.add_image(lists[-1], f"{name}-a", f"{name} a\n".encode() * 9))
+        self.publish(f"{len(titles)} lists")
+        return lists, images, self.site_config([self.server("a"), self.server("b")])
+
     def diverge(self, bob: tuple[str, str, bytes],
                 carol: tuple[str, str, bytes]) -> tuple[str, str]:
         """Replicas a and b accept different pushes: bob adds an image (list, name, bytes)

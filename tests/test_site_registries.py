@@ -117,13 +117,7 @@ def test_public_and_private_catalogue_conflict_then_priority(
 
 @pytest.mark.slow
 def test_dry_run_changes_nothing_and_a_lost_repository_is_rebuilt(world: SiteWorld) -> None:
-    list_one = world.new_list("One")
-    world.add_image(list_one, "one-a", b"one a\n" * 9)
-    list_two = world.new_list("Two")
-    world.add_image(list_two, "two-a", b"two a\n" * 9)
-    world.publish("two lists")
-    a, b = world.server("a"), world.server("b")
-    config = world.site_config([a, b])
+    (list_one, list_two), _, config = world.on_two_replicas("One", "Two")
     state_dir = world.state_dir
 
     # A dry run on a fresh site creates nothing at all, not even state_dir.

@@ -209,13 +209,7 @@ def test_wrong_bytes_fail_that_image_only(world: SiteWorld) -> None:
 
 @pytest.mark.slow
 def test_diverged_replicas_are_merged(world: SiteWorld) -> None:
-    list_one = world.new_list("One")
-    world.add_image(list_one, "one-a", b"one a\n" * 9)
-    list_two = world.new_list("Two")
-    world.add_image(list_two, "two-a", b"two a\n" * 9)
-    world.publish("two lists")
-    a, b = world.server("a"), world.server("b")
-    config = world.site_config([a, b])
+    (list_one, list_two), _, config = world.on_two_replicas("One", "Two")
     assert world.sync(config)[0] == 0
 
     # Each replica accepts a different endorser's push.
@@ -402,13 +396,8 @@ def test_plan_replaces_changed_bytes_and_reports_conflicts() -> None:
 
 
 @pytest.mark.slow
-def test_equivocation_is_reported_and_trusted_content_kept(
-        world: SiteWorld) -> None:
-    list_one = world.new_list("One")
-    kept = world.add_image(list_one, "one-a", b"one a\n" * 9)
-    world.publish("one list")
-    a, b = world.server("a"), world.server("b")
-    config = world.site_config([a, b])
+def test_equivocation_is_reported_and_trusted_content_kept(world: SiteWorld) -> None:
+    [list_one], [kept], config = world.on_two_replicas("One")
     assert world.sync(config)[0] == 0
 
     # The same list, the same next version, two different contents.
