@@ -18,6 +18,14 @@ LIST_A = "76fdee70-8119-5d33-aaaa-3c57e1c60df1"
 IMAGE_A = "c0482bc2-bf41-5d49-aaaa-a750174a186b"
 
 
+# A well-formed registry table, for the tests about the other tables.
+REGISTRY_R = f"""[[registry]]
+name = "r"
+remotes = ["https://example.org/r.git"]
+trust_root = "{FINGERPRINT}"
+"""
+
+
 def write(tmp_path: Path, text: str, name: str = "site.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -119,11 +127,7 @@ def test_minimal_config_takes_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, f"""
 [site]
 state_dir = "/var/lib/gitreg"
-[[registry]]
-name = "r"
-remotes = ["https://example.org/r.git"]
-trust_root = "{FINGERPRINT}"
-"""))
+{REGISTRY_R}"""))
     assert config.state_dir == Path("/var/lib/gitreg")
     assert config.download_workers == DEFAULT_DOWNLOAD_WORKERS
     assert config.conflicts == "report"
@@ -135,11 +139,7 @@ def test_subscription_filters(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, f"""
 [site]
 state_dir = "s"
-[[registry]]
-name = "r"
-remotes = ["https://example.org/r.git"]
-trust_root = "{FINGERPRINT}"
-[[subscription]]
+{REGISTRY_R}[[subscription]]
 registry = "r"
 imagelists = ["{LIST_A}"]
 images = ["{IMAGE_A}"]
@@ -296,10 +296,6 @@ def test_unknown_registry_lookup_is_a_usage_error(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, f"""
 [site]
 state_dir = "s"
-[[registry]]
-name = "r"
-remotes = ["https://example.org/r.git"]
-trust_root = "{FINGERPRINT}"
-"""))
+{REGISTRY_R}"""))
     with pytest.raises(UsageError, match="no \\[\\[registry\\]\\] named 'x'"):
         config.registry("x")
