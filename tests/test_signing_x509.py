@@ -49,6 +49,7 @@ from tests.fixtures.x509_pki import (
     openssl_hash,
     write_identity,
 )
+from tests.tampering import tampered
 
 DATA = b'{"hv:imagelist": {"dc:title": "a list"}}\n'
 FUZZ = settings(max_examples=200, deadline=None,
@@ -390,20 +391,9 @@ def test_malformed_cms_is_a_signature_error(blob: bytes, store: CAStore) -> None
 @given(st.data())
 def test_fuzzed_cms_raises_only_gitreg_errors(x509_pki: TestPKI, store: CAStore,
                                               data: st.DataObject) -> None:
-    cms = bytearray(_alice_cms(x509_pki))
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(cms) - 1))
-        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
-        if action == "flip":
-            cms[position] ^= data.draw(st.integers(1, 255))
-        elif action == "cut":
-            del cms[position:position + data.draw(st.integers(1, 64))]
-        else:
-            cms[position:position] = data.draw(st.binary(min_size=1, max_size=8))
-        if not cms:
-            cms = bytearray(b"\x30")
+    cms = tampered(data, _alice_cms(x509_pki), rounds=4, cut=64, insert=8, empty=b"\x30")
     with contextlib.suppress(GitregError):
-        verify_cms(DATA, bytes(cms), store)
+        verify_cms(DATA, cms, store)
 
 
 @FUZZ
@@ -484,25 +474,13 @@ _DER_BYTES = st.sampled_from([0x00, 0x01, 0x02, 0x04, 0x06, 0x24, 0x30, 0x31, 0x
 @given(st.data())
 def test_direct_cms_reader_accepts_only_what_asn1crypto_reads_alike(
         x509_pki: TestPKI, data: st.DataObject) -> None:
-    cms = bytearray(data.draw(st.sampled_from([_alice_cms(x509_pki), _bob_cms(x509_pki)])))
-    for _ in range(data.draw(st.integers(1, 3))):
-        position = data.draw(st.integers(0, len(cms) - 1))
-        action = data.draw(st.sampled_from(["flip", "der", "cut", "insert"]))
-        if action == "flip":
-            cms[position] ^= data.draw(st.integers(1, 255))
-        elif action == "der":
-            cms[position] = data.draw(_DER_BYTES)
-        elif action == "cut":
-            del cms[position:position + data.draw(st.integers(1, 8))]
-        else:
-            cms[position:position] = data.draw(st.binary(min_size=1, max_size=4))
-        if not cms:
-            cms = bytearray(b"\x30")
+    cms = tampered(data, data.draw(st.sampled_from([_alice_cms(x509_pki), _bob_cms(x509_pki)])),
+                   rounds=3, cut=8, insert=4, empty=b"\x30", byte_values=_DER_BYTES)
     try:
-        direct = _read_signed_data(bytes(cms))
+        direct = _read_signed_data(cms)
     except _PARSE_ERRORS:
         return  # asn1crypto decides these
-    assert _parse_signed_data_asn1(bytes(cms)) == direct
+    assert _parse_signed_data_asn1(cms) == direct
 
 
 # --- Caches: only work whose result cannot change is skipped ---------------------------

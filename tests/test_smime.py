@@ -29,6 +29,7 @@ from gitreg.interop.smime import (
 )
 from gitreg.signing.x509 import CAStore, X509Signer, check_binding
 from tests.fixtures.x509_pki import Identity, TestPKI
+from tests.tampering import tampered
 
 LIST = (b'{\n    "hv:imagelist": {\n        "dc:title": "Test list",\n'
         b'        "hv:version": "1.0"\n    }\n}\n')
@@ -342,22 +343,10 @@ def test_signed_part_headers_are_decoded(x509_pki: TestPKI, store: CAStore,
 @given(st.data())
 def test_fuzzed_messages_raise_only_gitreg_errors(x509_pki: TestPKI, store: CAStore,
                                                   data: st.DataObject) -> None:
-    message = bytearray(_cached_valid(x509_pki))
-    for _ in range(data.draw(st.integers(1, 4))):
-        position = data.draw(st.integers(0, len(message) - 1))
-        action = data.draw(st.sampled_from(["flip", "cut", "insert", "newline"]))
-        if action == "flip":
-            message[position] ^= data.draw(st.integers(1, 255))
-        elif action == "cut":
-            del message[position:position + data.draw(st.integers(1, 200))]
-        elif action == "newline":
-            message[position:position] = data.draw(st.sampled_from([b"\n", b"\r\n", b"\r"]))
-        else:
-            message[position:position] = data.draw(st.binary(min_size=1, max_size=16))
-        if not message:
-            message = bytearray(b"\n")
+    message = tampered(data, _cached_valid(x509_pki), rounds=4, cut=200, insert=16, empty=b"\n",
+                       insertions=st.sampled_from([b"\n", b"\r\n", b"\r"]))
     with contextlib.suppress(SignatureError, InvalidDocumentError):
-        verify_smime(bytes(message), store)
+        verify_smime(message, store)
 
 
 @FUZZ
