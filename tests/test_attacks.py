@@ -134,6 +134,13 @@ class World:
         assert result.returncode == 0, result.stderr
         assert self.main() == oid
 
+    def assert_rejected(self, oid: str, rule: str, *, path: str | None = None) -> str:
+        """Both the server's hook and a client's `gitreg verify` refuse ``oid`` naming
+        ``rule`` (and ``path``); the hook's message."""
+        stderr = self.assert_hook_rejects(oid, rule, path=path)
+        self.assert_verify_rejects(oid, rule, path=path)
+        return stderr
+
     def verify(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run_cli(["verify", self.sim.path, *args])
 
@@ -187,8 +194,7 @@ def test_a_legitimate_publication_is_accepted(world: World) -> None:
 def test_unsigned_commit(world: World) -> None:
     b = world.base
     oid = world.sim.publish(None, {b.list_a: [b.image_a]}, list_signer=b.alice, move=False)
-    world.assert_hook_rejects(oid, "commit-signature")
-    world.assert_verify_rejects(oid, "commit-signature")
+    world.assert_rejected(oid, "commit-signature")
 
 
 @both_transports
@@ -197,9 +203,8 @@ def test_commit_by_a_valid_key_not_allowed_for_the_path(world: World) -> None:
     # bob is a valid endorser, but list A is alice's.
     oid = world.sim.publish(b.bob, {b.list_a: [b.image_a]}, move=False)
     path = layout.list_path(b.list_a)
-    stderr = world.assert_hook_rejects(oid, "path-authorisation", path=path)
+    stderr = world.assert_rejected(oid, "path-authorisation", path=path)
     assert "endorser bob" in stderr
-    world.assert_verify_rejects(oid, "path-authorisation", path=path)
 
 
 def test_commit_touching_two_lists_of_which_the_signer_owns_one(world: World) -> None:
@@ -207,8 +212,7 @@ def test_commit_touching_two_lists_of_which_the_signer_owns_one(world: World) ->
     oid = world.sim.publish(b.alice, {b.list_a: [b.image_a], b.list_b: [b.image_b]},
                             move=False)
     path = layout.list_path(b.list_b)
-    world.assert_hook_rejects(oid, "path-authorisation", path=path)
-    world.assert_verify_rejects(oid, "path-authorisation", path=path)
+    world.assert_rejected(oid, "path-authorisation", path=path)
 
 
 def test_commit_by_a_key_revoked_and_backdated_before_the_revocation(world: World) -> None:
@@ -218,9 +222,8 @@ def test_commit_by_a_key_revoked_and_backdated_before_the_revocation(world: Worl
     backdated = b.revoked_at - timedelta(minutes=5)
     oid = world.sim.publish(b.dave, {b.list_d: [new_id()]}, when=backdated, move=False)
     assert world.sim.store.commit_info(oid).time < int(b.revoked_at.timestamp())
-    stderr = world.assert_hook_rejects(oid, "commit-signature")
+    stderr = world.assert_rejected(oid, "commit-signature")
     assert b.dave.key_id in stderr
-    world.assert_verify_rejects(oid, "commit-signature")
 
 
 # --- policy changes -----------------------------------------------------------------
@@ -235,9 +238,8 @@ def _policy_edit(envelope: PolicyEnvelope) -> PolicyEnvelope:
 def test_policy_change_with_one_signature_under_a_2_of_3_threshold(world: World) -> None:
     b = world.base
     oid, _ = world.sim.change_policy(_policy_edit, signers=[b.roots[0]], move=False)
-    stderr = world.assert_hook_rejects(oid, "policy-threshold-old", path=layout.POLICY_FILE)
+    stderr = world.assert_rejected(oid, "policy-threshold-old", path=layout.POLICY_FILE)
     assert "signed by 1 of 2" in stderr
-    world.assert_verify_rejects(oid, "policy-threshold-old", path=layout.POLICY_FILE)
 
 
 def test_policy_change_with_two_signatures_from_the_same_key(world: World) -> None:
@@ -247,9 +249,8 @@ def test_policy_change_with_two_signatures_from_the_same_key(world: World) -> No
     assert len(twice.signatures) == 2
     oid = world.sim.commit({layout.POLICY_FILE: twice.canonical_bytes()}, b.roots[0],
                            move=False)
-    stderr = world.assert_hook_rejects(oid, "policy-threshold-old", path=layout.POLICY_FILE)
+    stderr = world.assert_rejected(oid, "policy-threshold-old", path=layout.POLICY_FILE)
     assert "signed by 1 of 2" in stderr
-    world.assert_verify_rejects(oid, "policy-threshold-old", path=layout.POLICY_FILE)
 
 
 # --- history: force push, ref deletion, merges --------------------------------------
@@ -316,8 +317,7 @@ def test_merge_whose_tree_differs_from_the_deterministic_merge(world: World) -> 
     both.update(world.sim.signed_list(b.list_a, smuggled, b.alice))
     merge = world.sim.commit(both, None, parents=[left, right], move=False)
     path = layout.list_path(b.list_a)
-    world.assert_hook_rejects(merge, "merge-tree", path=path)
-    world.assert_verify_rejects(merge, "merge-tree", path=path)
+    world.assert_rejected(merge, "merge-tree", path=path)
 
 
 def test_push_to_another_ref(world: World) -> None:
@@ -344,8 +344,7 @@ def test_policy_version_that_skips_a_number(world: World) -> None:
         return _policy_edit(envelope).with_version(envelope.version + 2)
 
     oid, _ = world.sim.change_policy(skip, move=False)
-    world.assert_hook_rejects(oid, "policy-version", path=layout.POLICY_FILE)
-    world.assert_verify_rejects(oid, "policy-version", path=layout.POLICY_FILE)
+    world.assert_rejected(oid, "policy-version", path=layout.POLICY_FILE)
 
 
 def test_registry_identity_change(world: World) -> None:
@@ -353,8 +352,7 @@ def test_registry_identity_change(world: World) -> None:
     renamed = RegistryInfo(b.sim.info.format_version, b.sim.info.registry_id, "Hijacked")
     oid = world.sim.commit({layout.REGISTRY_FILE: renamed.canonical_bytes()}, b.roots[0],
                            move=False)
-    world.assert_hook_rejects(oid, "registry-immutable", path=layout.REGISTRY_FILE)
-    world.assert_verify_rejects(oid, "registry-immutable", path=layout.REGISTRY_FILE)
+    world.assert_rejected(oid, "registry-immutable", path=layout.REGISTRY_FILE)
 
 
 # --- list content ---------------------------------------------------------------------
@@ -375,8 +373,7 @@ def _forge_list(world: World, *, version: str | None = None,
 def test_list_with_a_lower_version(world: World) -> None:
     oid = _forge_list(world, version="0")
     path = layout.list_path(world.base.list_a)
-    world.assert_hook_rejects(oid, "list-version", path=path)
-    world.assert_verify_rejects(oid, "list-version", path=path)
+    world.assert_rejected(oid, "list-version", path=path)
 
 
 def test_list_with_an_equal_version_and_different_content(world: World) -> None:
@@ -384,8 +381,7 @@ def test_list_with_an_equal_version_and_different_content(world: World) -> None:
     published = world.sim.lists[b.list_a][0]
     oid = _forge_list(world, version=published, images=[b.image_a, new_id()])
     path = layout.list_path(b.list_a)
-    world.assert_hook_rejects(oid, "list-version", path=path)
-    world.assert_verify_rejects(oid, "list-version", path=path)
+    world.assert_rejected(oid, "list-version", path=path)
 
 
 def test_expired_list(world: World) -> None:
@@ -393,8 +389,7 @@ def test_expired_list(world: World) -> None:
     oid = _forge_list(world, created=clock - timedelta(days=10),
                       expires=clock - timedelta(days=1))
     path = layout.list_path(world.base.list_a)
-    world.assert_hook_rejects(oid, "list-expired", path=path)
-    world.assert_verify_rejects(oid, "list-expired", path=path)
+    world.assert_rejected(oid, "list-expired", path=path)
 
 
 def test_expiry_beyond_the_policys_maximum_lifetime(world: World) -> None:
@@ -402,9 +397,8 @@ def test_expiry_beyond_the_policys_maximum_lifetime(world: World) -> None:
     days = TEST_LIMITS.max_list_lifetime_days + 1
     oid = _forge_list(world, created=clock, expires=clock + timedelta(days=days))
     path = layout.list_path(world.base.list_a)
-    stderr = world.assert_hook_rejects(oid, "list-lifetime", path=path)
+    stderr = world.assert_rejected(oid, "list-lifetime", path=path)
     assert f"maximum of {TEST_LIMITS.max_list_lifetime_days} days" in stderr
-    world.assert_verify_rejects(oid, "list-lifetime", path=path)
 
 
 def test_list_whose_signature_does_not_match_its_bytes(world: World) -> None:
@@ -415,17 +409,15 @@ def test_list_whose_signature_does_not_match_its_bytes(world: World) -> None:
     oid = sim.commit({layout.list_path(b.list_a): data, layout.sig_path(b.list_a): signature},
                      b.alice, move=False)
     path = layout.sig_path(b.list_a)
-    world.assert_hook_rejects(oid, "list-signature", path=path)
-    world.assert_verify_rejects(oid, "list-signature", path=path)
+    world.assert_rejected(oid, "list-signature", path=path)
 
 
 def test_list_signed_by_another_endorser(world: World) -> None:
     b = world.base
     oid = _forge_list(world, signer=b.bob)
     path = layout.sig_path(b.list_a)
-    stderr = world.assert_hook_rejects(oid, "list-signature", path=path)
+    stderr = world.assert_rejected(oid, "list-signature", path=path)
     assert "endorser bob" in stderr
-    world.assert_verify_rejects(oid, "list-signature", path=path)
 
 
 def test_identifier_different_from_the_file_name(world: World) -> None:
@@ -433,8 +425,7 @@ def test_identifier_different_from_the_file_name(world: World) -> None:
     data = sim.list_version(new_id(), version=sim.next_version(b.list_a), images=[b.image_a])
     oid = sim.commit(sim.signed_list(b.list_a, data, b.alice), b.alice, move=False)
     path = layout.list_path(b.list_a)
-    world.assert_hook_rejects(oid, "list-identifier", path=path)
-    world.assert_verify_rejects(oid, "list-identifier", path=path)
+    world.assert_rejected(oid, "list-identifier", path=path)
 
 
 def test_image_uuid_already_used_by_another_list(world: World) -> None:
@@ -442,9 +433,8 @@ def test_image_uuid_already_used_by_another_list(world: World) -> None:
     # bob republishes his list carrying alice's image.
     oid = world.sim.publish(b.bob, {b.list_b: [b.image_b, b.image_a]}, move=False)
     path = layout.list_path(b.list_b)
-    stderr = world.assert_hook_rejects(oid, "image-unique", path=path)
+    stderr = world.assert_rejected(oid, "image-unique", path=path)
     assert b.image_a in stderr
-    world.assert_verify_rejects(oid, "image-unique", path=path)
 
 
 def test_list_deleted_instead_of_decommissioned(world: World) -> None:
@@ -452,8 +442,7 @@ def test_list_deleted_instead_of_decommissioned(world: World) -> None:
     oid = world.sim.commit({layout.list_path(b.list_a): None, layout.sig_path(b.list_a): None},
                            b.alice, move=False)
     path = layout.list_path(b.list_a)
-    world.assert_hook_rejects(oid, "list-deleted", path=path)
-    world.assert_verify_rejects(oid, "list-deleted", path=path)
+    world.assert_rejected(oid, "list-deleted", path=path)
 
 
 def test_decommissioning_a_list_is_accepted(world: World) -> None:
@@ -484,9 +473,8 @@ def test_symlink_and_executable_bit(world: World, mode: int, what: str) -> None:
         data = sim.list_version(b.list_a, version=sim.next_version(b.list_a),
                                 images=[b.image_a])
     oid = _forge_entry(world, path, data, mode)
-    stderr = world.assert_hook_rejects(oid, "layout-mode", path=path)
+    stderr = world.assert_rejected(oid, "layout-mode", path=path)
     assert what in stderr
-    world.assert_verify_rejects(oid, "layout-mode", path=path)
 
 
 def test_submodule(world: World) -> None:
@@ -495,17 +483,15 @@ def test_submodule(world: World) -> None:
     # A gitlink names a commit that need not exist anywhere.
     tree = sim.tree_with_entry(sim.head_tree, path, "1" * 40, MODE_GITLINK)
     oid = sim.commit_tree(tree, world.base.alice, message="Forged submodule", move=False)
-    stderr = world.assert_hook_rejects(oid, "layout-mode", path=path)
+    stderr = world.assert_rejected(oid, "layout-mode", path=path)
     assert "submodule" in stderr
-    world.assert_verify_rejects(oid, "layout-mode", path=path)
 
 
 @pytest.mark.parametrize("path", ["README.md", "imagelists/notes.txt",
                                   "imagelists/sub/x.json"])
 def test_path_outside_the_layout(world: World, path: str) -> None:
     oid = world.sim.commit({path: b"hello\n"}, world.base.alice, move=False)
-    world.assert_hook_rejects(oid, "layout-path", path=path)
-    world.assert_verify_rejects(oid, "layout-path", path=path)
+    world.assert_rejected(oid, "layout-path", path=path)
 
 
 def test_file_over_the_size_cap(world: World) -> None:
@@ -513,9 +499,8 @@ def test_file_over_the_size_cap(world: World) -> None:
     path = layout.sig_path(b.list_a)
     oversized = b"x" * (TEST_LIMITS.max_file_size + 1)
     oid = world.sim.commit({path: oversized}, b.alice, move=False)
-    stderr = world.assert_hook_rejects(oid, "size-limit", path=path)
+    stderr = world.assert_rejected(oid, "size-limit", path=path)
     assert str(TEST_LIMITS.max_file_size) in stderr
-    world.assert_verify_rejects(oid, "size-limit", path=path)
 
 
 # --- a valid commit does not launder an invalid one ------------------------------------
@@ -546,9 +531,8 @@ def test_merge_with_the_right_contents_under_another_mode(world: World, mode: in
     assert entry is not None
     tree = sim.tree_with_entry(honest, path, entry.oid, mode)
     merge = sim.commit_tree(tree, None, message="Merge", parents=[left, right], move=False)
-    stderr = world.assert_hook_rejects(merge, "layout-mode", path=path)
+    stderr = world.assert_rejected(merge, "layout-mode", path=path)
     assert what in stderr
-    world.assert_verify_rejects(merge, "layout-mode", path=path)
 
 
 # --- the hook's cache must not launder what its clock would refuse ---------------------
