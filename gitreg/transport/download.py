@@ -30,6 +30,7 @@ from urllib.request import url2pathname
 import requests
 import urllib3
 
+from gitreg.durable import fsync_dir
 from gitreg.errors import RejectedError, UnreachableError, UsageError
 from gitreg.transport.errors import (
     DownloadError,
@@ -670,19 +671,11 @@ def _rehash_partial(path: Path, size: int, chunk_size: int) -> tuple[int, HASH]:
 def _install(partial: Path, final: Path) -> None:
     try:
         partial.replace(final)
-        _sync_directory(final.parent)
+        fsync_dir(final.parent)
         if partial.parent != final.parent:
-            _sync_directory(partial.parent)
+            fsync_dir(partial.parent)
     except OSError as exc:
         raise LocalWriteError(str(final), _reason(exc)) from exc
-
-
-def _sync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _discard(path: Path) -> None:
