@@ -81,10 +81,6 @@ class RegistryOutcome:
     def any_invalid(self) -> bool:
         return any(r.state == "invalid" for r in self.remotes)
 
-    @property
-    def all_unreachable(self) -> bool:
-        return all(r.state == "unreachable" for r in self.remotes)
-
 
 def pinned_fingerprint(registry: RegistryConfig) -> str:
     """The trust root as ``sha256:<hex>``, reading the policy file if a path was given."""
