@@ -30,7 +30,7 @@ from urllib.request import url2pathname
 import requests
 import urllib3
 
-from gitreg.durable import fsync_dir
+from gitreg.durable import fsync_dir, fsync_file
 from gitreg.errors import RejectedError, UnreachableError, UsageError
 from gitreg.transport.errors import (
     DownloadError,
@@ -150,6 +150,8 @@ def download_image(
         for attempt in (1, 2):
             held, hasher = _rehash_partial(partial_path, size, chunk_size)
             if held == size and partial_path.is_file() and hasher.hexdigest() == expected:
+                # An earlier run may have died before its fsync: sync before trusting.
+                _sync_partial(partial_path)
                 _install(partial_path, final_path)
                 return DownloadResult(url, final_path, size, expected, held,
                                       time.monotonic() - started)
@@ -666,6 +668,13 @@ def _rehash_partial(path: Path, size: int, chunk_size: int) -> tuple[int, HASH]:
             except OSError as exc:
                 raise LocalWriteError(str(path), _reason(exc)) from exc
     return held, hasher
+
+
+def _sync_partial(path: Path) -> None:
+    try:
+        fsync_file(path)
+    except OSError as exc:
+        raise LocalWriteError(str(path), _reason(exc)) from exc
 
 
 def _install(partial: Path, final: Path) -> None:
