@@ -93,8 +93,9 @@ def _is_bare_repository(path: Path) -> bool:
     return len(lines) == 2 and lines[0] == "true" and Path(lines[1]) == path.resolve()
 
 
-def _verify_seed(source: Path, server: Path) -> str:
-    """Verify the source's whole history; return its initial policy's fingerprint.
+def _verify_seed(source: Path, server: Path) -> tuple[str, str]:
+    """Verify the source's whole history; return the head verified and the
+    initial policy's fingerprint.
 
     The verdicts land in the server's verifier cache, so the first push is cheap.
     """
@@ -115,7 +116,7 @@ def _verify_seed(source: Path, server: Path) -> str:
         Verifier(store, cache, pinned_policy=trust_root).verify_range(None, head)
     finally:
         cache.close()
-    return trust_root
+    return head, trust_root
 
 
 def init_server(path: Path, *, source: Path,
@@ -148,13 +149,15 @@ def init_server(path: Path, *, source: Path,
         # Seeded before the hook exists, so the seed is verified here, by the
         # same verifier, and its initial policy pinned as the server's trust root.
         try:
-            trust_root = _verify_seed(source, path)
+            head, trust_root = _verify_seed(source, path)
         except GitregError:
             if created:
                 shutil.rmtree(path, ignore_errors=True)
             raise
+        # The verified commit, not the source's main of now: a commit made
+        # there meanwhile would be seeded unverified, past the hook.
         _git(["-C", path, "-c", "transfer.fsckObjects=true", "fetch", "--quiet", "--no-tags",
-              str(source), "refs/heads/main:refs/heads/main"], f"{path}")
+              str(source), f"{head}:refs/heads/main"], f"{path}")
         _git(["-C", path, "config", TRUST_ROOT_KEY, trust_root], f"{path}")
     _git(["-C", path, "symbolic-ref", "HEAD", "refs/heads/main"], f"{path}")
     for key, value in server_config(max_input_size).items():
