@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Collection
 
-from gitreg.errors import PolicyViolationError, SignatureError
+from gitreg.errors import InvalidKeyError, PolicyViolationError, SignatureError
 from gitreg.model.policy import Policy
 from gitreg.model.strictjson import canonical_dumps
 from gitreg.signing.interface import detect_scheme
@@ -45,7 +45,10 @@ def named_signer(policy: Policy, signature: bytes) -> tuple[str | None, str | No
         for key_id, entry in policy.keys.items():
             if entry.get("scheme") != "openpgp":
                 continue
-            key = policy.public_key(key_id)
+            try:
+                key = policy.public_key(key_id)
+            except InvalidKeyError:
+                continue  # broken material names nobody; check_signature reports it
             if isinstance(key, OpenPGPPublicKey) and key.matches_issuer(issuer):
                 return key_id, issuer
         return None, issuer
@@ -100,7 +103,9 @@ def check_signature(
             loaded = data()
         try:
             policy.public_key(key_id).verify(loaded, signature, namespace=namespace)
-        except SignatureError as exc:
+        # Key material is loaded (and checked against its id) only here: a
+        # root-signed policy may list a broken key, which then verifies nothing.
+        except (SignatureError, InvalidKeyError) as exc:
             errors.append(f"{key_id}: {exc.message}")
             continue
         cache.mark_signature_ok(data_id, signature_id, digest)
