@@ -57,7 +57,9 @@ def _fetch_http(url: str, max_size: int, timeout: float) -> bytes:
     try:
         # verify=True also when a caller's environment says otherwise;
         # REQUESTS_CA_BUNDLE may still name the CAs to trust.
-        response = requests.get(url, stream=True, timeout=(timeout, timeout), verify=True)
+        # identity: the cap then counts wire bytes, and no compression bomb is unpacked.
+        response = requests.get(url, stream=True, timeout=(timeout, timeout), verify=True,
+                                headers={"Accept-Encoding": "identity"})
     except requests.exceptions.SSLError as exc:
         raise DownloadError(url, f"TLS verification failed: {exc}") from exc
     except requests.exceptions.Timeout as exc:
