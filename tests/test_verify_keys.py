@@ -47,3 +47,22 @@ def test_a_key_listed_with_another_keys_material_fails_as_a_signature(
     # Everything before the forged commit still verifies.
     report = Verifier(sim.store, MemoryCache(), now=None).verify_range(None, policy_commit)
     assert report.verified[-1] == policy_commit
+
+
+def test_a_second_root_is_refused_even_when_both_roots_were_verified_before(
+        tmp_path: Path) -> None:
+    """A cache that knows both roots (two histories seen separately) still says
+    that one range holding both is an unrelated-history merge."""
+    sim = RegistrySimulator.create(tmp_path / "registry.git")
+    first_root = sim.head
+    root_tree = sim.head_tree
+    second_root = sim.commit_tree(root_tree, sim.roots[0], message="Another root",
+                                  parents=[], move=False)
+    cache = MemoryCache()
+    Verifier(sim.store, cache).verify_range(None, first_root)
+    Verifier(sim.store, cache).verify_range(None, second_root)
+    merge = sim.commit_tree(root_tree, None, message="Merge unrelated histories",
+                            parents=[first_root, second_root], move=False)
+    with pytest.raises(PolicyViolationError) as caught:
+        Verifier(sim.store, cache).verify_range(None, merge)
+    assert caught.value.rule == "unrelated-history"

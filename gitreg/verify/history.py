@@ -108,9 +108,7 @@ class Verifier:
         for index, oid in enumerate(commits):
             if self.observer:
                 self.observer(oid, index, len(commits))
-            if reusable and self.cache.is_commit_verified(oid):
-                report.skipped_cached += 1
-                continue
+            # The one-root rule is about this range, so it holds for cached commits too.
             facts = self.source.commit(oid)
             if not facts.parents:
                 roots_seen += 1
@@ -118,6 +116,9 @@ class Verifier:
                     raise PolicyViolationError(
                         "a second root commit (unrelated history) is not allowed",
                         rule="unrelated-history", commit=oid)
+            if reusable and self.cache.is_commit_verified(oid):
+                report.skipped_cached += 1
+                continue
             report.equivocations.extend(self.verify_commit(facts))
             if reusable:
                 self.cache.mark_commit_verified(oid)
