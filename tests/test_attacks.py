@@ -561,3 +561,26 @@ def test_a_rejected_push_does_not_let_an_expired_list_in_later(world: World,
         finally:
             cache.close()
         assert refused.value.rule == rule, refused.value.message
+
+
+def test_a_policy_may_open_other_refs(world: World) -> None:
+    """`signed.refs` lets the hook accept tags; main's rules and other refs stay shut."""
+    import json
+
+    from gitreg.model.policy import parse_policy
+
+    sim = world.sim
+
+    def open_tags(envelope: PolicyEnvelope) -> PolicyEnvelope:
+        doc = json.loads(envelope.canonical_bytes())
+        doc["signed"]["version"] += 1
+        doc["signatures"] = []
+        doc["signed"]["refs"] = ["refs/tags/*"]
+        return parse_policy(json.dumps(doc).encode())
+
+    sim.change_policy(open_tags)
+    assert world.push("refs/heads/main").returncode == 0
+    assert world.push(f"{sim.head}:refs/tags/v1").returncode == 0
+    refused = world.push(f"{sim.head}:refs/heads/staging")
+    assert refused.returncode != 0
+    assert "[rule: ref-not-allowed]" in refused.stderr

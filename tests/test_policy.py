@@ -704,3 +704,21 @@ def test_registry_info_rejects_malformed(data):
 def test_registry_info_constructor_validates():
     with pytest.raises(InvalidDocumentError):
         RegistryInfo(1, REGISTRY.upper(), "x")
+
+
+@pytest.mark.parametrize("refs, ok", [
+    (["refs/tags/*"], True),
+    (["refs/heads/main"], False),
+    (["refs/*"], False),
+    (["tags/*"], False),
+    ("refs/tags/*", False),
+])
+def test_refs_open_only_refs_other_than_main(with_alice, refs, ok):
+    doc = _doc(with_alice)
+    doc["signed"]["refs"] = refs
+    if ok:
+        assert parse_policy(_bytes(doc)).signed.refs == tuple(refs)
+    else:
+        with pytest.raises(InvalidDocumentError) as caught:
+            parse_policy(_bytes(doc))
+        assert "signed.refs" in caught.value.diagnostics()

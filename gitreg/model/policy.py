@@ -319,6 +319,12 @@ def _check_signed(c: _Checker, signed: Any, path: str) -> None:
         _check_limits(c, signed["limits"], f"{path}.limits")
     if "heartbeat" in signed:
         c.expect(signed["heartbeat"], dict, f"{path}.heartbeat", "an object")
+    if "refs" in signed and c.expect(signed["refs"], list, f"{path}.refs", "a list"):
+        for i, pattern in enumerate(signed["refs"]):
+            if not isinstance(pattern, str) or not pattern.startswith("refs/") \
+                    or pattern in ("refs/heads/main", "refs/heads/*", "refs/*"):
+                c.add(f"{path}.refs[{i}]", "must be a ref glob under refs/ other than "
+                      f"main's, not {_q(pattern)}")
 
 
 def _check_signatures(c: _Checker, signatures: Any, path: str) -> None:
@@ -436,6 +442,11 @@ class Policy:
     @property
     def limits(self) -> Limits:
         return self._limits
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        """Globs of refs besides main that the hook lets endorsers update, unverified."""
+        return tuple(self._raw.get("refs", ()))
 
     @property
     def heartbeat(self) -> dict[str, Any] | None:

@@ -69,13 +69,11 @@ def _check_other_ref(store: RegistryStore, update: Update) -> None:
     from gitreg.model.policy import parse_policy
 
     main = store.ref(MAIN)
-    patterns: list[str] = []
+    patterns: tuple[str, ...] = ()
     if main is not None:
         entry = store.entry(store.commit(main).tree, "policy.json")
         if entry is not None:
-            policy = parse_policy(store.blob(entry.oid, 1 << 20))
-            refs = policy.signed.to_dict().get("refs", [])
-            patterns = [p for p in refs if isinstance(p, str)] if isinstance(refs, list) else []
+            patterns = parse_policy(store.blob(entry.oid, 1 << 20)).signed.refs
     if not any(fnmatch.fnmatchcase(update.ref, p) for p in patterns):
         raise PolicyViolationError(f"{update.ref}: only refs/heads/main may be updated",
                                    rule="ref-not-allowed")
