@@ -17,6 +17,7 @@ from gitreg.errors import InvalidKeyError, SignatureError, UntrustedSignerError,
 from gitreg.signing import openpgp, ssh
 from gitreg.signing.interface import PublicKey, Signer, VerifiedSignature, detect_scheme
 from gitreg.signing.openpgp import OpenPGPPublicKey, OpenPGPSigner
+from gitreg.signing.passphrase import is_encrypted, openssh_container, passphrase_for
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
 
 _OPENPGP_PREFIX = "openpgp:"
@@ -74,11 +75,38 @@ def _existing_file(spec: str, what: str) -> Path:
     return path
 
 
+def _read_key_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read key file {path}: {exc}") from exc
+
+
+def load_ssh_signer(path: Path, passphrase: bytes | None = None) -> SSHSigner:
+    """The signer of an SSH private key file; for an encrypted key without
+    ``passphrase``, the passphrase comes from ``passphrase_for`` (environment or
+    terminal). A wrong passphrase is a ``UsageError`` naming the file."""
+    if passphrase is not None or not is_encrypted(_read_key_file(path)):
+        return SSHSigner.from_file(path, passphrase)
+    given = passphrase_for(path)
+    try:
+        return SSHSigner.from_file(path, given.value)
+    except UsageError as exc:
+        # cryptography says ValueError for a key it cannot decrypt; other
+        # failures (unsupported key type) keep their own message.
+        if isinstance(exc.__cause__, ValueError):
+            raise UsageError(f"wrong passphrase for SSH private key {path}",
+                             hint=f"the passphrase from {given.source} does not unlock it") \
+                from exc
+        raise
+
+
 def load_signer(spec: str, *, passphrase: bytes | None = None) -> Signer:
-    """A signer from ``openpgp:FINGERPRINT`` (gpg, $GNUPGHOME) or an SSH private key path."""
+    """A signer from ``openpgp:FINGERPRINT`` (gpg, $GNUPGHOME) or an SSH private key path
+    (asking for the passphrase of an encrypted key, see ``load_ssh_signer``)."""
     if spec.startswith(_OPENPGP_PREFIX):
         return OpenPGPSigner(_openpgp_fingerprint(spec))
-    return SSHSigner.from_file(_existing_file(spec, "signing key"), passphrase)
+    return load_ssh_signer(_existing_file(spec, "signing key"), passphrase)
 
 
 def load_public_key(spec: str) -> PublicKey:
@@ -106,7 +134,14 @@ def load_public_key(spec: str) -> PublicKey:
         except InvalidKeyError as exc:
             raise InvalidKeyError(f"{path}: {exc.message}") from exc
     if head.startswith(b"-----BEGIN ") and b"PRIVATE KEY-----" in head:
-        return SSHSigner.from_file(path).public_key()
+        container = openssh_container(_read_key_file(path))
+        if container is not None and container.encrypted and len(container.public_keys) == 1:
+            # The public half of an encrypted OpenSSH key is in clear: no passphrase.
+            try:
+                return SSHPublicKey(container.public_keys[0], path.name)
+            except InvalidKeyError as exc:
+                raise InvalidKeyError(f"{path}: {exc.message}") from exc
+        return load_ssh_signer(path).public_key()
     return SSHPublicKey.from_file(path)
 
 
