@@ -1,6 +1,7 @@
 """Signing keys as the endorser names them on the command line.
 
-- a path to an SSH private key file (Ed25519 or RSA, unencrypted);
+- a path to an SSH private key file (Ed25519 or RSA; its passphrase, if any, is
+  asked for on the terminal or read from GITREG_KEY_PASSPHRASE);
 - ``openpgp:FINGERPRINT``: a key in gpg's keyring (``$GNUPGHOME``);
 - ``x509:CERT.pem:KEY.pem``: an IGTF certificate (optionally followed by its
   CA chain) and its unencrypted PEM private key. X.509 keys sign lists
