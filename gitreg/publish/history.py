@@ -17,8 +17,7 @@ from gitreg.model.imagelist import Imagelist, parse_imagelist
 from gitreg.model.policy import Policy, parse_policy
 from gitreg.publish.publication import ImageDiff, diff_images
 from gitreg.verify import layout
-
-_MAX_POLICY = 1 << 20
+from gitreg.verify.layout import BOOTSTRAP_MAX_SIZE
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class _Reader:
         assert entry is not None  # the verifier checked the layout
         cached = self._policies.get(entry.oid)
         if cached is None:
-            cached = parse_policy(self.store.read_blob(entry.oid, _MAX_POLICY)).signed
+            cached = parse_policy(self.store.read_blob(entry.oid, BOOTSTRAP_MAX_SIZE)).signed
             self._policies[entry.oid] = cached
         return cached
 

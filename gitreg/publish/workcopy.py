@@ -22,11 +22,11 @@ from gitreg.model.registry_info import RegistryInfo
 from gitreg.publish.local_config import LocalConfig
 from gitreg.publish.local_config import load as load_config
 from gitreg.verify import layout
+from gitreg.verify.layout import BOOTSTRAP_MAX_SIZE
 
 BRANCH = "main"
 MAIN_REF = f"refs/heads/{BRANCH}"
 # Before a policy is readable (init, a broken draft), files are capped at this.
-BOOTSTRAP_MAX_SIZE = 1 << 20
 
 
 def write_file_atomic(path: Path, data: bytes) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from gitreg.errors import GitregError, PolicyViolationError
+from gitreg.verify.layout import BOOTSTRAP_MAX_SIZE
 
 if TYPE_CHECKING:
     from gitreg.gitstore.store import RegistryStore
@@ -73,7 +74,7 @@ def _check_other_ref(store: RegistryStore, update: Update) -> None:
     if main is not None:
         entry = store.entry(store.commit(main).tree, "policy.json")
         if entry is not None:
-            patterns = parse_policy(store.blob(entry.oid, 1 << 20)).signed.refs
+            patterns = parse_policy(store.blob(entry.oid, BOOTSTRAP_MAX_SIZE)).signed.refs
     if not any(fnmatch.fnmatchcase(update.ref, p) for p in patterns):
         raise PolicyViolationError(f"{update.ref}: only refs/heads/main may be updated",
                                    rule="ref-not-allowed")

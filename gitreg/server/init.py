@@ -14,6 +14,7 @@ from pathlib import Path
 from gitreg.errors import GitregError, UsageError
 from gitreg.gitstore.command import GitCommandError, run_git
 from gitreg.server.hook import CACHE_FILE, TRUST_ROOT_KEY
+from gitreg.verify.layout import BOOTSTRAP_MAX_SIZE
 
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 _TIMEOUT = 300.0
@@ -110,7 +111,7 @@ def _verify_seed(source: Path, server: Path) -> tuple[str, str]:
     entry = store.entry(store.commit(root).tree, "policy.json")
     if entry is None:
         raise UsageError(f"{source}: the first commit has no policy.json; not a registry")
-    trust_root = fingerprint(store.blob(entry.oid, 1 << 20))
+    trust_root = fingerprint(store.blob(entry.oid, BOOTSTRAP_MAX_SIZE))
     cache = SqliteCache(server / CACHE_FILE, trust_root=trust_root)
     try:
         Verifier(store, cache, pinned_policy=trust_root).verify_range(None, head)

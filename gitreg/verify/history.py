@@ -27,9 +27,6 @@ from gitreg.verify.facts import ListFacts, list_facts
 from gitreg.verify.signatures import check_signature
 from gitreg.verify.source import Change, CommitFacts, ObjectSource
 
-# Small files whose size we know before any policy is in effect (root commit).
-_BOOTSTRAP_MAX = 1 << 20
-
 
 @dataclass(frozen=True)
 class TreeState:
@@ -146,7 +143,7 @@ class Verifier:
             missing = layout.REGISTRY_FILE if info_entry is None else layout.POLICY_FILE
             raise PolicyViolationError(f"{missing} is missing", rule="layout-required",
                                        commit=commit or None, path=missing)
-        info = RegistryInfo.parse(self.source.blob(info_entry.oid, _BOOTSTRAP_MAX),
+        info = RegistryInfo.parse(self.source.blob(info_entry.oid, layout.BOOTSTRAP_MAX_SIZE),
                                   source=layout.REGISTRY_FILE)
         policy = self.policy_blob(policy_entry.oid)
         state = TreeState(tree=tree, info=info, policy=policy, policy_blob=policy_entry.oid)
@@ -156,7 +153,7 @@ class Verifier:
     def policy_blob(self, oid: str) -> PolicyEnvelope:
         cached = self._policies.get(oid)
         if cached is None:
-            cached = parse_policy(self.source.blob(oid, _BOOTSTRAP_MAX),
+            cached = parse_policy(self.source.blob(oid, layout.BOOTSTRAP_MAX_SIZE),
                                   source=layout.POLICY_FILE)
             self._policies[oid] = cached
         return cached
@@ -180,14 +177,14 @@ class Verifier:
     def _verify_root(self, facts: CommitFacts) -> None:
         entries = self.source.entries(facts.tree)
         for entry in entries:
-            layout.check_entry(entry, commit=facts.oid, max_size=_BOOTSTRAP_MAX,
+            layout.check_entry(entry, commit=facts.oid, max_size=layout.BOOTSTRAP_MAX_SIZE,
                                size=partial(self.source.blob_size, entry.oid))
             if entry.path not in (layout.REGISTRY_FILE, layout.POLICY_FILE):
                 raise PolicyViolationError(
                     "the root commit may hold only gitreg.json and policy.json",
                     rule="root-layout", commit=facts.oid, path=entry.path)
         state = self.state(facts.tree, commit=facts.oid)
-        policy_bytes = self.source.blob(state.policy_blob, _BOOTSTRAP_MAX)
+        policy_bytes = self.source.blob(state.policy_blob, layout.BOOTSTRAP_MAX_SIZE)
         if self.pinned_policy is not None and fingerprint(policy_bytes) != self.pinned_policy:
             raise PolicyViolationError(
                 f"the initial policy has fingerprint {fingerprint(policy_bytes)}, "

@@ -9,6 +9,8 @@ from gitreg.errors import PolicyViolationError
 from gitreg.verify.source import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, Entry
 
 REGISTRY_FILE = "gitreg.json"
+# Cap on gitreg.json and policy.json, read before any policy (and its limits) is known.
+BOOTSTRAP_MAX_SIZE = 1 << 20
 POLICY_FILE = "policy.json"
 LIST_DIR = "imagelists/"
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
