@@ -673,3 +673,17 @@ def test_store_ignores_the_system_bundle(x509_pki: TestPKI, tmp_path: Path,
     cms = sign_cms(DATA, x509_pki.mallory.cert_pem, x509_pki.mallory.key_pem)
     with pytest.raises(UntrustedSignerError):
         verify_cms(DATA, cms, CAStore.from_directory(x509_pki.ca_dir))
+
+
+def test_an_embedded_certificate_claiming_x509_v4_is_a_malformed_signature(
+        x509_pki: TestPKI, store: CAStore) -> None:
+    """cryptography's InvalidVersion is no ValueError; it must not escape (found by fuzzing)."""
+    alice = x509_pki.alice
+    cms = sign_cms(b"list bytes", alice.cert_pem, alice.key_pem)
+    cert_der = alice.cert.public_bytes(serialization.Encoding.DER)
+    v3 = b"\xa0\x03\x02\x01\x02"
+    assert v3 in cert_der and cert_der in cms
+    v4 = cert_der.replace(v3, b"\xa0\x03\x02\x01\x03", 1)
+    with pytest.raises(SignatureError) as caught:
+        verify_cms(b"list bytes", cms.replace(cert_der, v4), store)
+    assert "malformed" in caught.value.message

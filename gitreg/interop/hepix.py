@@ -203,7 +203,7 @@ def export_signed(imagelist: Imagelist, *, cert_pem: bytes, key_pem: bytes, sour
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         subject_dn, issuer_dn = certificate_dns(cert)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
         raise UsageError(f"{cert_source}: not a PEM certificate: {exc}") from exc
     # The vmcatcher rule (check_binding), said before anything is signed.
     if (subject_dn, issuer_dn) != (imagelist.endorser_dn, imagelist.endorser_ca):

@@ -51,8 +51,9 @@ from gitreg.signing.interface import (
 )
 
 # What asn1crypto raises for malformed input, and cryptography for bad keys.
+# cryptography's InvalidVersion (a certificate claiming X.509 v4+) is no ValueError.
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError,
-                 OverflowError, UnicodeDecodeError, binascii.Error)
+                 OverflowError, UnicodeDecodeError, binascii.Error, x509.InvalidVersion)
 
 # --- Distinguished names in OpenSSL slash form -------------------------------
 
