@@ -10,6 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI (CI=true) replays a fixed set of examples so a run is reproducible; on a
+# developer's machine every run explores new ones. HYPOTHESIS_PROFILE overrides.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
+                                     "ci" if os.environ.get("CI") else "dev"))
 
 pytest_plugins = [
     "tests.fixtures.env",
