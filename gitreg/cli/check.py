@@ -7,13 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gitreg.cli.main import app
-
 if TYPE_CHECKING:
     from gitreg.interop.hepix import Assessment
 
 
-@app.command()
 def check(
     file: Path = typer.Argument(..., help="A plain JSON or S/MIME-signed imagelist."),
     ca_dir: Path | None = typer.Option(
@@ -82,3 +79,8 @@ def _report(result: Assessment) -> dict[str, Any]:
             "content": il.to_dict(),
         },
     }
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``check`` to the ``gitreg`` app."""
+    app.command("check")(check)

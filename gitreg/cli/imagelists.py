@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gitreg.cli.main import app
 from gitreg.cli.registry import open_copy, registry_option
 
 if TYPE_CHECKING:
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from gitreg.publish.workcopy import WorkingCopy
 
 list_app = typer.Typer(help="Create, edit and show imagelists.", no_args_is_help=True)
-app.add_typer(list_app, name="list")
 
 
 def find_list(copy: WorkingCopy, spec: str) -> Imagelist:
@@ -181,3 +179,8 @@ def ls(
     output.data("\n".join(
         f"{s['identifier']}  {s['state']:<9}  {s['published_version'] or '-':<8}  "
         f"{s['images']:>3} image(s)  {s['title']}" for s in summaries))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``list`` command group to the ``gitreg`` app."""
+    app.add_typer(list_app, name="list")

@@ -12,11 +12,9 @@ from pathlib import Path
 import typer
 
 from gitreg.cli.imagelists import find_list, json_value_option, set_draft_key
-from gitreg.cli.main import app
 from gitreg.cli.registry import open_copy, registry_option
 
 image_app = typer.Typer(help="Add, change, revoke and upload images.", no_args_is_help=True)
-app.add_typer(image_app, name="image")
 
 _MAX_DESCRIPTION_MD = 64 * 1024
 
@@ -165,3 +163,8 @@ def upload(
     copy.write_list(found)
     output.ok(f"imagelist {found.identifier}, image {target.identifier}: hv:uri = {plan.uri}")
     output.data(plan.uri)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``image`` command group to the ``gitreg`` app."""
+    app.add_typer(image_app, name="image")

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import typer
 
-from gitreg.cli.main import app
-
 
 def _is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://", "file:"))
@@ -21,7 +19,6 @@ def _write_stdout(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-@app.command("import")
 def import_(  # noqa: PLR0917 (typer maps each parameter to an option)
     source: str = typer.Argument(..., help="A signed list: a file path or an http(s) URL."),
     ca_dir: Path | None = typer.Option(
@@ -79,7 +76,6 @@ def import_(  # noqa: PLR0917 (typer maps each parameter to an option)
                   f"written to {out}")
 
 
-@app.command("export")
 def export(
     file: Path = typer.Argument(..., help="An imagelist (JSON)."),
     cert: Path = typer.Option(..., "--cert", help="The endorser's certificate (PEM)."),
@@ -122,3 +118,9 @@ def export(
         write_atomic(out, signed)
         output.ok(f"{file}: imagelist {imagelist.identifier} signed by the endorser, "
                   f"written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``import``, ``export`` to the ``gitreg`` app."""
+    app.command("import")(import_)
+    app.command("export")(export)

@@ -1,12 +1,15 @@
 """The ``gitreg`` command: a thin typer app.
 
-Commands live in sibling modules (one concept each) and register themselves
-on ``app`` here; heavy imports stay inside the command functions so that
-start-up stays cheap for cron jobs and hooks.
+Commands live in sibling modules (one concept each); each exposes
+``register(app)`` and never imports this module, and ``COMMAND_MODULES``
+below lists them (see "Adding a command" in CONTRIBUTING.md). Heavy imports
+stay inside the command functions so that start-up stays cheap for cron
+jobs and hooks.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -20,7 +23,21 @@ if TYPE_CHECKING:
     app: typer.Typer
 
 
-def _build_app() -> typer.Typer:
+# The modules of gitreg.cli whose ``register(app)`` adds their commands; a
+# test checks that every module defining a command is listed.
+COMMAND_MODULES = ("registry", "imagelists", "images", "policy", "check", "interop",
+                   "verify", "server", "site")
+
+
+def build_app() -> typer.Typer:
+    """A new ``gitreg`` app with every command of ``COMMAND_MODULES`` registered."""
+    built = _root_app()
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"gitreg.cli.{name}").register(built)
+    return built
+
+
+def _root_app() -> typer.Typer:
     import typer
 
     built = typer.Typer(
@@ -56,7 +73,7 @@ def _build_app() -> typer.Typer:
 def _app() -> typer.Typer:
     built = globals().get("app")
     if built is None:
-        built = globals()["app"] = _build_app()
+        built = globals()["app"] = build_app()
     return built
 
 
@@ -68,20 +85,6 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _register_commands() -> None:
-    # Each module adds its commands to ``app``; imported here, not at the top
-    # of the package, so that ``gitreg --version`` pays only for typer.
-    from gitreg.cli import check as _check  # noqa: F401
-    from gitreg.cli import imagelists as _imagelists  # noqa: F401
-    from gitreg.cli import images as _images  # noqa: F401
-    from gitreg.cli import interop as _interop  # noqa: F401
-    from gitreg.cli import policy as _policy  # noqa: F401
-    from gitreg.cli import registry as _registry  # noqa: F401
-    from gitreg.cli import server as _server  # noqa: F401
-    from gitreg.cli import site as _site  # noqa: F401
-    from gitreg.cli import verify as _verify  # noqa: F401
-
-
 def _verbose() -> bool:
     return os.environ.get("GITREG_VERBOSE") == "1" or "--verbose" in sys.argv or "-v" in sys.argv
 
@@ -91,8 +94,6 @@ def run() -> None:
     from gitreg.cli.site_sync import plain_sync_arguments, run_plain
 
     plain_sync = plain_sync_arguments(sys.argv[1:])
-    if plain_sync is None:
-        _register_commands()
     try:
         if plain_sync is not None:
             sys.exit(run_plain(plain_sync))

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gitreg.cli.main import app
 from gitreg.cli.registry import open_copy, registry_option
 
 if TYPE_CHECKING:
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
 
 policy_app = typer.Typer(help="Edit, sign and show the registry's trust policy.",
                          no_args_is_help=True)
-app.add_typer(policy_app, name="policy")
 
 
 def _status(copy: WorkingCopy, draft: PolicyEnvelope) -> list[str]:
@@ -221,3 +219,8 @@ def show(
     output.data("\n".join(lines))
     for line in _status(copy, draft):
         output.info(line)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``policy`` command group to the ``gitreg`` app."""
+    app.add_typer(policy_app, name="policy")

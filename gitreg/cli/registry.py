@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from gitreg.cli.main import app
-
 if TYPE_CHECKING:
     from gitreg.publish.workcopy import WorkingCopy
 
@@ -30,7 +28,6 @@ def open_copy(directory: Path | None) -> WorkingCopy:
     return WorkingCopy.open(directory)
 
 
-@app.command("init")
 def init(
     directory: Path = typer.Argument(..., help="The new registry's directory (created)."),
     name: str = typer.Option(..., "--name", help="The registry's name."),
@@ -60,7 +57,6 @@ def init(
     output.data(created.policy_fingerprint)
 
 
-@app.command("publish")
 def publish(
     *,
     key: str | None = typer.Option(
@@ -127,7 +123,6 @@ def publish(
         raise typer.Exit(code)
 
 
-@app.command("log")
 def log(
     imagelist: str | None = typer.Argument(None, metavar="[LIST]",
                                            help="A list UUID or unambiguous title."),
@@ -166,3 +161,10 @@ def log(
         output.data("\n".join(lines))
     else:
         output.info("no published changes")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``init``, ``publish``, ``log`` to the ``gitreg`` app."""
+    app.command("init")(init)
+    app.command("publish")(publish)
+    app.command("log")(log)

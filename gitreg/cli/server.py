@@ -6,13 +6,10 @@ from pathlib import Path
 
 import typer
 
-from gitreg.cli.main import app
-
 server_app = typer.Typer(
     help="Run a registry Git server: a bare repository guarded by gitreg's pre-receive hook.",
     no_args_is_help=True,
 )
-app.add_typer(server_app, name="server")
 
 
 @server_app.command("init")
@@ -74,3 +71,8 @@ def _log(line: str) -> None:
 
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``server`` command group to the ``gitreg`` app."""
+    app.add_typer(server_app, name="server")

@@ -7,11 +7,8 @@ from typing import Any
 
 import typer
 
-from gitreg.cli.main import app
-
 site_app = typer.Typer(help="Run a cloud site: sync images from registries, show its state.",
                        no_args_is_help=True)
-app.add_typer(site_app, name="site")
 
 _CONFIG = typer.Option(..., "--config", "-c", help="The site's TOML configuration file.")
 _JSON = typer.Option(False, "--json", help="Print a JSON report on stdout.")
@@ -126,3 +123,8 @@ def images_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
 
 def _time(value: Any) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``site`` command group to the ``gitreg`` app."""
+    app.add_typer(site_app, name="site")

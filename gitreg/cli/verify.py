@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-from gitreg.cli.main import app
 
-
-@app.command("verify")
 def verify(
     directory: Path = typer.Argument(Path(), help="A registry (working copy or bare)."),
     since: str | None = typer.Option(
@@ -53,3 +50,8 @@ def verify(
     for finding in report.equivocations:
         output.warn(finding)
     output.ok(f"{directory}: {len(report.verified)} commit(s) verified up to {head[:12]}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``verify`` to the ``gitreg`` app."""
+    app.command("verify")(verify)
