@@ -1,4 +1,4 @@
-"""The real imagelists of other tools behave as ../shared/interop/imagelists/SOURCES.md says.
+"""The real imagelists of other tools behave as tests/data/interop/SOURCES.md says.
 
 Each sample goes through the real CLI; the cloudkeeper signatures are also
 checked against the real `openssl smime -verify`, so "verifies
