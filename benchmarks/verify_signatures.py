@@ -272,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gitreg.signing.x509 import CAStore, X509Signer, check_binding
 
     info = machine()
+    now = datetime.now(UTC)
     tmp = Path(tempfile.mkdtemp(prefix="gitreg-bench-"))
     n = args.count
     try:
@@ -311,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def verify_ssh(i: int) -> None:
             path = tmp / "ssh" / f"{i:05d}.json"
             ssh_key.verify(path.read_bytes(), (tmp / "ssh" / f"{i:05d}.json.sig").read_bytes(),
-                           namespace=NAMESPACE)
+                           namespace=NAMESPACE, at=now)
 
         # Loaded once, as a sync verifying many lists holds its trust store; every
         # openssl process of the baseline reads its CA file again.
@@ -319,14 +320,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def verify_x509(i: int) -> None:
             message = (tmp / "x509" / f"{i:05d}.signed").read_bytes()
-            _, signer = verify_smime(message, store)
+            _, signer = verify_smime(message, store, at=now)
             check_binding(signer, dn=x509m.dn, ca=x509m.ca_dn)
 
         def verify_pgp(i: int) -> None:
             assert pgp_key is not None
             pgp_key.verify((tmp / "ssh" / f"{i:05d}.json").read_bytes(),
                            (tmp / "openpgp" / f"{i:05d}.json.sig").read_bytes(),
-                           namespace=NAMESPACE)
+                           namespace=NAMESPACE, at=now)
 
         baseline_cmd = ["openssl", "smime", "-verify", "-CAfile", str(x509m.ca_file),
                         "-no-CApath", "-no-CAstore", "-out", os.devnull, "-in"]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pygit2
@@ -33,6 +34,8 @@ from gitreg.gitstore import (
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
 from tests.fixtures.git_server import git, make_bare_repository, write_hook
 from tests.fixtures.ssh_keys import write_allowed_signers
+
+NOW = datetime.now(UTC)
 
 MiB = 1024 * 1024
 
@@ -334,7 +337,7 @@ def test_create_signed_commit_passes_git_verify_commit_with_ssh(store, workcopy,
     assert info.summary == "add"
     assert info.author.email == "endorser@example.org"
     assert SSHPublicKey.from_file(ssh_keys["alice"].public).verify(
-        info.signed_payload, info.signature, namespace="git").key_id == alice_signer.key_id
+        info.signed_payload, info.signature, namespace="git", at=NOW).key_id == alice_signer.key_id
 
 
 def test_create_signed_commit_passes_git_verify_commit_with_openpgp(store, workcopy,
@@ -366,10 +369,11 @@ def test_git_made_ssh_signed_commit_is_extracted_as_signature_and_payload(
     assert info.signed_payload.startswith(b"tree ")
     assert info.signed_payload.endswith(b"signed by git\n")
     bob = SSHPublicKey.from_file(ssh_keys["bob"].public)
-    assert bob.verify(info.signed_payload, info.signature, namespace="git").key_id == bob.key_id
+    assert bob.verify(info.signed_payload, info.signature, namespace="git",
+                      at=NOW).key_id == bob.key_id
     with pytest.raises(SignatureError):
         bob.verify(info.signed_payload.replace(b"signed", b"forged"), info.signature,
-                   namespace="git")
+                   namespace="git", at=NOW)
     # ssh-keygen agrees on what was signed.
     allowed = write_allowed_signers(tmp_path / "allowed", [ssh_keys["bob"]])
     (tmp_path / "payload").write_bytes(info.signed_payload)

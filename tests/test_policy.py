@@ -179,7 +179,7 @@ def test_unknown_top_level_keys_round_trip_byte_stable(keys, extra):
     assert envelope.canonical_bytes() == data
     assert parse_policy(envelope.canonical_bytes()).to_dict() == envelope.to_dict()
     # the signature covers the unknown keys too: it no longer verifies
-    assert check_root_signatures(envelope, envelope.signed).enough is (not extra)
+    assert check_root_signatures(envelope, envelope.signed, at=NOW).enough is (not extra)
 
 
 def test_new_policy_is_canonical_and_parses_back(base):
@@ -299,7 +299,7 @@ def test_fingerprint_is_sha256_of_the_bytes(base):
 
 def test_two_of_three_with_one_signature_is_not_enough(base, keys):
     envelope = _signed(base, keys["root1"])
-    result = check_root_signatures(envelope, base.signed)
+    result = check_root_signatures(envelope, base.signed, at=NOW)
     assert result.signed_by == (keys["root1"].key_id,)
     assert result.missing == (keys["root2"].key_id, keys["root3"].key_id)
     assert not result.enough
@@ -309,17 +309,17 @@ def test_two_of_three_with_one_signature_is_not_enough(base, keys):
     assert keys["root3"].key_id in text
 
     with pytest.raises(PolicyViolationError) as caught:
-        verify_policy_transition(None, envelope)
+        verify_policy_transition(None, envelope, at=NOW)
     assert caught.value.rule == "policy-threshold-new"
     assert keys["root3"].key_id in caught.value.message
 
 
 def test_two_of_three_with_two_signatures_is_enough(base, keys):
     envelope = _signed(base, keys["root3"], keys["root1"])
-    result = check_root_signatures(envelope, base.signed)
+    result = check_root_signatures(envelope, base.signed, at=NOW)
     assert result.enough
     assert set(result.signed_by) == {keys["root1"].key_id, keys["root3"].key_id}
-    verify_policy_transition(None, envelope)
+    verify_policy_transition(None, envelope, at=NOW)
 
 
 def test_two_signatures_by_the_same_key_count_once(base, keys):
@@ -330,11 +330,11 @@ def test_two_signatures_by_the_same_key_count_once(base, keys):
     reparsed = parse_policy(twice.canonical_bytes())
     assert len(reparsed.signatures) == 2
 
-    result = check_root_signatures(reparsed, reparsed.signed)
+    result = check_root_signatures(reparsed, reparsed.signed, at=NOW)
     assert result.signed_by == (keys["root1"].key_id,)
     assert not result.enough
     with pytest.raises(PolicyViolationError) as caught:
-        verify_policy_transition(None, reparsed)
+        verify_policy_transition(None, reparsed, at=NOW)
     assert caught.value.rule == "policy-threshold-new"
 
 
@@ -346,7 +346,7 @@ def test_signing_twice_with_one_key_replaces_the_signature(base, keys):
 def test_signature_by_a_non_root_key_does_not_count(with_alice, keys):
     # alice's key is in the policy (as an endorser) but is no root key.
     envelope = _signed(with_alice, keys["root1"], keys["alice"])
-    result = check_root_signatures(envelope, with_alice.signed)
+    result = check_root_signatures(envelope, with_alice.signed, at=NOW)
     assert result.signed_by == (keys["root1"].key_id,)
     assert result.ignored == (keys["alice"].key_id,)
     assert not result.enough
@@ -363,7 +363,7 @@ def test_invalid_signature_is_reported_not_fatal(base, keys):
         PolicySignature(keys["root1"].key_id, wrong.sig),
         stale,
         *_signed(base, keys["root1"]).signatures))
-    result = check_root_signatures(envelope, base.signed)
+    result = check_root_signatures(envelope, base.signed, at=NOW)
     assert result.signed_by == (keys["root1"].key_id,)
     assert len(result.invalid) == 2
     assert result.invalid[0].startswith(keys["root1"].key_id + ": ")
@@ -375,7 +375,7 @@ def test_signature_in_another_namespace_does_not_count(base, keys):
     sig = keys["root1"].signer.sign(base.signed_bytes(), namespace="gitreg-imagelist")
     envelope = dataclasses.replace(base, signatures=(
         PolicySignature(keys["root1"].key_id, sig.decode()),))
-    result = check_root_signatures(envelope, base.signed)
+    result = check_root_signatures(envelope, base.signed, at=NOW)
     assert result.signed_by == ()
     assert "namespace" in result.invalid[0]
 
@@ -383,7 +383,7 @@ def test_signature_in_another_namespace_does_not_count(base, keys):
 def test_policy_signed_by_openssh_itself_counts(base, keys, tmp_path):
     envelope = add_signature(base, SshKeygenSigner(keys["root2"], tmp_path))
     envelope = add_signature(envelope, SshKeygenSigner(keys["root3"], tmp_path))
-    verify_policy_transition(None, parse_policy(envelope.canonical_bytes()))
+    verify_policy_transition(None, parse_policy(envelope.canonical_bytes()), at=NOW)
 
 
 def test_mixed_scheme_roots_with_an_openpgp_key(keys, openpgp_keyring):
@@ -395,11 +395,11 @@ def test_mixed_scheme_roots_with_an_openpgp_key(keys, openpgp_keyring):
 
     half = add_signature(envelope, gpg_alice)
     with pytest.raises(PolicyViolationError) as caught:
-        verify_policy_transition(None, half)
+        verify_policy_transition(None, half, at=NOW)
     assert keys["root1"].key_id in caught.value.message
 
     both = parse_policy(add_signature(half, keys["root1"].signer).canonical_bytes())
-    verify_policy_transition(None, both)
+    verify_policy_transition(None, both, at=NOW)
 
 
 # --- transitions --------------------------------------------------------------------
@@ -408,7 +408,7 @@ def test_mixed_scheme_roots_with_an_openpgp_key(keys, openpgp_keyring):
 def test_rotating_root_keys_needs_old_and_new_thresholds(keys):
     old = _signed(new_policy(REGISTRY, [keys["root1"].public, keys["root2"].public], 2,
                              EXPIRES), keys["root1"], keys["root2"])
-    verify_policy_transition(None, old)
+    verify_policy_transition(None, old, at=NOW)
     # root1 leaves, root3 joins: 2 of {root2, root3}.
     new = old.add_root(keys["root3"].public).remove_root(keys["root1"].key_id)
     new = new.with_version(old.version + 1)
@@ -416,18 +416,18 @@ def test_rotating_root_keys_needs_old_and_new_thresholds(keys):
 
     only_new = _signed(new, keys["root2"], keys["root3"])
     with pytest.raises(PolicyViolationError) as caught:
-        verify_policy_transition(old, only_new, commit="a" * 40)
+        verify_policy_transition(old, only_new, commit="a" * 40, at=NOW)
     assert caught.value.rule == "policy-threshold-old"
     assert keys["root1"].key_id in caught.value.message
     assert "commit aaaaaaaaaaaa" in caught.value.message
 
     only_old = _signed(new, keys["root1"], keys["root2"])
     with pytest.raises(PolicyViolationError) as caught:
-        verify_policy_transition(old, only_old)
+        verify_policy_transition(old, only_old, at=NOW)
     assert caught.value.rule == "policy-threshold-new"
     assert keys["root3"].key_id in caught.value.message
 
-    verify_policy_transition(old, _signed(new, keys["root1"], keys["root2"], keys["root3"]))
+    verify_policy_transition(old, _signed(new, keys["root1"], keys["root2"], keys["root3"]), at=NOW)
 
 
 @pytest.mark.parametrize("version", [1, 3, 10])
@@ -435,7 +435,7 @@ def test_version_must_be_exactly_one_more(base, keys, version):
     old = _signed(base, keys["root1"], keys["root2"])
     new = _signed(base.set_threshold(1).with_version(version), keys["root1"], keys["root2"])
     with pytest.raises(PolicyViolationError) as caught:
-        verify_policy_transition(old, new)
+        verify_policy_transition(old, new, at=NOW)
     assert caught.value.rule == "policy-version"
     assert caught.value.path == "policy.json"
 
@@ -446,14 +446,14 @@ def test_registry_id_cannot_change(base, keys):
     doc["signed"]["registry"] = OTHER_REGISTRY
     new = _signed(parse_policy(_bytes(doc)), keys["root1"], keys["root2"])
     with pytest.raises(PolicyViolationError) as caught:
-        verify_policy_transition(old, new)
+        verify_policy_transition(old, new, at=NOW)
     assert caught.value.rule == "policy-registry"
 
 
 def test_ordinary_change_with_thresholds_passes(with_alice, keys):
     old = _signed(with_alice, keys["root1"], keys["root2"])
     new = _signed(old.remove_endorser("bob"), keys["root2"], keys["root3"])
-    verify_policy_transition(old, new)
+    verify_policy_transition(old, new, at=NOW)
 
 
 # --- expiry and endorsers -------------------------------------------------------------

@@ -28,6 +28,8 @@ from gitreg.verify import layout
 from gitreg.verify.cache import MemoryCache
 from gitreg.verify.history import Verifier
 
+NOW = utcnow()
+
 ENDORSER = EndorserFields(dn="/DC=org/DC=example/CN=Alice", ca="/DC=org/DC=example/CN=CA",
                           email="alice@example.org", creator="Alice")
 
@@ -310,7 +312,8 @@ def test_x509_endorser_signs_lists_with_cms_and_commits_with_ssh(registry, ssh_k
     from gitreg.signing.keys import load_public_key
 
     bob = signer(ssh_keys, "bob")
-    keys = [load_public_key(str(chained)), SSHPublicKey.from_file(ssh_keys["mallory"].public)]
+    keys = [load_public_key(str(chained), at=NOW),
+            SSHPublicKey.from_file(ssh_keys["mallory"].public)]
     draft = edit_policy(registry.published_policy(), registry.draft_policy(),
                         lambda p: p.add_endorser("grid", keys, allow=["imagelists/*"]))
     registry.write_policy(add_signature(draft, bob))
@@ -332,7 +335,7 @@ def test_openpgp_endorser_signs_lists_and_commits_with_gpg(registry, ssh_keys,
     from gitreg.signing.keys import load_public_key
 
     fpr = openpgp_keyring.fingerprints["bob"]  # signs with a subkey
-    key = load_public_key(f"openpgp:{fpr}")
+    key = load_public_key(f"openpgp:{fpr}", at=NOW)
     bob = signer(ssh_keys, "bob")
     draft = edit_policy(registry.published_policy(), registry.draft_policy(),
                         lambda p: p.add_endorser("pgp", [key], allow=["imagelists/*"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from gitreg.signing.openpgp import (
     verify_with_allowlist,
 )
 from tests.fixtures.openpgp_keys import OpenPGPKeyring
+
+NOW = datetime.now(UTC)
 
 DATA = b'{"hv:imagelist": {"dc:title": "test"}}\n'
 NOT_TEXT = b"\xff\xfe\x00"
@@ -145,7 +148,7 @@ def test_gpg_signatures_verify_against_policy_keys(openpgp_keyring: OpenPGPKeyri
     signature = gpg_sign(openpgp_keyring, name, DATA, tmp_path)
     assert detect_scheme(signature) == "openpgp"
     key = policy_key(openpgp_keyring, name)
-    verified = key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+    verified = key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
     assert verified.scheme == "openpgp"
     assert verified.key_id == openpgp_keyring.fingerprints[name]
     assert f"{name}@example.org" in verified.detail
@@ -172,11 +175,12 @@ def test_bytes_that_are_not_text_are_signed_exactly(openpgp_keyring: OpenPGPKeyr
     signature = alice.sign(NOT_TEXT, namespace=NAMESPACE_IMAGELIST)
     assert gpg_verify(openpgp_keyring, NOT_TEXT, signature, tmp_path).returncode == 0
     key = alice.public_key()
-    assert key.verify(NOT_TEXT, signature, namespace=NAMESPACE_IMAGELIST).key_id == key.key_id
+    assert key.verify(NOT_TEXT, signature, namespace=NAMESPACE_IMAGELIST,
+                      at=NOW).key_id == key.key_id
     # what python-gnupg would make of a str: the latin-1 / UTF-8 re-encodings must fail
     for other in (NOT_TEXT.decode("latin-1").encode("utf-8"), NOT_TEXT[:-1]):
         with pytest.raises(SignatureError, match="does not match"):
-            key.verify(other, signature, namespace=NAMESPACE_IMAGELIST)
+            key.verify(other, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_issuer_names_the_signing_key(openpgp_keyring: OpenPGPKeyring, tmp_path: Path) -> None:
@@ -201,7 +205,7 @@ def test_tampered_byte_is_rejected(openpgp_keyring: OpenPGPKeyring, tmp_path: Pa
     tampered[position] ^= 0x01
     key = policy_key(openpgp_keyring, "alice")
     with pytest.raises(SignatureError, match="does not match the data"):
-        key.verify(bytes(tampered), signature, namespace=NAMESPACE_IMAGELIST)
+        key.verify(bytes(tampered), signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_valid_signature_by_another_key_is_rejected(openpgp_keyring: OpenPGPKeyring,
@@ -209,10 +213,10 @@ def test_valid_signature_by_another_key_is_rejected(openpgp_keyring: OpenPGPKeyr
     alice, bob = (policy_key(openpgp_keyring, n) for n in ("alice", "bob"))
     by_bob = gpg_sign(openpgp_keyring, "bob", DATA, tmp_path)
     # bob's key is in the process keyring too (and valid there), yet it is not alice
-    bob.verify(DATA, by_bob, namespace=NAMESPACE_IMAGELIST)
+    bob.verify(DATA, by_bob, namespace=NAMESPACE_IMAGELIST, at=NOW)
     with pytest.raises(SignatureError, match=f"made by {bob.fingerprint}, not by "
                                              f"{alice.fingerprint}"):
-        alice.verify(DATA, by_bob, namespace=NAMESPACE_IMAGELIST)
+        alice.verify(DATA, by_bob, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_allow_list_is_what_counts(openpgp_keyring: OpenPGPKeyring, tmp_path: Path) -> None:
@@ -256,7 +260,7 @@ def test_signature_that_is_not_one_binary_detached_signature_is_rejected(
     }
     for variant, (signature, reason) in variants.items():
         with pytest.raises(SignatureError, match=reason):
-            key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+            key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
             pytest.fail(f"{variant} was accepted")
 
 
@@ -270,7 +274,7 @@ def test_reencoded_armour_still_verifies(openpgp_keyring: OpenPGPKeyring,
     rewrapped = ("-----BEGIN PGP SIGNATURE-----\r\nComment: rewrapped\r\n\r\n"
                  + base64.b64encode(packet).decode() + "\r\n-----END PGP SIGNATURE-----\r\n")
     key = policy_key(openpgp_keyring, "alice")
-    assert key.verify(DATA, rewrapped.encode(), namespace=NAMESPACE_IMAGELIST).key_id == \
+    assert key.verify(DATA, rewrapped.encode(), namespace=NAMESPACE_IMAGELIST, at=NOW).key_id == \
         key.key_id
 
 
@@ -296,7 +300,7 @@ def test_signature_by_a_revoked_key_is_rejected(tmp_path: Path) -> None:
     after = OpenPGPPublicKey.from_gnupghome(fingerprint, str(keyring.gnupghome))
     assert after.armored != before.armored
     with pytest.raises(SignatureError, match="signing key was revoked"):
-        after.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+        after.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
     subprocess.run(["gpgconf", "--homedir", str(keyring.gnupghome), "--kill", "all"],
                    check=False, capture_output=True)
 
@@ -308,7 +312,7 @@ def test_signature_by_an_expired_key_is_rejected(tmp_path: Path) -> None:
                          global_options=("--faked-system-time", "20200101T120000!"))
     key = OpenPGPPublicKey.from_gnupghome(fingerprint, str(keyring.gnupghome))
     with pytest.raises(SignatureError, match="signing key has expired"):
-        key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+        key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
     subprocess.run(["gpgconf", "--homedir", str(keyring.gnupghome), "--kill", "all"],
                    check=False, capture_output=True)
 

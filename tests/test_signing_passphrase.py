@@ -8,6 +8,7 @@ import pty
 import select
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from gitreg.signing.passphrase import PASSPHRASE_ENV, is_encrypted
 from gitreg.signing.ssh import SSHPublicKey
 from tests.fixtures.env import GITREG, RunCli
 from tests.fixtures.ssh_keys import SSHKeyFiles
+
+NOW = datetime.now(UTC)
 
 DATA = b'{"hv:imagelist": {}}\n'
 
@@ -56,7 +59,7 @@ def test_init_signs_with_the_passphrase_from_the_environment(run_cli: RunCli, tm
                    env={PASSPHRASE_ENV: "secret"}, input="")
     assert done.returncode == 0, done.stderr
     envelope = parse_policy((reg / "policy.json").read_bytes())
-    verdict = check_root_signatures(envelope, envelope.signed)
+    verdict = check_root_signatures(envelope, envelope.signed, at=NOW)
     assert verdict.enough and not verdict.invalid
     assert verdict.signed_by == (key_id(locked.with_suffix(".pub")),)
 
@@ -125,7 +128,7 @@ def test_on_a_terminal_the_passphrase_is_asked_for(tmp_path: Path, locked: Path)
     assert f"Passphrase for {locked}: ".encode() in seen
     assert b"secret" not in seen  # not echoed
     envelope = parse_policy((reg / "policy.json").read_bytes())
-    assert check_root_signatures(envelope, envelope.signed).enough
+    assert check_root_signatures(envelope, envelope.signed, at=NOW).enough
 
 
 # --- in process ------------------------------------------------------------------
@@ -188,4 +191,4 @@ def test_an_encrypted_pkcs8_key_gets_its_passphrase_too(
 
 def test_the_public_key_of_an_encrypted_key_needs_no_passphrase(locked: Path) -> None:
     assert is_encrypted(locked.read_bytes())
-    assert load_public_key(str(locked)).key_id == key_id(locked.with_suffix(".pub"))
+    assert load_public_key(str(locked), at=NOW).key_id == key_id(locked.with_suffix(".pub"))

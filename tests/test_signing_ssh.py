@@ -7,6 +7,7 @@ import hashlib
 import re
 import struct
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,8 @@ from gitreg.signing.ssh import (
     signature_key_id,
 )
 from tests.fixtures.ssh_keys import SSHKeyFiles, write_allowed_signers
+
+NOW = datetime.now(UTC)
 
 DATA = b'{"hv:imagelist": {"dc:title": "test"}}\n'
 BINARY = b"\xff\xfe\x00 not text \r\n\x80"
@@ -189,7 +192,7 @@ def test_ssh_keygen_signatures_verify_in_process(ssh_keys: dict[str, SSHKeyFiles
     signature = keygen_sign(files, DATA, tmp_path, namespace)
     assert detect_scheme(signature) == "ssh"
     key = SSHPublicKey.from_file(files.public)
-    verified = key.verify(DATA, signature, namespace=namespace)
+    verified = key.verify(DATA, signature, namespace=namespace, at=NOW)
     assert verified.scheme == "ssh"
     assert verified.key_id == key.key_id
     assert files.principal in verified.detail
@@ -200,7 +203,7 @@ def test_ssh_keygen_sha256_hash_signatures_verify(ssh_carol: SSHKeyFiles,
     signature = keygen_sign(ssh_carol, BINARY, tmp_path, NAMESPACE_IMAGELIST, "hashalg=sha256")
     assert parse_signature(signature).hash_algorithm == "sha256"
     key = SSHPublicKey.from_file(ssh_carol.public)
-    assert key.verify(BINARY, signature, namespace=NAMESPACE_IMAGELIST).key_id == key.key_id
+    assert key.verify(BINARY, signature, namespace=NAMESPACE_IMAGELIST, at=NOW).key_id == key.key_id
 
 
 @pytest.mark.parametrize("name", ["alice", "carol"])
@@ -222,10 +225,10 @@ def test_binary_data_is_signed_exactly(ssh_alice: SSHKeyFiles, tmp_path: Path) -
     signature = signer.sign(BINARY, namespace=NAMESPACE_IMAGELIST)
     assert keygen_verify(ssh_alice, BINARY, signature, tmp_path,
                          NAMESPACE_IMAGELIST).returncode == 0
-    signer.public_key().verify(BINARY, signature, namespace=NAMESPACE_IMAGELIST)
+    signer.public_key().verify(BINARY, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
     with pytest.raises(SignatureError):
         signer.public_key().verify(BINARY.replace(b"\r\n", b"\n"), signature,
-                                   namespace=NAMESPACE_IMAGELIST)
+                                   namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_ssh_keygen_rejects_a_tampered_in_process_signature(ssh_alice: SSHKeyFiles,
@@ -256,14 +259,15 @@ def test_rsa_sha2_256_signatures_verify(ssh_carol: SSHKeyFiles) -> None:
     key = SSHPublicKey.from_file(ssh_carol.public)
     for hash_alg in (b"sha512", b"sha256"):
         signature = rsa_signature(ssh_carol, DATA, b"rsa-sha2-256", hash_alg)
-        assert key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST).key_id == key.key_id
+        assert key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST,
+                          at=NOW).key_id == key.key_id
 
 
 def test_legacy_ssh_rsa_sha1_signatures_are_rejected(ssh_carol: SSHKeyFiles) -> None:
     signature = rsa_signature(ssh_carol, DATA, b"ssh-rsa")
     key = SSHPublicKey.from_file(ssh_carol.public)
     with pytest.raises(SignatureError, match="legacy ssh-rsa"):
-        key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+        key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 # --- attacks -------------------------------------------------------------------
@@ -282,7 +286,7 @@ def test_tampered_data_byte_is_rejected(ssh_alice: SSHKeyFiles, alice_signature:
     tampered[position] ^= 0x01
     key = SSHPublicKey.from_file(ssh_alice.public)
     with pytest.raises(SignatureError, match="does not match the data"):
-        key.verify(bytes(tampered), alice_signature, namespace=NAMESPACE_IMAGELIST)
+        key.verify(bytes(tampered), alice_signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_tampered_signature_value_is_rejected(ssh_alice: SSHKeyFiles,
@@ -294,7 +298,7 @@ def test_tampered_signature_value_is_rejected(ssh_alice: SSHKeyFiles,
                                ssh_string(b"ssh-ed25519") + ssh_string(bytes(raw))))
     key = SSHPublicKey.from_file(ssh_alice.public)
     with pytest.raises(SignatureError, match="does not match"):
-        key.verify(DATA, forged, namespace=NAMESPACE_IMAGELIST)
+        key.verify(DATA, forged, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_signature_for_another_namespace_is_rejected(ssh_alice: SSHKeyFiles,
@@ -302,7 +306,7 @@ def test_signature_for_another_namespace_is_rejected(ssh_alice: SSHKeyFiles,
     commit_signature = keygen_sign(ssh_alice, DATA, tmp_path, NAMESPACE_GIT)
     key = SSHPublicKey.from_file(ssh_alice.public)
     with pytest.raises(SignatureError, match="namespace 'git'"):
-        key.verify(DATA, commit_signature, namespace=NAMESPACE_IMAGELIST)
+        key.verify(DATA, commit_signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_relabelled_namespace_is_rejected(ssh_alice: SSHKeyFiles, tmp_path: Path) -> None:
@@ -312,7 +316,7 @@ def test_relabelled_namespace_is_rejected(ssh_alice: SSHKeyFiles, tmp_path: Path
                                    ssh_string(b"ssh-ed25519") + ssh_string(parsed.signature)))
     key = SSHPublicKey.from_file(ssh_alice.public)
     with pytest.raises(SignatureError, match="does not match"):
-        key.verify(DATA, relabelled, namespace=NAMESPACE_IMAGELIST)
+        key.verify(DATA, relabelled, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_signature_by_another_key_is_rejected(ssh_bob: SSHKeyFiles,
@@ -321,7 +325,7 @@ def test_signature_by_another_key_is_rejected(ssh_bob: SSHKeyFiles,
     bob = SSHPublicKey.from_file(ssh_bob.public)
     mallory_id = SSHPublicKey.from_file(ssh_mallory.public).key_id
     with pytest.raises(SignatureError, match="made by key") as caught:
-        bob.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+        bob.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
     assert mallory_id in caught.value.message
     assert bob.key_id in caught.value.message
 
@@ -335,7 +339,7 @@ def test_embedded_key_swapped_for_the_trusted_one_is_rejected(ssh_bob: SSHKeyFil
     claimed = armour(build_blob(bob.blob, b"gitreg-imagelist", b"sha512",
                                 ssh_string(b"ssh-ed25519") + ssh_string(parsed.signature)))
     with pytest.raises(SignatureError, match="does not match"):
-        bob.verify(DATA, claimed, namespace=NAMESPACE_IMAGELIST)
+        bob.verify(DATA, claimed, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_signature_algorithm_not_fitting_the_key_is_rejected(ssh_alice: SSHKeyFiles,
@@ -345,7 +349,7 @@ def test_signature_algorithm_not_fitting_the_key_is_rejected(ssh_alice: SSHKeyFi
                                     ssh_string(b"rsa-sha2-512") + ssh_string(parsed.signature)))
     with pytest.raises(SignatureError, match="does not fit an Ed25519 key"):
         SSHPublicKey.from_file(ssh_alice.public).verify(DATA, mislabelled,
-                                                        namespace=NAMESPACE_IMAGELIST)
+                                                        namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def _malformed_variants(signature: bytes) -> dict[str, bytes]:
@@ -387,7 +391,7 @@ def test_malformed_armour_is_rejected(ssh_alice: SSHKeyFiles, alice_signature: b
     bad = _malformed_variants(alice_signature)[variant]
     key = SSHPublicKey.from_file(ssh_alice.public)
     with pytest.raises(SignatureError):
-        key.verify(DATA, bad, namespace=NAMESPACE_IMAGELIST)
+        key.verify(DATA, bad, namespace=NAMESPACE_IMAGELIST, at=NOW)
     with pytest.raises(SignatureError):
         signature_key_id(bad)
 
@@ -396,7 +400,7 @@ def test_armour_with_crlf_line_ends_still_verifies(ssh_alice: SSHKeyFiles,
                                                    alice_signature: bytes) -> None:
     key = SSHPublicKey.from_file(ssh_alice.public)
     crlf = alice_signature.replace(b"\n", b"\r\n")
-    assert key.verify(DATA, crlf, namespace=NAMESPACE_IMAGELIST).key_id == key.key_id
+    assert key.verify(DATA, crlf, namespace=NAMESPACE_IMAGELIST, at=NOW).key_id == key.key_id
 
 
 _FUZZ_SIGNER = SSHSigner(Ed25519PrivateKey.generate())
@@ -412,7 +416,7 @@ def test_fuzzed_signatures_only_ever_raise_signature_error(cut: int, flip: int,
     signature[cut % len(signature)] ^= flip
     candidate = bytes(signature[:cut + 30]) + junk
     try:
-        _FUZZ_SIGNER.public_key().verify(DATA, candidate, namespace=NAMESPACE_IMAGELIST)
+        _FUZZ_SIGNER.public_key().verify(DATA, candidate, namespace=NAMESPACE_IMAGELIST, at=NOW)
     except SignatureError:
         return
     # Only a mutation that leaves the decoded signature as it was may still verify

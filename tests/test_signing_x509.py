@@ -188,7 +188,7 @@ def test_store_from_pem_is_cached_and_splits_anchors(x509_pki: TestPKI) -> None:
 
 def test_sign_cms_verifies_with_chain_and_names(x509_pki: TestPKI, store: CAStore) -> None:
     cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
-    info = verify_cms(DATA, cms, store)
+    info = verify_cms(DATA, cms, store, at=NOW)
     assert info == X509SignerInfo(x509_pki.alice.dn, x509_pki.alice.ca_dn, x509_pki.alice.cert,
                                   (x509_pki.alice.cert, x509_pki.issuing.cert,
                                    x509_pki.root.cert))
@@ -223,34 +223,34 @@ def test_openssl_cms_signatures_verify(x509_pki: TestPKI, tmp_path: Path,
     store = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
     if signer is x509_pki.issuing:
         with pytest.raises(UntrustedSignerError, match="keyUsage"):
-            verify_cms(DATA, cms, store)
+            verify_cms(DATA, cms, store, at=NOW)
         return
-    assert verify_cms(DATA, cms, store).subject_dn == signer.dn
+    assert verify_cms(DATA, cms, store, at=NOW).subject_dn == signer.dn
 
 
 def test_rsa_pkcs1_and_pss_signatures_by_openssl_verify(x509_pki: TestPKI, store: CAStore,
                                                         tmp_path: Path) -> None:
     plain = openssl_cms_sign(tmp_path, x509_pki.bob, DATA)
-    assert verify_cms(DATA, plain, store).subject_dn == x509_pki.bob.dn
+    assert verify_cms(DATA, plain, store, at=NOW).subject_dn == x509_pki.bob.dn
     pss = openssl_cms_sign(tmp_path, x509_pki.bob, DATA, "-keyopt",
                            "rsa_padding_mode:pss")
     assert b"\x2a\x86\x48\x86\xf7\x0d\x01\x01\x0a" in pss  # id-RSASSA-PSS
-    assert verify_cms(DATA, pss, store).subject_dn == x509_pki.bob.dn
+    assert verify_cms(DATA, pss, store, at=NOW).subject_dn == x509_pki.bob.dn
     with pytest.raises(SignatureError, match="does not verify"):
-        verify_cms(DATA, pss.replace(pss[-40:-30], bytes(10)), store)
+        verify_cms(DATA, pss.replace(pss[-40:-30], bytes(10)), store, at=NOW)
 
 
 def test_sha1_signature_is_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: Path) -> None:
     cms = openssl_cms_sign(tmp_path, x509_pki.alice, DATA, "-md", "sha1")
     with pytest.raises(SignatureError, match="sha1 is not accepted"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 def test_tampered_data_is_a_bad_signature_not_an_untrusted_one(x509_pki: TestPKI,
                                                               store: CAStore) -> None:
     cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
     with pytest.raises(SignatureError, match="message digest does not match") as caught:
-        verify_cms(DATA.replace(b"a list", b"A list"), cms, store)
+        verify_cms(DATA.replace(b"a list", b"A list"), cms, store, at=NOW)
     assert not isinstance(caught.value, UntrustedSignerError)
     assert x509_pki.alice.dn in caught.value.message
 
@@ -262,36 +262,88 @@ def test_tampered_signed_attributes_fail(x509_pki: TestPKI, store: CAStore,
     at = cms.index(signing_time) + len(signing_time) + 6
     cms[at] ^= 0x01  # one digit of the signing time
     with pytest.raises(SignatureError, match="does not verify"):
-        verify_cms(DATA, bytes(cms), store)
+        verify_cms(DATA, bytes(cms), store, at=NOW)
 
 
 def test_two_signers_are_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: Path) -> None:
     cms = openssl_cms_sign(tmp_path, x509_pki.alice, DATA, "-signer", x509_pki.bob.cert_path,
                            "-inkey", x509_pki.bob.key_path)
     with pytest.raises(SignatureError, match="2 signers; exactly one"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 def test_revoked_signer_is_rejected(x509_pki: TestPKI, store: CAStore) -> None:
     cms = sign_cms(DATA, x509_pki.revoked.cert_pem, x509_pki.revoked.key_pem)
     with pytest.raises(UntrustedSignerError, match="revoked by the CRL of") as caught:
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
     assert caught.value.message.startswith(f"signer {x509_pki.revoked.dn}:")
     # The same signature is fine for a store that has no CRL: the CRL decided.
     no_crl = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
-    assert verify_cms(DATA, cms, no_crl).subject_dn == x509_pki.revoked.dn
+    assert verify_cms(DATA, cms, no_crl, at=NOW).subject_dn == x509_pki.revoked.dn
 
 
 def test_expired_signer_is_rejected(x509_pki: TestPKI, store: CAStore) -> None:
     cms = sign_cms(DATA, x509_pki.expired.cert_pem, x509_pki.expired.key_pem)
     with pytest.raises(UntrustedSignerError, match="expired at"):
-        verify_cms(DATA, cms, store)
-    # ... and was good while it was valid (today's CRLs did not exist then).
+        verify_cms(DATA, cms, store, at=NOW)
+    # ... and was good while it was valid: today's CRL, which does not list it,
+    # also tells that it was not revoked then.
     then = NOW - dt.timedelta(days=500)
     no_crl = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
     assert verify_cms(DATA, cms, no_crl, at=then).subject_dn == x509_pki.expired.dn
-    with pytest.raises(UntrustedSignerError, match=r"CRL of .* is not valid before"):
-        verify_cms(DATA, cms, store, at=then)
+    assert verify_cms(DATA, cms, store, at=then).subject_dn == x509_pki.expired.dn
+
+
+def test_revocation_is_judged_at_the_reference_time(x509_pki: TestPKI, tmp_path: Path) -> None:
+    hour = dt.timedelta(hours=1)
+    crl = build_crl(x509_pki.issuing, [x509_pki.alice.cert], revoked_at=NOW - 6 * hour,
+                    last_update=NOW - hour)
+    store = CAStore.from_directory(x509_pki.write_ca_dir(
+        tmp_path / "ca", crls=[(x509_pki.issuing, crl)]))
+    cms = _alice_cms(x509_pki)
+    identity = X509PublicKey(x509_pki.alice.dn, x509_pki.alice.ca_dn,
+                             [x509_pki.root.cert_pem, x509_pki.issuing.cert_pem],
+                             [crl.public_bytes(serialization.Encoding.PEM)])
+    before = NOW - 7 * hour
+    assert verify_cms(DATA, cms, store, at=before).subject_dn == x509_pki.alice.dn
+    assert identity.verify(DATA, cms, namespace=NAMESPACE_IMAGELIST, at=before).key_id == \
+        x509_pki.alice.dn
+    for after in (NOW - 6 * hour, NOW):
+        with pytest.raises(UntrustedSignerError, match=r"revoked by the CRL of .* since "):
+            verify_cms(DATA, cms, store, at=after)
+        with pytest.raises(UntrustedSignerError, match="revoked by the CRL of"):
+            identity.verify(DATA, cms, namespace=NAMESPACE_IMAGELIST, at=after)
+
+
+def test_key_compromise_invalidity_date_backdates_the_revocation(x509_pki: TestPKI,
+                                                                 tmp_path: Path) -> None:
+    hour = dt.timedelta(hours=1)
+    crl = build_crl(x509_pki.issuing, [x509_pki.alice.cert], revoked_at=NOW - hour,
+                    invalid_since=NOW - 10 * hour)
+    store = CAStore.from_directory(x509_pki.write_ca_dir(
+        tmp_path / "ca", crls=[(x509_pki.issuing, crl)]))
+    cms = _alice_cms(x509_pki)
+    assert verify_cms(DATA, cms, store, at=NOW - 11 * hour).subject_dn == x509_pki.alice.dn
+    with pytest.raises(UntrustedSignerError, match="revoked by the CRL of"):
+        verify_cms(DATA, cms, store, at=NOW - 6 * hour)
+
+
+def test_validity_period_is_judged_at_the_reference_time(x509_pki: TestPKI,
+                                                         store: CAStore) -> None:
+    cms = _alice_cms(x509_pki)
+    identity = X509PublicKey(x509_pki.alice.dn, x509_pki.alice.ca_dn,
+                             [x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
+    cert = x509_pki.alice.cert
+    second = dt.timedelta(seconds=1)
+    for inside in (cert.not_valid_before_utc, cert.not_valid_after_utc):
+        assert identity.verify(DATA, cms, namespace=NAMESPACE_IMAGELIST,
+                               at=inside).key_id == x509_pki.alice.dn
+    with pytest.raises(UntrustedSignerError, match="not valid before"):
+        identity.verify(DATA, cms, namespace=NAMESPACE_IMAGELIST,
+                        at=cert.not_valid_before_utc - second)
+    with pytest.raises(UntrustedSignerError, match="expired at"):
+        identity.verify(DATA, cms, namespace=NAMESPACE_IMAGELIST,
+                        at=cert.not_valid_after_utc + second)
 
 
 def test_signature_before_validity_is_rejected(x509_pki: TestPKI, store: CAStore) -> None:
@@ -307,12 +359,12 @@ def test_rogue_ca_with_the_same_names_is_rejected(x509_pki: TestPKI, store: CASt
     assert x509_pki.mallory.ca_dn == x509_pki.alice.ca_dn
     cms = sign_cms(DATA, x509_pki.mallory.cert_pem, x509_pki.mallory.key_pem)
     with pytest.raises(UntrustedSignerError, match="not signed by the key of the CA"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
     # Carrying the rogue CA inside the signature does not make it an anchor.
     cms = sign_cms(DATA, x509_pki.mallory.cert_pem + x509_pki.rogue.cert_pem,
                    x509_pki.mallory.key_pem)
     with pytest.raises(UntrustedSignerError):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 def test_expired_crl_fails_and_says_which(x509_pki: TestPKI, tmp_path: Path) -> None:
@@ -321,7 +373,7 @@ def test_expired_crl_fails_and_says_which(x509_pki: TestPKI, tmp_path: Path) -> 
     ca_dir = x509_pki.write_ca_dir(tmp_path / "ca", crls=[(x509_pki.issuing, stale)])
     cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
     with pytest.raises(UntrustedSignerError, match=r"CRL of .*Issuing CA expired at .*\.r0"):
-        verify_cms(DATA, cms, CAStore.from_directory(ca_dir))
+        verify_cms(DATA, cms, CAStore.from_directory(ca_dir), at=NOW)
 
 
 def test_crl_not_signed_by_the_issuer_fails(x509_pki: TestPKI, tmp_path: Path) -> None:
@@ -330,7 +382,7 @@ def test_crl_not_signed_by_the_issuer_fails(x509_pki: TestPKI, tmp_path: Path) -
     ca_dir = x509_pki.write_ca_dir(tmp_path / "ca", crls=[(x509_pki.issuing, forged)])
     cms = sign_cms(DATA, x509_pki.alice.cert_pem, x509_pki.alice.key_pem)
     with pytest.raises(UntrustedSignerError, match="not signed by its key"):
-        verify_cms(DATA, cms, CAStore.from_directory(ca_dir))
+        verify_cms(DATA, cms, CAStore.from_directory(ca_dir), at=NOW)
 
 
 def test_signer_without_smime_usage_is_rejected(x509_pki: TestPKI, store: CAStore,
@@ -338,7 +390,7 @@ def test_signer_without_smime_usage_is_rejected(x509_pki: TestPKI, store: CAStor
     server = x509_pki.issue("server", tmp_path, eku=[ExtendedKeyUsageOID.SERVER_AUTH])
     cms = sign_cms(DATA, server.cert_pem, server.key_pem)
     with pytest.raises(UntrustedSignerError, match="emailProtection"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 def test_issuer_that_is_not_a_ca_is_rejected(x509_pki: TestPKI, store: CAStore,
@@ -346,7 +398,7 @@ def test_issuer_that_is_not_a_ca_is_rejected(x509_pki: TestPKI, store: CAStore,
     under_alice = x509_pki.issue("sub", tmp_path, issuer=x509_pki.alice)
     cms = sign_cms(DATA, under_alice.cert_pem + x509_pki.alice.cert_pem, under_alice.key_pem)
     with pytest.raises(UntrustedSignerError, match="not a CA"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 def test_path_length_constraint_is_enforced(x509_pki: TestPKI, store: CAStore,
@@ -355,7 +407,7 @@ def test_path_length_constraint_is_enforced(x509_pki: TestPKI, store: CAStore,
     leaf = x509_pki.issue("deep", tmp_path, issuer=sub_ca)
     cms = sign_cms(DATA, leaf.cert_pem + sub_ca.cert_pem, leaf.key_pem)
     with pytest.raises(UntrustedSignerError, match="pathLenConstraint 0 exceeded"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 def test_unknown_critical_extension_is_rejected(x509_pki: TestPKI, store: CAStore,
@@ -364,14 +416,14 @@ def test_unknown_critical_extension_is_rejected(x509_pki: TestPKI, store: CAStor
         x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"), True)])
     cms = sign_cms(DATA, odd.cert_pem, odd.key_pem)
     with pytest.raises(UntrustedSignerError, match="unsupported critical extension"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 def test_signer_certificate_missing_everywhere(x509_pki: TestPKI, store: CAStore,
                                                tmp_path: Path) -> None:
     cms = openssl_cms_sign(tmp_path, x509_pki.alice, DATA, "-nocerts")
     with pytest.raises(SignatureError, match="neither in the signature nor in the CA store"):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 @pytest.mark.parametrize("blob", [
@@ -384,7 +436,7 @@ def test_signer_certificate_missing_everywhere(x509_pki: TestPKI, store: CAStore
         "data-type"])
 def test_malformed_cms_is_a_signature_error(blob: bytes, store: CAStore) -> None:
     with pytest.raises(SignatureError):
-        verify_cms(DATA, blob, store)
+        verify_cms(DATA, blob, store, at=NOW)
 
 
 @FUZZ
@@ -393,14 +445,14 @@ def test_fuzzed_cms_raises_only_gitreg_errors(x509_pki: TestPKI, store: CAStore,
                                               data: st.DataObject) -> None:
     cms = tampered(data, _alice_cms(x509_pki), rounds=4, cut=64, insert=8, empty=b"\x30")
     with contextlib.suppress(GitregError):
-        verify_cms(DATA, cms, store)
+        verify_cms(DATA, cms, store, at=NOW)
 
 
 @FUZZ
 @given(st.binary(max_size=300))
 def test_random_bytes_raise_only_signature_errors(store: CAStore, blob: bytes) -> None:
     with pytest.raises(SignatureError):
-        verify_cms(DATA, blob, store)
+        verify_cms(DATA, blob, store, at=NOW)
 
 
 _CMS_CACHE: dict[str, bytes] = {}
@@ -452,9 +504,9 @@ def test_direct_cms_reader_agrees_with_asn1crypto(x509_pki: TestPKI, store: CASt
             _read_signed_data(cms)
     if "sha1" in options:
         with pytest.raises(SignatureError, match="sha1 is not accepted"):
-            verify_cms(DATA, cms, store)
+            verify_cms(DATA, cms, store, at=NOW)
     else:
-        assert verify_cms(DATA, cms, store).subject_dn == signer.dn
+        assert verify_cms(DATA, cms, store, at=NOW).subject_dn == signer.dn
 
 
 @pytest.mark.parametrize("name", ["imagelist01.signed", "imagelist02.signed",
@@ -490,7 +542,7 @@ def test_cached_chain_is_checked_again_at_every_reference_time(x509_pki: TestPKI
                                                                tmp_path: Path) -> None:
     store = CAStore.from_directory(x509_pki.write_ca_dir(tmp_path / "ca"))
     cms = _alice_cms(x509_pki)
-    assert verify_cms(DATA, cms, store).subject_dn == x509_pki.alice.dn
+    assert verify_cms(DATA, cms, store, at=NOW).subject_dn == x509_pki.alice.dn
     searches = dict(store._searches)
     assert len(searches) == 1
     alice = x509_pki.alice.cert
@@ -504,27 +556,27 @@ def test_cached_chain_is_checked_again_at_every_reference_time(x509_pki: TestPKI
         verify_cms(DATA, cms, store, at=NOW + dt.timedelta(days=31))
     # All from the one kept search, which the failures did not spoil.
     assert store._searches == searches
-    assert verify_cms(DATA, cms, store).subject_dn == x509_pki.alice.dn
+    assert verify_cms(DATA, cms, store, at=NOW).subject_dn == x509_pki.alice.dn
 
 
 def test_cached_success_does_not_outlive_a_new_crl(x509_pki: TestPKI, tmp_path: Path) -> None:
     ca_dir = x509_pki.write_ca_dir(tmp_path / "ca", crls=[])
     cms = sign_cms(DATA, x509_pki.revoked.cert_pem, x509_pki.revoked.key_pem)
-    assert verify_cms(DATA, cms, CAStore.from_directory(ca_dir)).subject_dn == \
+    assert verify_cms(DATA, cms, CAStore.from_directory(ca_dir), at=NOW).subject_dn == \
         x509_pki.revoked.dn
     # fetch-crl drops the issuing CA's CRL into the directory: a new store, new verdict.
     crl_path = ca_dir / f"{openssl_hash(ca_dir / 'issuing.pem')}.r0"
     crl_path.write_bytes(x509_pki.issuing_crl.public_bytes(serialization.Encoding.PEM))
     with pytest.raises(UntrustedSignerError, match="revoked by the CRL of"):
-        verify_cms(DATA, cms, CAStore.from_directory(ca_dir))
+        verify_cms(DATA, cms, CAStore.from_directory(ca_dir), at=NOW)
     # Each store judges by its own CRLs, in whichever order they are asked.
     with_crl = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem],
                                 [_pem_crl(x509_pki.issuing_crl)])
     without = CAStore.from_pem([x509_pki.root.cert_pem, x509_pki.issuing.cert_pem])
-    assert verify_cms(DATA, cms, without).subject_dn == x509_pki.revoked.dn
+    assert verify_cms(DATA, cms, without, at=NOW).subject_dn == x509_pki.revoked.dn
     with pytest.raises(UntrustedSignerError, match="revoked"):
-        verify_cms(DATA, cms, with_crl)
-    assert verify_cms(DATA, cms, without).subject_dn == x509_pki.revoked.dn
+        verify_cms(DATA, cms, with_crl, at=NOW)
+    assert verify_cms(DATA, cms, without, at=NOW).subject_dn == x509_pki.revoked.dn
 
 
 def _pem_crl(crl: x509.CertificateRevocationList) -> bytes:
@@ -537,7 +589,7 @@ def test_cached_certificate_does_not_vouch_for_a_twin(x509_pki: TestPKI, tmp_pat
     # certificate's bytes tell it apart from the one verified before.
     store = CAStore.from_directory(x509_pki.write_ca_dir(tmp_path / "ca"))
     alice = x509_pki.alice.cert
-    assert verify_cms(DATA, _alice_cms(x509_pki), store).subject_dn == x509_pki.alice.dn
+    assert verify_cms(DATA, _alice_cms(x509_pki), store, at=NOW).subject_dn == x509_pki.alice.dn
     key = new_key()
     twin = (x509.CertificateBuilder().subject_name(alice.subject).issuer_name(alice.issuer)
             .public_key(key.public_key()).serial_number(alice.serial_number)
@@ -548,15 +600,15 @@ def test_cached_certificate_does_not_vouch_for_a_twin(x509_pki: TestPKI, tmp_pat
     cms = sign_cms(DATA, identity.cert_pem, identity.key_pem)
     assert _read_signed_data(cms).signers[0].sid_serial == alice.serial_number
     with pytest.raises(UntrustedSignerError, match="not signed by the key of the CA"):
-        verify_cms(DATA, cms, store)
-    assert verify_cms(DATA, _alice_cms(x509_pki), store).subject_dn == x509_pki.alice.dn
+        verify_cms(DATA, cms, store, at=NOW)
+    assert verify_cms(DATA, _alice_cms(x509_pki), store, at=NOW).subject_dn == x509_pki.alice.dn
 
 
 # --- Binding, signer and identity ----------------------------------------------
 
 
 def test_check_binding_quotes_both_pairs(x509_pki: TestPKI, store: CAStore) -> None:
-    info = verify_cms(DATA, _alice_cms(x509_pki), store)
+    info = verify_cms(DATA, _alice_cms(x509_pki), store, at=NOW)
     check_binding(info, dn=x509_pki.alice.dn, ca=x509_pki.alice.ca_dn)
     with pytest.raises(UntrustedSignerError) as caught:
         check_binding(info, dn="/DC=org/CN=someone else", ca=x509_pki.alice.ca_dn,
@@ -571,7 +623,7 @@ def test_check_binding_quotes_both_pairs(x509_pki: TestPKI, store: CAStore) -> N
 def test_signer_signs_pem_that_openssl_and_the_identity_accept(x509_pki: TestPKI,
                                                                tmp_path: Path) -> None:
     signer = X509Signer.from_files(x509_pki.alice.cert_path, x509_pki.alice.key_path,
-                                   ca_dir=x509_pki.ca_dir)
+                                   ca_dir=x509_pki.ca_dir, at=NOW)
     assert signer.key_id == x509_pki.alice.dn
     signature = signer.sign(DATA, namespace=NAMESPACE_IMAGELIST)
     assert signature.startswith(b"-----BEGIN PKCS7-----\n")
@@ -582,12 +634,13 @@ def test_signer_signs_pem_that_openssl_and_the_identity_accept(x509_pki: TestPKI
                      tmp_path / "data.sig", "-content", tmp_path / "data", "-CAfile",
                      x509_pki.ca_file, "-no-CApath", "-no-CAstore", "-out", "/dev/null")
     assert result.returncode == 0, result.stderr.decode()
-    verified = signer.public_key().verify(DATA, signature, namespace=NAMESPACE_IMAGELIST)
+    verified = signer.public_key().verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
     assert (verified.scheme, verified.key_id) == ("x509", x509_pki.alice.dn)
 
 
 def test_identity_round_trips_through_the_policy(x509_pki: TestPKI) -> None:
-    identity = X509PublicKey.from_certificate_file(x509_pki.alice.cert_path, x509_pki.ca_dir)
+    identity = X509PublicKey.from_certificate_file(x509_pki.alice.cert_path, x509_pki.ca_dir,
+                                                   at=NOW)
     entry = identity.to_policy()
     assert entry["scheme"] == "x509"
     assert (entry["dn"], entry["ca_dn"]) == (x509_pki.alice.dn, x509_pki.alice.ca_dn)
@@ -600,30 +653,31 @@ def test_identity_round_trips_through_the_policy(x509_pki: TestPKI) -> None:
 
 
 def test_identity_rejects_other_signers(x509_pki: TestPKI) -> None:
-    identity = X509PublicKey.from_certificate_file(x509_pki.alice.cert_path, x509_pki.ca_dir)
+    identity = X509PublicKey.from_certificate_file(x509_pki.alice.cert_path, x509_pki.ca_dir,
+                                                   at=NOW)
     bob_sig = sign_cms(DATA, x509_pki.bob.cert_pem, x509_pki.bob.key_pem)
     with pytest.raises(UntrustedSignerError, match="hv:dn /DC=org/DC=example/O=Hosts/CN=alice"):
-        identity.verify(DATA, bob_sig, namespace=NAMESPACE_IMAGELIST)
+        identity.verify(DATA, bob_sig, namespace=NAMESPACE_IMAGELIST, at=NOW)
     mallory_sig = sign_cms(DATA, x509_pki.mallory.cert_pem, x509_pki.mallory.key_pem)
     with pytest.raises(UntrustedSignerError, match="not signed by the key"):
-        identity.verify(DATA, mallory_sig, namespace=NAMESPACE_IMAGELIST)
+        identity.verify(DATA, mallory_sig, namespace=NAMESPACE_IMAGELIST, at=NOW)
     revoked_sig = sign_cms(DATA, x509_pki.revoked.cert_pem, x509_pki.revoked.key_pem)
     with pytest.raises(UntrustedSignerError, match="revoked"):
-        identity.verify(DATA, revoked_sig, namespace=NAMESPACE_IMAGELIST)
+        identity.verify(DATA, revoked_sig, namespace=NAMESPACE_IMAGELIST, at=NOW)
 
 
 def test_identity_from_a_file_with_its_chain(x509_pki: TestPKI, tmp_path: Path) -> None:
     bundle = tmp_path / "alice-chain.pem"
     bundle.write_bytes(x509_pki.alice.cert_pem + x509_pki.issuing.cert_pem
                        + x509_pki.root.cert_pem)
-    identity = X509PublicKey.from_certificate_file(bundle)
+    identity = X509PublicKey.from_certificate_file(bundle, at=NOW)
     assert identity.key_id == x509_pki.alice.dn
-    assert identity.verify(DATA, _alice_cms(x509_pki), namespace="x").key_id == \
+    assert identity.verify(DATA, _alice_cms(x509_pki), namespace="x", at=NOW).key_id == \
         x509_pki.alice.dn
     with pytest.raises(UsageError, match="no CA certificates"):
-        X509PublicKey.from_certificate_file(x509_pki.alice.cert_path)
+        X509PublicKey.from_certificate_file(x509_pki.alice.cert_path, at=NOW)
     with pytest.raises(UntrustedSignerError):
-        X509PublicKey.from_certificate_file(x509_pki.mallory.cert_path, x509_pki.ca_dir)
+        X509PublicKey.from_certificate_file(x509_pki.mallory.cert_path, x509_pki.ca_dir, at=NOW)
 
 
 @pytest.mark.parametrize(("entry", "message"), [
@@ -672,7 +726,7 @@ def test_store_ignores_the_system_bundle(x509_pki: TestPKI, tmp_path: Path,
     monkeypatch.setenv("SSL_CERT_DIR", str(ambient))
     cms = sign_cms(DATA, x509_pki.mallory.cert_pem, x509_pki.mallory.key_pem)
     with pytest.raises(UntrustedSignerError):
-        verify_cms(DATA, cms, CAStore.from_directory(x509_pki.ca_dir))
+        verify_cms(DATA, cms, CAStore.from_directory(x509_pki.ca_dir), at=NOW)
 
 
 def test_an_embedded_certificate_claiming_x509_v4_is_a_malformed_signature(
@@ -685,5 +739,5 @@ def test_an_embedded_certificate_claiming_x509_v4_is_a_malformed_signature(
     assert v3 in cert_der and cert_der in cms
     v4 = cert_der.replace(v3, b"\xa0\x03\x02\x01\x03", 1)
     with pytest.raises(SignatureError) as caught:
-        verify_cms(b"list bytes", cms.replace(cert_der, v4), store)
+        verify_cms(b"list bytes", cms.replace(cert_der, v4), store, at=NOW)
     assert "malformed" in caught.value.message

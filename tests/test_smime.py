@@ -31,6 +31,8 @@ from gitreg.signing.x509 import CAStore, X509Signer, check_binding
 from tests.fixtures.x509_pki import Identity, TestPKI
 from tests.tampering import tampered
 
+NOW = dt.datetime.now(dt.UTC)
+
 LIST = (b'{\n    "hv:imagelist": {\n        "dc:title": "Test list",\n'
         b'        "hv:version": "1.0"\n    }\n}\n')
 # Before the cloudkeeper signer certificate expires (2028), whenever tests run.
@@ -122,9 +124,9 @@ def test_openssl_signed_lists_verify(x509_pki: TestPKI, store: CAStore, tmp_path
     if "-nocerts" in options:
         # The signer certificate is neither in the message nor in the store.
         with pytest.raises(SignatureError, match="neither in the signature"):
-            verify_smime(message, store)
+            verify_smime(message, store, at=NOW)
         return
-    payload, signer = verify_smime(message, store)
+    payload, signer = verify_smime(message, store, at=NOW)
     assert payload == LIST
     assert (signer.subject_dn, signer.issuer_dn) == (x509_pki.alice.dn, x509_pki.alice.ca_dn)
     assert parse_smime(message).detached == ("-nodetach" not in options)
@@ -143,7 +145,7 @@ def test_openssl_signed_lists_verify(x509_pki: TestPKI, store: CAStore, tmp_path
 def test_awkward_lists_signed_by_openssl_verify(x509_pki: TestPKI, store: CAStore,
                                                 tmp_path: Path, content: bytes) -> None:
     message = smime_sign(tmp_path, x509_pki.alice, content)
-    payload, _ = verify_smime(message, store)
+    payload, _ = verify_smime(message, store, at=NOW)
     assert payload == content.replace(b"\r\n", b"\n")
     # And our signed bytes are the ones openssl itself verified.
     result = smime_verify(tmp_path, message, "-CAfile", x509_pki.ca_file, "-no-CApath",
@@ -164,16 +166,16 @@ def test_rogue_signer_is_rejected_although_the_ambient_store_trusts_it(
     monkeypatch.setenv("SSL_CERT_FILE", ambient["SSL_CERT_FILE"])
     monkeypatch.setenv("SSL_CERT_DIR", str(x509_pki.directory))
     with pytest.raises(UntrustedSignerError, match="not signed by the key of the CA"):
-        verify_smime(message, store)
+        verify_smime(message, store, at=NOW)
     with pytest.raises(UntrustedSignerError):
-        verify_smime(message, CAStore.from_directory(x509_pki.ca_dir))
+        verify_smime(message, CAStore.from_directory(x509_pki.ca_dir), at=NOW)
 
 
 def test_revoked_signer_is_rejected_like_openssl_crl_check(x509_pki: TestPKI, store: CAStore,
                                                           tmp_path: Path) -> None:
     message = smime_sign(tmp_path, x509_pki.revoked, LIST)
     with pytest.raises(UntrustedSignerError, match="revoked"):
-        verify_smime(message, store, source="revoked.smime")
+        verify_smime(message, store, source="revoked.smime", at=NOW)
     # The fixture's CA directory is one openssl understands: it agrees.
     # (openssl reads only PEM CRLs from a -CApath directory.)
     ca_dir = x509_pki.write_ca_dir(tmp_path / "pem-ca", der_crls=False)
@@ -190,13 +192,13 @@ def test_revoked_signer_is_rejected_like_openssl_crl_check(x509_pki: TestPKI, st
                           "-crl_check_all")
     assert result.returncode == 0, result.stderr.decode()
     with pytest.raises(UntrustedSignerError, match="revoked"):
-        verify_smime(message, CAStore.from_directory(ca_dir))
+        verify_smime(message, CAStore.from_directory(ca_dir), at=NOW)
 
 
 def test_expired_signer_is_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: Path) -> None:
     message = smime_sign(tmp_path, x509_pki.expired, LIST)
     with pytest.raises(UntrustedSignerError, match="expired at"):
-        verify_smime(message, store)
+        verify_smime(message, store, at=NOW)
 
 
 def test_tampered_list_is_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: Path) -> None:
@@ -204,11 +206,11 @@ def test_tampered_list_is_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: 
     tampered = message.replace(b"Test list", b"Evil list")
     assert tampered != message
     with pytest.raises(SignatureError, match="message digest does not match") as caught:
-        verify_smime(tampered, store, source="tampered.smime")
+        verify_smime(tampered, store, source="tampered.smime", at=NOW)
     assert caught.value.message.startswith("tampered.smime: ")
     # A changed line ending is a changed list too (CRLF canonicalisation aside).
     with pytest.raises(SignatureError):
-        verify_smime(message.replace(b'"1.0"\r\n', b'"1.0" \r\n'), store)
+        verify_smime(message.replace(b'"1.0"\r\n', b'"1.0" \r\n'), store, at=NOW)
 
 
 def test_two_signers_are_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: Path) -> None:
@@ -217,7 +219,7 @@ def test_two_signers_are_rejected(x509_pki: TestPKI, store: CAStore, tmp_path: P
     assert smime_verify(tmp_path, message, "-CAfile", x509_pki.ca_file, "-no-CApath",
                         "-no-CAstore").returncode == 0
     with pytest.raises(SignatureError, match="2 signers"):
-        verify_smime(message, store)
+        verify_smime(message, store, at=NOW)
 
 
 # --- build_smime -------------------------------------------------------------------
@@ -238,7 +240,7 @@ def test_built_messages_verify_with_openssl(x509_pki: TestPKI, store: CAStore, t
     assert result.returncode == 0, result.stderr.decode()
     # What vmcatcher would json-parse: the list itself, with CRLF.
     assert (tmp_path / "verified").read_bytes() == LIST.replace(b"\n", b"\r\n")
-    payload, signer = verify_smime(message, store)
+    payload, signer = verify_smime(message, store, at=NOW)
     assert payload == LIST
     assert signer.subject_dn == x509_pki.alice.dn
     head = message.split(b"\n\n", 1)[0]
@@ -252,13 +254,13 @@ def test_crlf_messages_and_folded_headers_verify(x509_pki: TestPKI, store: CASto
     crlf = message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     assert smime_verify(tmp_path, crlf, "-CAfile", x509_pki.ca_file, "-no-CApath",
                         "-no-CAstore").returncode == 0
-    assert verify_smime(crlf, store)[0] == LIST
+    assert verify_smime(crlf, store, at=NOW)[0] == LIST
     folded = message.replace(b"; protocol=", b";\n\tprotocol=").replace(b"; boundary=",
                                                                         b";\n boundary=")
     assert folded != message
     assert smime_verify(tmp_path, folded, "-CAfile", x509_pki.ca_file, "-no-CApath",
                         "-no-CAstore").returncode == 0
-    assert verify_smime(folded, store)[0] == LIST
+    assert verify_smime(folded, store, at=NOW)[0] == LIST
 
 
 def test_build_refuses_content_it_cannot_carry(x509_pki: TestPKI) -> None:
@@ -292,7 +294,7 @@ def test_build_and_parse_round_trip(x509_pki: TestPKI, store: CAStore, lines: li
     content = ("{" + "\n".join(lines) + ("\n" if final_newline else "")).encode()
     message = build_smime(content, x509_pki.alice.cert_pem, x509_pki.alice.key_pem,
                           text_part=text_part)
-    payload, _ = verify_smime(message, store)
+    payload, _ = verify_smime(message, store, at=NOW)
     assert payload == content
 
 
@@ -326,14 +328,14 @@ def test_malformed_messages_are_signature_errors(x509_pki: TestPKI, store: CASto
                                                  mutate: object, message: str) -> None:
     broken = mutate(_valid(x509_pki))  # type: ignore[operator]
     with pytest.raises(SignatureError, match=message):
-        verify_smime(broken, store)
+        verify_smime(broken, store, at=NOW)
 
 
 def test_signed_part_headers_are_decoded(x509_pki: TestPKI, store: CAStore,
                                         tmp_path: Path) -> None:
     encoded = b"Content-Type: application/json\nContent-Transfer-Encoding: base64\n\n"
     message = smime_sign(tmp_path, x509_pki.alice, encoded + b"e30K\n")
-    assert verify_smime(message, store)[0] == b"{}\n"
+    assert verify_smime(message, store, at=NOW)[0] == b"{}\n"
     message = smime_sign(tmp_path, x509_pki.alice, b"Content-Transfer-Encoding: x-uu\n\n{}\n")
     with pytest.raises(SignatureError, match="Content-Transfer-Encoding 'x-uu'"):
         parse_smime(message)
@@ -346,16 +348,16 @@ def test_fuzzed_messages_raise_only_gitreg_errors(x509_pki: TestPKI, store: CASt
     message = tampered(data, _cached_valid(x509_pki), rounds=4, cut=200, insert=16, empty=b"\n",
                        insertions=st.sampled_from([b"\n", b"\r\n", b"\r"]))
     with contextlib.suppress(SignatureError, InvalidDocumentError):
-        verify_smime(message, store)
+        verify_smime(message, store, at=NOW)
 
 
 @FUZZ
 @given(st.binary(max_size=400))
 def test_random_bytes_raise_only_gitreg_errors(store: CAStore, blob: bytes) -> None:
     with pytest.raises(GitregError):
-        verify_smime(b"Content-Type: multipart/signed; boundary=b\n\n" + blob, store)
+        verify_smime(b"Content-Type: multipart/signed; boundary=b\n\n" + blob, store, at=NOW)
     with pytest.raises(GitregError):
-        verify_smime(blob, store)
+        verify_smime(blob, store, at=NOW)
 
 
 _VALID: dict[str, bytes] = {}
@@ -415,7 +417,7 @@ def test_boundary_with_pattern_characters_verifies(x509_pki: TestPKI, store: CAS
     message = _valid(x509_pki)
     odd = message.replace(_boundary(message), b"=_(a+b).?:/,'x")
     assert odd != message
-    payload, signer = verify_smime(odd, store)
+    payload, signer = verify_smime(odd, store, at=NOW)
     assert (payload, signer.subject_dn) == (LIST, x509_pki.alice.dn)
     result = smime_verify(tmp_path, odd, "-CAfile", x509_pki.ca_file, "-no-CApath",
                           "-no-CAstore")
@@ -423,4 +425,4 @@ def test_boundary_with_pattern_characters_verifies(x509_pki: TestPKI, store: CAS
     # A boundary that only looks alike as a pattern is not one.
     lookalike = odd.replace(b"--=_(a+b).?:/,'x--", b"--=_(aab).?:/,'x--")
     with pytest.raises(SignatureError, match="no closing boundary"):
-        verify_smime(lookalike, store)
+        verify_smime(lookalike, store, at=NOW)

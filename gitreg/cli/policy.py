@@ -26,13 +26,15 @@ policy_app = typer.Typer(help="Edit, sign and show the registry's trust policy."
 
 def _status(copy: WorkingCopy, draft: PolicyEnvelope) -> list[str]:
     """Where the draft stands against the old and the new root thresholds."""
+    from gitreg.model.dates import utcnow
     from gitreg.model.policy import check_root_signatures
 
+    now = utcnow()
     published = copy.published_policy()
     if draft.canonical_bytes() == published.canonical_bytes():
         return [f"policy version {published.version} is published; no draft"]
-    old = check_root_signatures(draft, published.signed)
-    new = check_root_signatures(draft, draft.signed)
+    old = check_root_signatures(draft, published.signed, at=now)
+    new = check_root_signatures(draft, draft.signed, at=now)
     lines = [f"draft policy version {draft.version} (published: {published.version})",
              f"  root keys of version {published.version}: {old.describe()}",
              f"  root keys of version {draft.version}: {new.describe()}"]
@@ -58,9 +60,11 @@ def _edit(registry: Path | None, what: str,
 
 
 def _public_keys(specs: list[str]) -> list[Any]:
+    from gitreg.model.dates import utcnow
     from gitreg.signing.keys import load_public_key
 
-    return [load_public_key(spec) for spec in specs]
+    now = utcnow()
+    return [load_public_key(spec, at=now) for spec in specs]
 
 
 @policy_app.command("add-endorser")

@@ -329,7 +329,7 @@ def parse_smime(message: bytes, *, source: str = "") -> SMimeParts:
                          f"{kind or 'missing'})")
 
 
-def verify_smime(message: bytes, store: CAStore, *, at: datetime | None = None,
+def verify_smime(message: bytes, store: CAStore, *, at: datetime,
                  source: str = "") -> tuple[bytes, X509SignerInfo]:
     """Verify a signed message against ``store`` only; return (payload, signer).
 

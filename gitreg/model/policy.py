@@ -836,8 +836,9 @@ class ThresholdResult:
         return text
 
 
-def check_root_signatures(envelope: PolicyEnvelope, under: Policy) -> ThresholdResult:
-    """Verify ``envelope``'s signatures against the root keys of ``under``.
+def check_root_signatures(envelope: PolicyEnvelope, under: Policy, *,
+                          at: datetime) -> ThresholdResult:
+    """Verify ``envelope``'s signatures against the root keys of ``under``, at ``at``.
 
     Each root key counts once however many signatures it made; signatures by
     other keys do not count; an invalid signature is reported, not fatal.
@@ -857,7 +858,7 @@ def check_root_signatures(envelope: PolicyEnvelope, under: Policy) -> ThresholdR
             continue
         try:
             verified = under.public_key(keyid).verify(
-                data, signature.sig.encode("utf-8"), namespace=NAMESPACE_POLICY)
+                data, signature.sig.encode("utf-8"), namespace=NAMESPACE_POLICY, at=at)
         except GitregError as exc:
             invalid.append(f"{keyid}: {exc.message}")
             continue
@@ -879,7 +880,7 @@ def check_root_signatures(envelope: PolicyEnvelope, under: Policy) -> ThresholdR
 
 
 def verify_policy_transition(old: PolicyEnvelope | None, new: PolicyEnvelope, *,
-                             commit: str | None = None) -> None:
+                             at: datetime, commit: str | None = None) -> None:
     """Check that ``new`` may replace ``old`` (None: ``new`` is the first policy).
 
     Same registry, version exactly +1, and signed by a threshold of the OLD
@@ -902,7 +903,7 @@ def verify_policy_transition(old: PolicyEnvelope | None, new: PolicyEnvelope, *,
     if old is not None:
         quorums.insert(0, (old.signed, "the previous", "policy-threshold-old"))
     for roots, whose, rule in quorums:
-        result = check_root_signatures(new, roots)
+        result = check_root_signatures(new, roots, at=at)
         if not result.enough:
             raise PolicyViolationError(
                 f"policy version {new.version} lacks the threshold of {whose} root keys: "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from gitreg.errors import SignatureError
@@ -50,12 +51,16 @@ class PublicKey(ABC):
         """The id that ``VerifiedSignature.key_id`` carries for this key."""
 
     @abstractmethod
-    def verify(self, data: bytes, signature: bytes, *, namespace: str) -> VerifiedSignature:
-        """Verify a detached ``signature`` of exactly ``data``.
+    def verify(self, data: bytes, signature: bytes, *, namespace: str,
+               at: datetime) -> VerifiedSignature:
+        """Verify a detached ``signature`` of exactly ``data``, judged at time ``at``.
 
         Raises ``SignatureError`` (or a subclass) when the signature is
         malformed, does not match, or was not made by this key. ``namespace``
         is checked by schemes that have one (SSHSIG) and ignored by others.
+        ``at`` is the caller's reference time: X.509 judges certificate
+        validity and CRLs at it; SSH keys carry no validity period. The
+        signing modules never read the clock themselves.
         """
 
     @abstractmethod

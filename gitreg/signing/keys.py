@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,10 @@ def load_signer(spec: str, *, passphrase: bytes | None = None) -> Signer:
     return load_ssh_signer(_existing_file(spec, "signing key"), passphrase)
 
 
-def load_public_key(spec: str) -> PublicKey:
+def load_public_key(spec: str, *, at: datetime) -> PublicKey:
     """A public key from ``openpgp:FINGERPRINT``, an SSH ``.pub`` or private key file,
-    an armoured OpenPGP public key file, or an X.509 certificate file (PEM or DER)."""
+    an armoured OpenPGP public key file, or an X.509 certificate file (PEM or DER;
+    its chain is validated at ``at``)."""
     if spec.startswith(_OPENPGP_PREFIX):
         return OpenPGPPublicKey.from_gnupghome(_openpgp_fingerprint(spec))
     path = _existing_file(spec, "public key")
@@ -124,7 +126,7 @@ def load_public_key(spec: str) -> PublicKey:
         # Imported late: only X.509 needs asn1crypto.
         from gitreg.signing.x509 import X509PublicKey
 
-        certificate: PublicKey = X509PublicKey.from_certificate_file(path)
+        certificate: PublicKey = X509PublicKey.from_certificate_file(path, at=at)
         return certificate
     if head.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----"):
         try:
@@ -165,11 +167,11 @@ def select_key(signature: bytes, keys: Iterable[PublicKey]) -> PublicKey | None:
 
 
 def _untrusted_ssh(data: bytes, signature: bytes, namespace: str,
-                   allowed: int) -> SignatureError:
+                   allowed: int, at: datetime) -> SignatureError:
     """Tell a valid signature by an unlisted key from one that is simply bad."""
     parsed = ssh.parse_signature(signature)
     try:
-        SSHPublicKey(parsed.public_key).verify(data, signature, namespace=namespace)
+        SSHPublicKey(parsed.public_key).verify(data, signature, namespace=namespace, at=at)
     except (SignatureError, InvalidKeyError) as exc:
         return SignatureError(f"SSH signature by {parsed.key_id}, which is not an allowed "
                               f"key, and not valid either: {exc.message}")
@@ -178,8 +180,8 @@ def _untrusted_ssh(data: bytes, signature: bytes, namespace: str,
 
 
 def verify_any(data: bytes, signature: bytes, keys: Iterable[PublicKey], *,
-               namespace: str) -> VerifiedSignature:
-    """Verify ``signature`` over ``data`` by whichever of ``keys`` made it.
+               namespace: str, at: datetime) -> VerifiedSignature:
+    """Verify ``signature`` over ``data`` by whichever of ``keys`` made it, at ``at``.
 
     The key is picked by the id the signature embeds where the scheme has one;
     otherwise (X.509, an OpenPGP signature without issuer) each key of the
@@ -189,9 +191,9 @@ def verify_any(data: bytes, signature: bytes, keys: Iterable[PublicKey], *,
     candidates = [k for k in keys if k.scheme == scheme]
     chosen = select_key(signature, candidates)
     if chosen is not None:
-        return chosen.verify(data, signature, namespace=namespace)
+        return chosen.verify(data, signature, namespace=namespace, at=at)
     if scheme == "ssh":
-        raise _untrusted_ssh(data, signature, namespace, len(candidates))
+        raise _untrusted_ssh(data, signature, namespace, len(candidates), at)
     if scheme == "openpgp":
         issuer = openpgp.signature_issuer(signature)
         if issuer is not None:
@@ -202,7 +204,7 @@ def verify_any(data: bytes, signature: bytes, keys: Iterable[PublicKey], *,
     failures: list[SignatureError] = []
     for key in candidates:
         try:
-            return key.verify(data, signature, namespace=namespace)
+            return key.verify(data, signature, namespace=namespace, at=at)
         except SignatureError as exc:
             failures.append(exc)
     if len(failures) == 1:

@@ -20,6 +20,7 @@ import tempfile
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -423,8 +424,11 @@ class OpenPGPPublicKey(PublicKey):
         return {"scheme": self.scheme, "fingerprint": self._fingerprint,
                 "public_key": self._armored}
 
-    def verify(self, data: bytes, signature: bytes, *, namespace: str) -> VerifiedSignature:
+    def verify(self, data: bytes, signature: bytes, *, namespace: str,
+               at: datetime) -> VerifiedSignature:
         # OpenPGP has no namespaces; callers keep list and policy signatures apart by path.
+        # Validity comes from the policy's endorser expiry, judged by the caller at ``at``.
+        del at
         info = parse_signature(signature)
         good = _gpg_verify(_POLICY_KEYRING.gpg_with(self), data, info, self._fingerprint)
         if good.primary != self._fingerprint:

@@ -13,6 +13,7 @@ import hashlib
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -344,7 +345,9 @@ class SSHPublicKey(PublicKey):
     def to_policy(self) -> dict[str, Any]:
         return {"scheme": self.scheme, "public_key": self.openssh()}
 
-    def verify(self, data: bytes, signature: bytes, *, namespace: str) -> VerifiedSignature:
+    def verify(self, data: bytes, signature: bytes, *, namespace: str,
+               at: datetime) -> VerifiedSignature:
+        del at  # an SSH key has no validity period; the policy's endorser expiry applies
         parsed = parse_signature(signature)
         if parsed.public_key != self._blob:
             raise SignatureError(f"SSH signature was made by key {parsed.key_id}, "

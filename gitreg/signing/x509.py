@@ -316,9 +316,7 @@ def _der(cert: x509.Certificate) -> bytes:
 # --- The CA store --------------------------------------------------------------
 
 
-def _utc(at: datetime | None) -> datetime:
-    if at is None:
-        return datetime.now(UTC)
+def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
@@ -389,10 +387,26 @@ class _Revocations:
     crl: x509.CertificateRevocationList
     der: bytes
     issuer_dn: str
-    serials: frozenset[int]
+    # serial -> when the certificate stopped being valid (revocation date, or the
+    # earlier invalidity date a CA gives for a key compromise).
+    revoked: Mapping[int, datetime]
     source: str
     last_update: datetime
     next_update: datetime | None
+
+
+def _revocation_times(crl: x509.CertificateRevocationList) -> dict[int, datetime]:
+    times: dict[int, datetime] = {}
+    for entry in crl:
+        moment = entry.revocation_date_utc
+        try:
+            invalid = entry.extensions.get_extension_for_class(x509.InvalidityDate).value
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            moment = min(moment, invalid.invalidity_date_utc)
+        times[entry.serial_number] = min(moment, times.get(entry.serial_number, moment))
+    return times
 
 
 def _self_signed(cert: x509.Certificate) -> bool:
@@ -464,7 +478,7 @@ class CAStore:
             issuer_dn = _dn_from_der(crl.issuer.public_bytes())
             where = crl_sources[index] if index < len(crl_sources) else f"CRL of {issuer_dn}"
             entry = _Revocations(crl, der, issuer_dn,
-                                 frozenset(r.serial_number for r in crl), where,
+                                 _revocation_times(crl), where,
                                  crl.last_update_utc, crl.next_update_utc)
             self._crls.setdefault(issuer_dn, []).append(entry)
         # Results of certificate/CRL signature checks: they depend only on the
@@ -566,7 +580,7 @@ class CAStore:
 
     def verify_certificate(self, cert: x509.Certificate, *,
                            untrusted: Sequence[x509.Certificate] = (),
-                           at: datetime | None = None) -> tuple[x509.Certificate, ...]:
+                           at: datetime) -> tuple[x509.Certificate, ...]:
         """Validate a signing certificate up to a trust anchor of this store.
 
         ``untrusted`` are extra certificates (those a CMS signature carries)
@@ -693,17 +707,16 @@ class CAStore:
             return (f"the CRL of {issuer.dn} in the CA store is not signed by its key "
                     f"({entries[0].source})")
         for entry in signed:
-            last = entry.last_update
             following = entry.next_update
-            if when < last:
-                return (f"the CRL of {issuer.dn} is not valid before {_when(last)} "
-                        f"({entry.source})")
             if following is not None and when > following:
                 return (f"the CRL of {issuer.dn} expired at {_when(following)} "
                         f"({entry.source}); refresh it (fetch-crl)")
-            if cert.serial in entry.serials:
-                return (f"certificate {cert.dn} (serial {cert.serial:#x}) is "
-                        f"revoked by the CRL of {issuer.dn}")
+            # A CRL issued after ``when`` still tells the state at ``when``:
+            # revocation is permanent, and dated.
+            revoked_at = entry.revoked.get(cert.serial)
+            if revoked_at is not None and when >= revoked_at:
+                return (f"certificate {cert.dn} (serial {cert.serial:#x}) is revoked by "
+                        f"the CRL of {issuer.dn} since {_when(revoked_at)}")
         return None
 
 
@@ -1263,11 +1276,11 @@ def _check_signature(signer: _SignerInfo, message: bytes, cert: x509.Certificate
 
 
 def verify_cms(data: bytes, cms: bytes, store: CAStore, *,
-               at: datetime | None = None) -> X509SignerInfo:
+               at: datetime) -> X509SignerInfo:
     """Verify a CMS signature (DER, or PEM ``-----BEGIN PKCS7-----``) of ``data``.
 
     Exactly one signer; SHA-256/384/512; signed attributes checked when present;
-    the signer certificate must chain to ``store`` at ``at`` (default now),
+    the signer certificate must chain to ``store`` at ``at`` (the caller's time),
     with CRLs of the store enforced. Raises SignatureError (malformed, wrong
     digest or signature) or UntrustedSignerError (chain, expiry, revocation).
     """
@@ -1395,7 +1408,7 @@ class X509PublicKey(PublicKey):
         return self._store
 
     def verify(self, data: bytes, signature: bytes, *, namespace: str = NAMESPACE_IMAGELIST,
-               at: datetime | None = None) -> VerifiedSignature:
+               at: datetime) -> VerifiedSignature:
         # CMS has no namespace field; the binding to dn/ca is what counts here.
         info = verify_cms(data, signature, self._store, at=at)
         check_binding(info, dn=self.dn, ca=self.ca_dn)
@@ -1432,13 +1445,13 @@ class X509PublicKey(PublicKey):
             raise InvalidKeyError(f"X.509 policy key {dn}: {exc.message}") from exc
 
     @classmethod
-    def from_certificate_file(cls, path: str | Path,
-                              ca_dir: str | Path | None = None) -> X509PublicKey:
+    def from_certificate_file(cls, path: str | Path, ca_dir: str | Path | None = None, *,
+                              at: datetime) -> X509PublicKey:
         """The identity of an endorser certificate file.
 
         dn and ca_dn come from the certificate; the CA material is its chain
         (with the CRLs of its issuers) out of ``ca_dir``, or, failing that, the
-        further certificates in the same PEM file. The chain is validated now.
+        further certificates in the same PEM file. The chain is validated at ``at``.
         """
         try:
             data = Path(path).read_bytes()
@@ -1459,7 +1472,7 @@ class X509PublicKey(PublicKey):
             raise UsageError(f"{path}: no CA certificates to trust it by",
                              hint="pass the CA directory, or append the CA chain to the "
                                   "certificate file")
-        chain = store.verify_certificate(cert, untrusted=rest)
+        chain = store.verify_certificate(cert, untrusted=rest, at=at)
         authorities = list(chain[1:]) or [chain[0]]
         crls = [crl for ca in authorities for crl in store.crls_of(ca)]
         dn, ca_dn = certificate_dns(cert)
@@ -1490,9 +1503,11 @@ class X509Signer(Signer):
 
     @classmethod
     def from_files(cls, cert_path: str | Path, key_path: str | Path,
-                   ca_dir: str | Path | None = None) -> X509Signer:
+                   ca_dir: str | Path | None = None, *,
+                   at: datetime | None = None) -> X509Signer:
         """The signer of a certificate file (PEM, optionally followed by its CA
-        chain) and an unencrypted PEM key; ``ca_dir`` supplies the CA chain."""
+        chain) and an unencrypted PEM key; ``ca_dir`` supplies the CA chain,
+        validated at ``at`` (required with ``ca_dir``)."""
         try:
             cert_pem = Path(cert_path).read_bytes()
             key_pem = Path(key_path).read_bytes()
@@ -1500,7 +1515,9 @@ class X509Signer(Signer):
             raise UsageError(f"cannot read certificate or key: {exc}") from exc
         ca_certs: list[bytes] = []
         if ca_dir is not None:
-            identity = X509PublicKey.from_certificate_file(cert_path, ca_dir)
+            if at is None:
+                raise TypeError("X509Signer.from_files: a CA directory needs the time 'at'")
+            identity = X509PublicKey.from_certificate_file(cert_path, ca_dir, at=at)
             ca_certs = [c.encode() for c in identity.to_policy()["ca_certificates"]]
         try:
             return cls(cert_pem, key_pem, ca_certs_pem=ca_certs)

@@ -203,7 +203,8 @@ class Verifier:
                 f"policy is for registry {new.policy.signed.registry}, "
                 f"this is {new.info.registry_id}", rule="policy-registry",
                 commit=facts.oid, path=layout.POLICY_FILE)
-        verify_policy_transition(old.policy if old else None, new.policy, commit=facts.oid)
+        verify_policy_transition(old.policy if old else None, new.policy,
+                                 at=self._reference_time(facts), commit=facts.oid)
 
     def _check_policy_expiry(self, state: TreeState, ref_time: datetime, commit: str) -> None:
         if not self.check_expiry:
@@ -224,7 +225,8 @@ class Verifier:
         return check_signature(
             policy, allowed=list(policy.keys), data_id=facts.oid, data=lambda: payload,
             signature_id=f"commit:{facts.oid}", signature=facts.signature,
-            namespace=NAMESPACE_GIT, cache=self.cache, rule="commit-signature",
+            namespace=NAMESPACE_GIT, at=self._reference_time(facts), cache=self.cache,
+            rule="commit-signature",
             commit=facts.oid, path=None, what="commit")
 
     def _verify_ordinary(self, facts: CommitFacts) -> None:
@@ -323,7 +325,7 @@ class Verifier:
         key_id = check_signature(
             policy, allowed=allowed_keys, data_id=entry.oid,
             data=lambda: self.source.blob(entry.oid, max_size), signature_id=sig_entry.oid,
-            signature=signature, namespace=NAMESPACE_IMAGELIST, cache=self.cache,
+            signature=signature, namespace=NAMESPACE_IMAGELIST, at=ref_time, cache=self.cache,
             rule="list-signature", commit=facts.oid, path=sig_path, what="the list")
         if policy.keys[key_id].get("scheme") == "x509" and new.endorser_dn != key_id:
             raise PolicyViolationError(

@@ -12,6 +12,7 @@ Anyone computes the same tree, so merge commits need no signature.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gitreg.errors import PolicyViolationError
@@ -47,6 +48,9 @@ def deterministic_merge(verifier: Verifier, parents: tuple[str, ...]) -> MergeRe
     base = {e.path: e.oid for e in source.entries(source.commit(base_oid).tree)} \
         if base_oid else {}
     result = MergeResult(tree={})
+    # Certificates are judged at the run's reference time, else at the newest
+    # parent's commit time (what each parent's own verification used).
+    at = verifier.now or max(datetime.fromtimestamp(c.committer_time, tz=UTC) for c in commits)
 
     infos = {t[layout.REGISTRY_FILE] for t in trees}
     if len(infos) != 1:
@@ -60,7 +64,8 @@ def deterministic_merge(verifier: Verifier, parents: tuple[str, ...]) -> MergeRe
     list_ids = sorted({lid for t in trees for p in t if (lid := _list_of(p)) is not None})
     changed: list[str] = []
     for list_id in list_ids:
-        chosen = _merge_list(verifier, policy, list_id, trees=trees, base=base, result=result)
+        chosen = _merge_list(verifier, policy, list_id, trees=trees, base=base, result=result,
+                             at=at)
         if chosen is not None:
             _put(result.tree, list_id, chosen)
             if len({(t.get(layout.list_path(list_id))) for t in trees}) > 1:
@@ -95,7 +100,7 @@ def _merge_policy(verifier: Verifier, trees: list[dict[str, str]], base: dict[st
 
 def _merge_list(verifier: Verifier, policy: Policy, list_id: str, *,
                 trees: list[dict[str, str]], base: dict[str, str],
-                result: MergeResult) -> _ListVersion | None:
+                result: MergeResult, at: datetime) -> _ListVersion | None:
     path, sig = layout.list_path(list_id), layout.sig_path(list_id)
     max_size = policy.limits.max_file_size
     seen: dict[tuple[str, str], _ListVersion] = {}
@@ -112,7 +117,7 @@ def _merge_list(verifier: Verifier, policy: Policy, list_id: str, *,
                                                    max_size=max_size).version)
     if len(seen) == 1:
         return next(iter(seen.values()))
-    candidates = [v for v in seen.values() if _allowed(verifier, policy, list_id, v)]
+    candidates = [v for v in seen.values() if _allowed(verifier, policy, list_id, v, at)]
     if not candidates:
         return base_version
     candidates.sort(key=lambda v: v.list_blob)
@@ -129,7 +134,8 @@ def _merge_list(verifier: Verifier, policy: Policy, list_id: str, *,
     return best
 
 
-def _allowed(verifier: Verifier, policy: Policy, list_id: str, version: _ListVersion) -> bool:
+def _allowed(verifier: Verifier, policy: Policy, list_id: str, version: _ListVersion,
+             at: datetime) -> bool:
     """Whether the merged policy still allows the signer of this list version."""
     path, sig = layout.list_path(list_id), layout.sig_path(list_id)
     max_size = policy.limits.max_file_size
@@ -141,7 +147,7 @@ def _allowed(verifier: Verifier, policy: Policy, list_id: str, version: _ListVer
             data=lambda: verifier.source.blob(version.list_blob, max_size),
             signature_id=version.sig_blob,
             signature=verifier.source.blob(version.sig_blob, max_size),
-            namespace=NAMESPACE_IMAGELIST, cache=verifier.cache, rule="merge-list",
+            namespace=NAMESPACE_IMAGELIST, at=at, cache=verifier.cache, rule="merge-list",
             commit="merge", path=sig, what="the list")
     except PolicyViolationError:
         return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection
+from datetime import datetime
 
 from gitreg.errors import InvalidKeyError, PolicyViolationError, SignatureError
 from gitreg.model.policy import Policy
@@ -64,6 +65,7 @@ def check_signature(
     signature_id: str,
     signature: bytes,
     namespace: str,
+    at: datetime,
     cache: VerificationCache,
     rule: str,
     commit: str,
@@ -73,7 +75,8 @@ def check_signature(
     """Return the id of the allowed policy key that made ``signature`` over ``data``.
 
     ``data`` is a thunk: the bytes are loaded only if the cache does not know
-    the answer. Raises ``PolicyViolationError`` naming ``rule`` otherwise.
+    the answer. ``at`` is the time certificate validity (X.509) is judged at.
+    Raises ``PolicyViolationError`` naming ``rule`` otherwise.
     """
     try:
         embedded, named = named_signer(policy, signature)
@@ -102,7 +105,7 @@ def check_signature(
         if loaded is None:
             loaded = data()
         try:
-            policy.public_key(key_id).verify(loaded, signature, namespace=namespace)
+            policy.public_key(key_id).verify(loaded, signature, namespace=namespace, at=at)
         # Key material is loaded (and checked against its id) only here: a
         # root-signed policy may list a broken key, which then verifies nothing.
         except (SignatureError, InvalidKeyError) as exc:
