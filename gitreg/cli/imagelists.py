@@ -76,26 +76,39 @@ def new(
     uuid: str | None = typer.Option(None, "--uuid", help="The list's UUID (default: new)."),
     description: str | None = typer.Option(None, "--description",
                                            help="dc:description (default: the title)."),
-    dn: str | None = typer.Option(None, "--dn", help="hv:dn (default: endorser.dn)."),
-    ca: str | None = typer.Option(None, "--ca", help="hv:ca (default: endorser.ca)."),
-    email: str | None = typer.Option(None, "--email",
-                                     help="hv:email (default: endorser.email)."),
-    creator: str | None = typer.Option(None, "--creator",
-                                       help="dc:creator (default: endorser.creator)."),
+    endorser: str | None = typer.Option(
+        None, "--endorser", help="The policy endorser the list is for (default: "
+        "endorser.name, the endorser whose email is yours, or the only one)."),
+    dn: str | None = typer.Option(None, "--dn", help="hv:dn (default: endorser.dn, the "
+                                  "X.509 endorser's subject, or /O=gitreg/CN=ENDORSER)."),
+    ca: str | None = typer.Option(None, "--ca", help="hv:ca (default: endorser.ca, the "
+                                  "X.509 endorser's CA, or /O=gitreg/CN=registry UUID)."),
+    email: str | None = typer.Option(None, "--email", help="hv:email (default: "
+                                     "endorser.email, the policy's email, git user.email)."),
+    creator: str | None = typer.Option(None, "--creator", help="dc:creator (default: "
+                                       "endorser.creator, git user.name, the endorser)."),
     registry: Path | None = registry_option(),
 ) -> None:
     """Create an empty draft list; prints only its UUID."""
     from gitreg.cli import output
     from gitreg.errors import UsageError
     from gitreg.publish.drafts import EndorserFields, new_list
+    from gitreg.publish.endorser_fields import SETTINGS, find_endorser, resolve_fields
+    from gitreg.publish.local_config import git_identity
     from gitreg.verify import layout
 
     copy = open_copy(registry)
     config = copy.config
-    fields = EndorserFields(dn=dn or config.get("endorser.dn"),
-                            ca=ca or config.get("endorser.ca"),
-                            email=email or config.get("endorser.email"),
-                            creator=creator or config.get("endorser.creator"))
+    policy = copy.draft_policy().signed
+    identity = git_identity(copy.workdir)
+    who = find_endorser(policy, name=endorser or config.get("endorser.name"),
+                        emails=(email, config.get("endorser.email"), identity.email))
+    resolved = resolve_fields(
+        given={"hv:dn": dn, "hv:ca": ca, "hv:email": email, "dc:creator": creator},
+        settings={setting: config.get(setting) for setting in SETTINGS.values()},
+        policy=policy, endorser=who, identity=identity)
+    fields = EndorserFields(dn=resolved["hv:dn"], ca=resolved["hv:ca"],
+                            email=resolved["hv:email"], creator=resolved["dc:creator"])
     imagelist = new_list(title, endorser=fields, identifier=uuid, description=description,
                          source=config.get("list.source") or copy.info().name,
                          uri_template=config.get("list.uri"))

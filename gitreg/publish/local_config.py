@@ -8,8 +8,10 @@ sets once for all registries in ``~/.gitconfig``:
 
 Keys (dotted; in TOML a table path, in git config prefixed with ``gitreg.``):
 
-- ``endorser.dn``, ``endorser.ca``, ``endorser.email``, ``endorser.creator``:
-  the ``hv:endorser`` fields written into new lists;
+- ``endorser.name``: the policy endorser new lists are for;
+  ``endorser.dn``, ``endorser.ca``, ``endorser.email``, ``endorser.creator``:
+  the ``hv:endorser`` fields written into new lists (defaults:
+  ``endorser_fields``);
 - ``list.source``: the ``dc:source`` of new lists; ``list.uri``: the ``hv:uri``
   of new lists, where ``{uuid}`` is replaced by the list UUID;
 - ``publish.key``, ``publish.commit_key``, ``publish.lifetime``: defaults for
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from gitreg.errors import UnreachableError, UsageError
+from gitreg.publish.endorser_fields import GitIdentity
 
 TOML_NAME = "gitreg.toml"
 GIT_PREFIX = "gitreg."
@@ -148,6 +151,21 @@ def _git_config(workdir: Path) -> dict[str, str]:
         raise UnreachableError(f"{workdir}: git config failed: "
                                f"{done.stderr.decode(errors='replace').strip()}")
     return parse_git_config(done.stdout)
+
+
+def git_identity(workdir: Path) -> GitIdentity:
+    """git's ``user.name`` and ``user.email`` for ``workdir`` (None where unset)."""
+    try:
+        done = subprocess.run(["git", "config", "-z", "--get-regexp", r"^user\.(name|email)$"],
+                              cwd=workdir, capture_output=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UnreachableError(f"{workdir}: cannot run git config: {exc}") from exc
+    values: dict[str, str] = {}
+    for record in done.stdout.split(b"\0"):
+        name, _, value = record.decode("utf-8", errors="replace").partition("\n")
+        if value.strip():
+            values[name.lower()] = value.strip()
+    return GitIdentity(name=values.get("user.name"), email=values.get("user.email"))
 
 
 def load(workdir: Path, git_dir: Path) -> LocalConfig:
