@@ -107,7 +107,8 @@ def test_x509_endorser_gets_its_certificate_names(run_cli, tmp_path, ssh_keys, x
     identity = x509_pki.alice
     chained = tmp_path / "alice-chain.pem"
     chained.write_bytes(identity.cert_pem + x509_pki.issuing.cert_pem + x509_pki.root.cert_pem)
-    grid = [load_public_key(str(chained)), SSHPublicKey.from_file(ssh_keys["mallory"].public)]
+    grid = [load_public_key(str(chained), at=utcnow()),
+            SSHPublicKey.from_file(ssh_keys["mallory"].public)]
     reg = registry(tmp_path, ssh_keys, {"grid": grid}, emails={"grid": "grid@example.org"})
     git("-C", reg, "config", "user.name", "Grid Admin")
     created = run_cli(["list", "new", "--title", "Grid images"], cwd=reg)
