@@ -32,6 +32,7 @@ from gitreg.server.init import init_server
 from gitreg.signing.interface import NAMESPACE_IMAGELIST, Signer
 from gitreg.signing.ssh import SSHSigner
 from gitreg.verify import layout
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 from tests.fixtures.env import RunCli
 from tests.fixtures.git_server import ServeRepository, git
@@ -389,7 +390,14 @@ def test_expired_list(world: World) -> None:
     oid = _forge_list(world, created=clock - timedelta(days=10),
                       expires=clock - timedelta(days=1))
     path = layout.list_path(world.base.list_a)
-    world.assert_rejected(oid, "list-expired", path=path)
+    world.assert_hook_rejects(oid, "list-expired", path=path)
+    # Elsewhere expiry is a property of the state: the list is reported expired
+    # (a site retires its images), the history itself is valid.
+    world.sim.set_main(oid)
+    result = world.verify()
+    assert result.returncode == 0, result.stderr
+    assert f"{path}: list {world.base.list_a} expired" in result.stderr
+    assert "[rule: list-expired]" in result.stderr
 
 
 def test_expiry_beyond_the_policys_maximum_lifetime(world: World) -> None:
@@ -557,7 +565,8 @@ def test_a_rejected_push_does_not_let_an_expired_list_in_later(world: World,
         cache = SqliteCache(cache_path)
         try:
             with pytest.raises(PolicyViolationError) as refused:
-                Verifier(sim.store, cache, now=now).verify_range(trusted, head)
+                Verifier(sim.store, cache, context=VerifyContext.for_push(now)).verify_range(
+                    trusted, head)
         finally:
             cache.close()
         assert refused.value.rule == rule, refused.value.message

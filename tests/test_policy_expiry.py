@@ -11,6 +11,7 @@ from gitreg.gitstore.store import RegistryStore
 from gitreg.model.dates import utcnow
 from gitreg.model.policy import parse_policy
 from gitreg.verify.cache import MemoryCache
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 from tests.test_cli_endorser import (  # the endorser identity fixture applies here too
     _endorser_identity,  # noqa: F401
@@ -32,8 +33,10 @@ def test_list_commits_under_an_expired_policy_are_refused(run_cli, tmp_path, ssh
     store = RegistryStore.open(reg)
     expires = parse_policy((reg / "policy.json").read_bytes()).signed.expires
 
-    Verifier(store, MemoryCache(), now=utcnow()).verify_range(policy_head, head)
-    late = Verifier(store, MemoryCache(), now=expires + timedelta(days=1))
+    Verifier(store, MemoryCache(),
+             context=VerifyContext.for_push(utcnow())).verify_range(policy_head, head)
+    late = Verifier(store, MemoryCache(),
+                    context=VerifyContext.for_push(expires + timedelta(days=1)))
     with pytest.raises(PolicyViolationError) as caught:
         late.verify_range(policy_head, head)
     assert caught.value.rule == "policy-expired"

@@ -26,6 +26,7 @@ from gitreg.publish.workcopy import WorkingCopy
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
 from gitreg.verify import layout
 from gitreg.verify.cache import MemoryCache
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 
 NOW = utcnow()
@@ -94,7 +95,8 @@ def test_init_creates_a_verifiable_registry_on_main(tmp_path, ssh_keys):
     envelope = parse_policy(policy_bytes)
     assert envelope.signed.threshold == 2
     assert {s.keyid for s in envelope.signatures} == {r.key_id for r in roots}
-    report = Verifier(copy.store, MemoryCache(), pinned_policy=created.policy_fingerprint
+    report = Verifier(copy.store, MemoryCache(), context=VerifyContext.for_history(utcnow()),
+                      pinned_policy=created.policy_fingerprint
                       ).verify_range(None, created.commit)
     assert report.verified == [created.commit]
 
@@ -143,7 +145,9 @@ def test_publish_signs_stamps_and_verifies(registry, ssh_keys):
     subprocess.run(["git", "-C", str(registry.workdir), "-c",
                     f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", "HEAD"],
                    check=True, capture_output=True)
-    report = Verifier(registry.store, MemoryCache()).verify_range(None, result.commit)
+    verifier = Verifier(registry.store, MemoryCache(),
+                        context=VerifyContext.for_history(utcnow()))
+    report = verifier.verify_range(None, result.commit)
     assert result.commit in report.verified
 
 

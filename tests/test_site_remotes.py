@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from gitreg.gitstore.verify_cache import SqliteCache
+from gitreg.model.dates import utcnow
 from gitreg.site.config import RegistryConfig
 from gitreg.site.remotes import (
     RegistryOutcome,
@@ -14,6 +15,7 @@ from gitreg.site.remotes import (
     open_local_repository,
     pinned_fingerprint,
 )
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 from tests.fixtures.git_server import git
 from tests.site_registry import (
@@ -38,7 +40,8 @@ def _fetch(world: SiteWorld, remotes: list[str], trusted: str | None,
     cache = SqliteCache(world.root / "site-repos" / "verify.sqlite", trust_root=pinned)
     try:
         return fetch_registry(store, registry,
-                              Verifier(store, cache, check_expiry=False, pinned_policy=pinned),
+                              Verifier(store, cache, context=VerifyContext.for_site(utcnow()),
+                                       pinned_policy=pinned),
                               trusted, timeout=60)
     finally:
         cache.close()

@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 
 from gitreg.errors import PolicyViolationError
+from gitreg.model.dates import utcnow
 from gitreg.model.policy import PolicyEnvelope, parse_policy
 from gitreg.verify import layout
 from gitreg.verify.cache import MemoryCache
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 from tests.registry_simulator import RegistrySimulator, new_id, ssh_signer
+
+HISTORY = VerifyContext.for_history(utcnow())
 
 
 def test_a_key_listed_with_another_keys_material_fails_as_a_signature(
@@ -38,14 +42,14 @@ def test_a_key_listed_with_another_keys_material_fails_as_a_signature(
     policy_commit, _ = sim.change_policy(swap_material)
     forged = sim.publish(eve, {list_id: [new_id()]})
 
-    verifier = Verifier(sim.store, MemoryCache(), now=None)
+    verifier = Verifier(sim.store, MemoryCache(), context=HISTORY)
     with pytest.raises(PolicyViolationError) as caught:
         verifier.verify_range(None, forged)
     assert caught.value.rule == "commit-signature"
     assert caught.value.commit == forged
     assert eve.public_key().key_id in caught.value.message
     # Everything before the forged commit still verifies.
-    report = Verifier(sim.store, MemoryCache(), now=None).verify_range(None, policy_commit)
+    report = Verifier(sim.store, MemoryCache(), context=HISTORY).verify_range(None, policy_commit)
     assert report.verified[-1] == policy_commit
 
 
@@ -59,10 +63,10 @@ def test_a_second_root_is_refused_even_when_both_roots_were_verified_before(
     second_root = sim.commit_tree(root_tree, sim.roots[0], message="Another root",
                                   parents=[], move=False)
     cache = MemoryCache()
-    Verifier(sim.store, cache).verify_range(None, first_root)
-    Verifier(sim.store, cache).verify_range(None, second_root)
+    Verifier(sim.store, cache, context=HISTORY).verify_range(None, first_root)
+    Verifier(sim.store, cache, context=HISTORY).verify_range(None, second_root)
     merge = sim.commit_tree(root_tree, None, message="Merge unrelated histories",
                             parents=[first_root, second_root], move=False)
     with pytest.raises(PolicyViolationError) as caught:
-        Verifier(sim.store, cache).verify_range(None, merge)
+        Verifier(sim.store, cache, context=HISTORY).verify_range(None, merge)
     assert caught.value.rule == "unrelated-history"

@@ -9,23 +9,34 @@ import typer
 
 def verify(
     directory: Path = typer.Argument(Path(), help="A registry (working copy or bare)."),
+    *,
     since: str | None = typer.Option(
         None, "--since", help="Trust this revision and verify only what came after it."),
     trust_root: str | None = typer.Option(
         None, "--trust-root", help="sha256:<hex> the initial policy must match."),
     ref: str = typer.Option("refs/heads/main", "--ref", help="The head to verify."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
+    at: str | None = typer.Option(
+        None, "--at", help="Reference time YYYY-MM-DDTHH:MM:SSZ (default: now)."),
 ) -> None:
     """Verify every commit (or those after --since): exit 0, or 1 naming commit, path, rule.
 
-    Each commit is judged at its own signed commit time (the hook judges at
-    the time of the push), so lists are checked for expiry as of their commit.
+    Commits are judged by their position in history, and expiry (of the
+    policy, endorsers and lists) on the head's state at one reference time:
+    never at a date a signer wrote into a commit or a list.
     """
     from gitreg.cli import output
-    from gitreg.errors import PolicyViolationError, RejectedError
+    from gitreg.errors import PolicyViolationError, RejectedError, UsageError
     from gitreg.gitstore.store import RegistryStore
+    from gitreg.model.dates import format_date, parse_date, utcnow
     from gitreg.verify.cache import MemoryCache
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
+
+    try:
+        moment = parse_date(at) if at else utcnow()
+    except ValueError as exc:
+        raise UsageError(f"--at: {exc}") from None
 
     store = RegistryStore.open(directory)
     head = store.ref(ref)
@@ -34,21 +45,35 @@ def verify(
         raise PolicyViolationError(f"{directory}: {ref} is missing (deleted, or never "
                                    "published)", rule="ref-delete")
     trusted = store.resolve(since) if since else None
-    verifier = Verifier(store, MemoryCache(), now=None, pinned_policy=trust_root)
+    verifier = Verifier(store, MemoryCache(), context=VerifyContext.for_history(moment),
+                        pinned_policy=trust_root)
     try:
         report = verifier.verify_range(trusted, head)
+        # Expiry is a property of the head's state at the reference time.
+        verdict = verifier.judge_state(head, with_lists=True)
+        refusal = verdict.refusal()
+        if refusal is not None:
+            raise refusal
     except RejectedError as exc:
         if json_output:
             error = {"message": exc.message}
             if isinstance(exc, PolicyViolationError):
                 error.update(commit=exc.commit or "", path=exc.path or "", rule=exc.rule)
-            output.data_json({"valid": False, "head": head, "error": error})
+            output.data_json({"valid": False, "head": head, "at": format_date(moment),
+                              "error": error})
         raise
+    findings = verdict.findings()
     if json_output:
-        output.data_json({"valid": True, "head": head, "verified": len(report.verified),
-                          "equivocations": report.equivocations})
+        output.data_json({
+            "valid": True, "head": head, "at": format_date(moment),
+            "verified": len(report.verified), "equivocations": report.equivocations,
+            "state": [{"rule": f.rule, "path": f.path, "message": f.message}
+                      for f in findings]})
     for finding in report.equivocations:
         output.warn(finding)
+    for state_finding in findings:
+        output.warn(f"{state_finding.path}: {state_finding.message} "
+                    f"[rule: {state_finding.rule}]")
     output.ok(f"{directory}: {len(report.verified)} commit(s) verified up to {head[:12]}")
 
 

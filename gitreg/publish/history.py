@@ -117,11 +117,14 @@ class _Reader:
 def registry_log(store: RegistryStore, head: str, *, list_id: str | None = None,
                  verify: bool = True) -> list[LogEntry]:
     """Every change of list ``list_id`` (or of every list and the policy), newest first."""
+    from gitreg.model.dates import utcnow
     from gitreg.verify.cache import MemoryCache
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 
     if verify:
-        Verifier(store, MemoryCache(), now=None, check_expiry=False).verify_range(None, head)
+        Verifier(store, MemoryCache(),
+                 context=VerifyContext.for_history(utcnow())).verify_range(None, head)
     reader = _Reader(store)
     entries: list[LogEntry] = []
     for oid in store.commits_between(None, head):

@@ -155,18 +155,20 @@ def precheck(store: RegistryStore, parent: str | None, commit: str, now: datetim
     thousands of lists costs what it changes, as the hook's does.
     """
     from gitreg.verify.cache import MemoryCache, VerificationCache
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 
+    context = VerifyContext.for_push(now)
     cache: VerificationCache
     if cache_path is None:
         cache = MemoryCache()
-        Verifier(store, cache, now=now).verify_range(parent, commit)
+        Verifier(store, cache, context=context).verify_range(parent, commit)
         return
     from gitreg.gitstore.verify_cache import SqliteCache
 
     persistent = SqliteCache(cache_path)
     try:
-        Verifier(store, persistent, now=now).verify_range(parent, commit)
+        Verifier(store, persistent, context=context).verify_range(parent, commit)
     finally:
         persistent.close()
 

@@ -48,6 +48,7 @@ def check_update(store: RegistryStore, update: Update, *, cache_path: Path) -> N
     """Raise a ``RejectedError`` if ``update`` may not be applied."""
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 
     if update.ref != MAIN:
@@ -59,8 +60,9 @@ def check_update(store: RegistryStore, update: Update, *, cache_path: Path) -> N
     pinned = _config(store, TRUST_ROOT_KEY)
     cache = SqliteCache(store.path / cache_path, trust_root=pinned or "")
     try:
-        Verifier(store, cache, now=utcnow(), pinned_policy=pinned).verify_range(
-            trusted, update.new)
+        verifier = Verifier(store, cache, context=VerifyContext.for_push(utcnow()),
+                            pinned_policy=pinned)
+        verifier.verify_range(trusted, update.new)
     finally:
         cache.close()
 

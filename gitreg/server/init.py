@@ -102,7 +102,9 @@ def _verify_seed(source: Path, server: Path) -> tuple[str, str]:
     """
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
+    from gitreg.model.dates import utcnow
     from gitreg.model.policy import fingerprint
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 
     store = RegistryStore.open(source)
@@ -114,7 +116,8 @@ def _verify_seed(source: Path, server: Path) -> tuple[str, str]:
     trust_root = fingerprint(store.blob(entry.oid, BOOTSTRAP_MAX_SIZE))
     cache = SqliteCache(server / CACHE_FILE, trust_root=trust_root)
     try:
-        Verifier(store, cache, pinned_policy=trust_root).verify_range(None, head)
+        Verifier(store, cache, context=VerifyContext.for_history(utcnow()),
+                 pinned_policy=trust_root).verify_range(None, head)
     finally:
         cache.close()
     return head, trust_root

@@ -59,6 +59,7 @@ from gitreg.site.remotes import (
 )
 from gitreg.site.state import ConflictRecord, ImageRecord, ImageState, SiteState
 from gitreg.verify import layout
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 
 if TYPE_CHECKING:
@@ -244,7 +245,8 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None,
     verify_cache = SqliteCache(repositories / f"{name}.verify.sqlite",
                                trust_root=pinned)
     try:
-        verifier = Verifier(store, verify_cache, check_expiry=False, pinned_policy=pinned)
+        verifier = Verifier(store, verify_cache, context=VerifyContext.for_site(now),
+                            pinned_policy=pinned)
         outcome = fetch_registry(store, registry, verifier, trusted,
                                  merge_parents=merge_parents)
     finally:

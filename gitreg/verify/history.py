@@ -13,19 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from gitreg.errors import ExpiredError, InvalidDocumentError, PolicyViolationError
-from gitreg.model.policy import PolicyEnvelope, fingerprint, parse_policy
+from gitreg.model.policy import Policy, PolicyEnvelope, fingerprint, parse_policy
 from gitreg.model.registry_info import RegistryInfo
 from gitreg.model.versions import compare_versions
 from gitreg.signing.interface import NAMESPACE_GIT, NAMESPACE_IMAGELIST
 from gitreg.verify import layout
 from gitreg.verify.cache import VerificationCache
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.facts import ListFacts, list_facts
 from gitreg.verify.signatures import check_signature
-from gitreg.verify.source import Change, CommitFacts, ObjectSource
+from gitreg.verify.source import Change, CommitFacts, Entry, ObjectSource
+from gitreg.verify.state import StateVerdict, judge_state
+
+
+def _date(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ}" if moment is not None else "never"
 
 
 @dataclass(frozen=True)
@@ -59,25 +65,22 @@ class Verifier:
         source: ObjectSource,
         cache: VerificationCache,
         *,
-        now: datetime | None = None,
-        check_expiry: bool = True,
+        context: VerifyContext,
         pinned_policy: str | None = None,
         observer: Observer | None = None,
     ) -> None:
-        """``now``: the one reference time of this run; ``None`` judges each
-        commit at its own (signed) committer time, as history verification does.
-        ``check_expiry=False`` (sites) leaves expiry to the planner.
+        """``context``: the reference time and mode of this run (``gitreg.verify.context``).
         ``pinned_policy``: ``sha256:<hex>`` the root commit's policy must match.
         """
         self.source = source
         self.cache = cache
-        self.now = now
-        self.check_expiry = check_expiry
+        self.context = context
         self.pinned_policy = pinned_policy
         self.observer = observer
         self._states: dict[str, TreeState] = {}
         self._policies: dict[str, PolicyEnvelope] = {}
         self._facts: dict[str, ListFacts] = {}
+        self._time_dependent = False
 
     # --- public entry points --------------------------------------------
 
@@ -100,7 +103,7 @@ class Verifier:
         # A verdict that checked expiry against this run's clock may not hold
         # at another time: a commit of a refused push, pushed again once its
         # lists expired, must be judged again.
-        reusable = self.now is None or not self.check_expiry
+        reusable = not self.context.refuses_expired_at_commit
         roots_seen = 0
         for index, oid in enumerate(commits):
             if self.observer:
@@ -116,8 +119,10 @@ class Verifier:
             if reusable and self.cache.is_commit_verified(oid):
                 report.skipped_cached += 1
                 continue
+            self._time_dependent = False
             report.equivocations.extend(self.verify_commit(facts))
-            if reusable:
+            # A verdict resting on an X.509 chain holds only at this reference time.
+            if reusable and not self._time_dependent:
                 self.cache.mark_commit_verified(oid)
             report.verified.append(oid)
         return report
@@ -131,6 +136,32 @@ class Verifier:
             return self._verify_merge(facts)
         self._verify_ordinary(facts)
         return []
+
+    def judge_state(self, commit: str, *, with_lists: bool = False) -> StateVerdict:
+        """What verified ``commit`` is worth at the context's reference time
+        (``gitreg.verify.state``): policy expired, inert lists, expired lists."""
+        tree = self.source.commit(commit).tree
+        policy = self.state(tree, commit=commit).policy.signed
+        max_size = policy.limits.max_file_size
+
+        def signer(list_id: str) -> str | None:
+            path, sig_path = layout.list_path(list_id), layout.sig_path(list_id)
+            entry, sig_entry = self.source.entry(tree, path), self.source.entry(tree, sig_path)
+            if entry is None or sig_entry is None:
+                return None
+            keys = [k for name in sorted(policy.endorsers_for_path(path))
+                    for k in policy.endorser_keys(name)]
+            try:
+                return self._list_signature(policy, keys, entry.oid, sig_entry.oid,
+                                            commit=commit, path=sig_path)
+            except PolicyViolationError:
+                return None  # signed by nobody this policy allows: not an expiry matter
+
+        def facts(entry: Entry) -> ListFacts:
+            return self.facts(entry.oid, path=entry.path, max_size=max_size)
+
+        return judge_state(commit, policy, self.context.at, entries=self.source.entries(tree),
+                           list_signer=signer, list_facts=facts if with_lists else None)
 
     def state(self, tree: str, *, commit: str = "") -> TreeState:
         """Registry identity and policy at ``tree`` (cached per tree)."""
@@ -169,11 +200,6 @@ class Verifier:
 
     # --- the rules ---------------------------------------------------------
 
-    def _reference_time(self, facts: CommitFacts) -> datetime:
-        if self.now is not None:
-            return self.now
-        return datetime.fromtimestamp(facts.committer_time, tz=UTC)
-
     def _verify_root(self, facts: CommitFacts) -> None:
         entries = self.source.entries(facts.tree)
         for entry in entries:
@@ -204,16 +230,27 @@ class Verifier:
                 f"this is {new.info.registry_id}", rule="policy-registry",
                 commit=facts.oid, path=layout.POLICY_FILE)
         verify_policy_transition(old.policy if old else None, new.policy,
-                                 at=self._reference_time(facts), commit=facts.oid)
+                                 at=self.context.at, commit=facts.oid)
 
     def _check_policy_expiry(self, state: TreeState, ref_time: datetime, commit: str) -> None:
-        if not self.check_expiry:
+        if not self.context.refuses_expired_at_commit:
             return
         try:
             state.policy.signed.check_expiry(ref_time)
         except ExpiredError as exc:
             raise PolicyViolationError(exc.message, rule="policy-expired", commit=commit,
                                        path=layout.POLICY_FILE, hint=exc.hint) from exc
+
+    def _check_endorser_expiry(self, policy: Policy, endorser: str, ref_time: datetime,
+                               commit: str, path: str) -> None:
+        # Only push time is trustworthy; elsewhere the expiry makes the list inert.
+        if not self.context.refuses_expired_at_commit or policy.is_endorser_active(
+                endorser, ref_time):
+            return
+        raise PolicyViolationError(
+            f"endorser {endorser} expired at {_date(policy.endorsers[endorser].expires)} "
+            f"(reference time {_date(ref_time)})", rule="endorser-expired", commit=commit,
+            path=path)
 
     def _commit_signer(self, facts: CommitFacts, state: TreeState) -> str:
         """The policy key that signed the commit (any key of the policy in effect)."""
@@ -225,7 +262,7 @@ class Verifier:
         return check_signature(
             policy, allowed=list(policy.keys), data_id=facts.oid, data=lambda: payload,
             signature_id=f"commit:{facts.oid}", signature=facts.signature,
-            namespace=NAMESPACE_GIT, at=self._reference_time(facts), cache=self.cache,
+            namespace=NAMESPACE_GIT, cache=self.cache, at=self.context.at,
             rule="commit-signature",
             commit=facts.oid, path=None, what="commit")
 
@@ -236,7 +273,7 @@ class Verifier:
         self._ensure_indexed(parent.tree)
         signer = self._commit_signer(facts, before)
         endorser = policy.endorser_of_key(signer)
-        ref_time = self._reference_time(facts)
+        ref_time = self.context.at
         max_size = policy.limits.max_file_size
 
         changes = self.source.changes(parent.tree, facts.tree)
@@ -250,12 +287,12 @@ class Verifier:
             list_id = layout.list_id_of(change.path)
             assert list_id is not None  # check_change enforced the layout
             allowed = policy.endorsers_for_path(change.path)
-            if endorser is None or endorser not in allowed or not policy.is_endorser_active(
-                    endorser, ref_time):
+            if endorser is None or endorser not in allowed:
                 who = f"endorser {endorser}" if endorser else "a key of no endorser"
                 raise PolicyViolationError(
                     f"commit signed by {signer} ({who}), who may not change this path",
                     rule="path-authorisation", commit=facts.oid, path=change.path)
+            self._check_endorser_expiry(policy, endorser, ref_time, facts.oid, change.path)
             lists.add(list_id)
 
         if policy_changed:
@@ -318,19 +355,29 @@ class Verifier:
                     f"{old.version!r}", rule="list-version", commit=facts.oid, path=path)
         self._check_dates(new, policy.limits.max_list_lifetime_days, ref_time,
                           commit=facts.oid, path=path)
-        signature = self.source.blob(sig_entry.oid, max_size)
-        allowed_keys = [key for name in policy.endorsers_for_path(path)
-                        if policy.is_endorser_active(name, ref_time)
+        allowed_keys = [key for name in sorted(policy.endorsers_for_path(path))
+                        if not self.context.refuses_expired_at_commit
+                        or policy.is_endorser_active(name, ref_time)
                         for key in policy.endorser_keys(name)]
-        key_id = check_signature(
-            policy, allowed=allowed_keys, data_id=entry.oid,
-            data=lambda: self.source.blob(entry.oid, max_size), signature_id=sig_entry.oid,
-            signature=signature, namespace=NAMESPACE_IMAGELIST, at=ref_time, cache=self.cache,
-            rule="list-signature", commit=facts.oid, path=sig_path, what="the list")
+        key_id = self._list_signature(policy, allowed_keys, entry.oid, sig_entry.oid,
+                                      commit=facts.oid, path=sig_path)
         if policy.keys[key_id].get("scheme") == "x509" and new.endorser_dn != key_id:
             raise PolicyViolationError(
                 f"signed by {key_id} but hv:dn is {new.endorser_dn!r}",
                 rule="list-signature", commit=facts.oid, path=path)
+
+    def _list_signature(self, policy: Policy, allowed: list[str], blob: str, sig_blob: str,
+                        *, commit: str, path: str) -> str:
+        max_size = policy.limits.max_file_size
+        key_id = check_signature(
+            policy, allowed=allowed, data_id=blob,
+            data=lambda: self.source.blob(blob, max_size), signature_id=sig_blob,
+            signature=self.source.blob(sig_blob, max_size), namespace=NAMESPACE_IMAGELIST,
+            cache=self.cache, at=self.context.at, rule="list-signature", commit=commit,
+            path=path, what="the list")
+        if policy.keys[key_id].get("scheme") == "x509":
+            self._time_dependent = True
+        return key_id
 
     def _check_dates(self, new: ListFacts, max_days: int, ref_time: datetime, *,
                      commit: str, path: str) -> None:
@@ -341,7 +388,7 @@ class Verifier:
             raise PolicyViolationError(
                 f"lifetime {(new.expires - new.created).days} days exceeds the policy's "
                 f"maximum of {max_days} days", rule="list-lifetime", commit=commit, path=path)
-        if not self.check_expiry:
+        if not self.context.refuses_expired_at_commit:
             return
         # A minute of clock skew between an endorser and a server is tolerated.
         if new.created > ref_time + timedelta(minutes=5):

@@ -12,7 +12,7 @@ Anyone computes the same tree, so merge commits need no signature.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from gitreg.errors import PolicyViolationError
@@ -48,9 +48,8 @@ def deterministic_merge(verifier: Verifier, parents: tuple[str, ...]) -> MergeRe
     base = {e.path: e.oid for e in source.entries(source.commit(base_oid).tree)} \
         if base_oid else {}
     result = MergeResult(tree={})
-    # Certificates are judged at the run's reference time, else at the newest
-    # parent's commit time (what each parent's own verification used).
-    at = verifier.now or max(datetime.fromtimestamp(c.committer_time, tz=UTC) for c in commits)
+    # Certificates are judged at the run's reference time (its VerifyContext).
+    at = verifier.context.at
 
     infos = {t[layout.REGISTRY_FILE] for t in trees}
     if len(infos) != 1:

@@ -105,13 +105,17 @@ def check_signature(
         if loaded is None:
             loaded = data()
         try:
-            policy.public_key(key_id).verify(loaded, signature, namespace=namespace, at=at)
+            key = policy.public_key(key_id)
+            key.verify(loaded, signature, namespace=namespace, at=at)
         # Key material is loaded (and checked against its id) only here: a
         # root-signed policy may list a broken key, which then verifies nothing.
         except (SignatureError, InvalidKeyError) as exc:
             errors.append(f"{key_id}: {exc.message}")
             continue
-        cache.mark_signature_ok(data_id, signature_id, digest)
+        # An X.509 verdict holds only while the chain and its CRLs do: it is
+        # judged again at every reference time instead of being cached.
+        if key.scheme != "x509":
+            cache.mark_signature_ok(data_id, signature_id, digest)
         return key_id
     reason = "; ".join(errors) if errors else "no key is allowed here"
     raise PolicyViolationError(f"{what} has no valid signature by an allowed key ({reason})",

@@ -1,0 +1,99 @@
+"""The trust core's shape: pure (no clock, fs, git, subprocess) and versioned.
+
+- ``gitreg/verify/`` imports nothing from the I/O layers (gitstore, site,
+  server, publish, cli) nor ``os``/``subprocess``/``socket``, and reads no
+  clock: the reference time comes in a ``VerifyContext``;
+- every rule module is hashed (its syntax tree without docstrings, so a
+  comment or a docstring may change freely): a rule that changes without a
+  new ``RULES_VERSION`` fails here, because verdicts cached under the old
+  rules would otherwise be reused.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+from gitreg.verify.context import RULES_VERSION
+
+CORE = Path(__file__).resolve().parent.parent / "gitreg" / "verify"
+FORBIDDEN = ("gitreg.gitstore", "gitreg.site", "gitreg.server", "gitreg.publish",
+             "gitreg.cli", "gitreg.transport", "gitreg.adapters", "os", "subprocess",
+             "socket", "time", "pathlib", "shutil", "tempfile", "sqlite3", "pygit2")
+CLOCK_CALLS = {"now", "utcnow", "today", "time", "monotonic", "perf_counter"}
+# Not rules: the context holds the version itself; the cache and source are protocols.
+NOT_RULES = {"context.py", "__init__.py"}
+
+# RULES_VERSION -> digest of the rule modules. Never edit an entry: when a rule
+# changes, bump RULES_VERSION in gitreg/verify/context.py and add a line.
+RULES_DIGESTS = {
+    2: "9c93f1c7964a9968fbd0a439b7f2587a7a0dbde641bdbda823210e0f698e9833",
+}
+
+
+def _modules() -> list[Path]:
+    return sorted(CORE.glob("*.py"))
+
+
+def _imports(tree: ast.AST) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "the trust core uses absolute imports"
+            names.append(node.module or "")
+    return names
+
+
+def test_the_trust_core_imports_no_io_layer() -> None:
+    found = []
+    for path in _modules():
+        for name in _imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+                found.append(f"{path.name}: {name}")
+    assert found == []
+
+
+def test_the_trust_core_reads_no_clock_and_opens_no_file() -> None:
+    found = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in CLOCK_CALLS or name == "open":
+                found.append(f"{path.name}:{node.lineno}: {name}()")
+    assert found == []
+
+
+def _without_docstrings(tree: ast.Module) -> ast.Module:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                              ast.AsyncFunctionDef))
+                and isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def rules_digest() -> str:
+    digest = hashlib.sha256()
+    for path in _modules():
+        if path.name in NOT_RULES:
+            continue
+        tree = _without_docstrings(ast.parse(path.read_text(encoding="utf-8")))
+        digest.update(path.name.encode() + b"\0" + ast.dump(tree).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def test_a_rule_change_bumps_the_rules_version() -> None:
+    digest = rules_digest()
+    assert RULES_DIGESTS.get(RULES_VERSION) == digest, (
+        f"the rule modules of gitreg/verify changed (digest {digest}) but "
+        f"RULES_VERSION is still {RULES_VERSION}: bump it in gitreg/verify/context.py "
+        "and add the new digest to RULES_DIGESTS here (never edit an old entry)")
