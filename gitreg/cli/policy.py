@@ -95,6 +95,37 @@ def remove_endorser(
     _edit(registry, f"removed endorser {name}", lambda p: p.remove_endorser(name))
 
 
+@policy_app.command("add-key")
+def add_key(
+    name: str = typer.Argument(..., help="An endorser of the policy."),
+    key: str = typer.Option(..., "--key", help="The new public key (as for add-endorser)."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Give an existing endorser a further key (its rules stay as they are)."""
+    from gitreg.publish.endorser_keys import add_key as add
+
+    public = _public_keys([key])[0]
+    _edit(registry, f"added key {public.key_id} to endorser {name}",
+          lambda p: add(p, name, public))
+
+
+@policy_app.command("remove-key")
+def remove_key(
+    name: str = typer.Argument(..., help="An endorser of the policy."),
+    key_id: str = typer.Argument(..., metavar="KEYID",
+                                 help="The key's id (or its public key file)."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Take a key from an endorser (never its last one)."""
+    from gitreg.publish.endorser_keys import remove_key as remove
+
+    wanted = key_id
+    if Path(key_id).is_file() or key_id.startswith("openpgp:"):
+        wanted = _public_keys([key_id])[0].key_id
+    _edit(registry, f"removed key {wanted} from endorser {name}",
+          lambda p: remove(p, name, wanted))
+
+
 @policy_app.command("allow")
 def allow(
     name: str = typer.Argument(..., help="An endorser of the policy."),

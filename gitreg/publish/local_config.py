@@ -24,6 +24,7 @@ Parsing is pure (``parse_toml``, ``parse_git_config``); ``load`` does the I/O.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import tomllib
@@ -154,7 +155,8 @@ def _git_config(workdir: Path) -> dict[str, str]:
 
 
 def git_identity(workdir: Path) -> GitIdentity:
-    """git's ``user.name`` and ``user.email`` for ``workdir`` (None where unset)."""
+    """git's author identity for ``workdir``: ``GIT_AUTHOR_NAME``/``GIT_AUTHOR_EMAIL``,
+    else ``user.name``/``user.email`` (None where unset)."""
     try:
         done = subprocess.run(["git", "config", "-z", "--get-regexp", r"^user\.(name|email)$"],
                               cwd=workdir, capture_output=True, check=False, timeout=30)
@@ -165,7 +167,9 @@ def git_identity(workdir: Path) -> GitIdentity:
         name, _, value = record.decode("utf-8", errors="replace").partition("\n")
         if value.strip():
             values[name.lower()] = value.strip()
-    return GitIdentity(name=values.get("user.name"), email=values.get("user.email"))
+    # git itself lets GIT_AUTHOR_* override the config for commits; so do we.
+    return GitIdentity(name=os.environ.get("GIT_AUTHOR_NAME") or values.get("user.name"),
+                       email=os.environ.get("GIT_AUTHOR_EMAIL") or values.get("user.email"))
 
 
 def load(workdir: Path, git_dir: Path) -> LocalConfig:
