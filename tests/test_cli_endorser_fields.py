@@ -24,6 +24,25 @@ from gitreg.publish.workcopy import WorkingCopy
 from gitreg.signing.keys import load_public_key
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
 
+# The session's GIT_AUTHOR_* would override user.name/user.email, as for git.
+NO_AUTHOR = {"GIT_AUTHOR_NAME": "", "GIT_AUTHOR_EMAIL": ""}
+
+
+def list_new(run_cli, reg: Path, *args: str):
+    return run_cli(["list", "new", *args], cwd=reg, env=NO_AUTHOR)
+
+
+def test_git_author_environment_overrides_the_config(run_cli, tmp_path, ssh_keys):
+    alice = SSHPublicKey.from_file(ssh_keys["alice"].public)
+    reg = registry(tmp_path, ssh_keys, {"alice": [alice]})
+    git("-C", reg, "config", "user.name", "Config Name")
+    git("-C", reg, "config", "user.email", "config@example.org")
+    created = run_cli(["list", "new", "--title", "T"], cwd=reg,
+                      env={"GIT_AUTHOR_NAME": "Env Name", "GIT_AUTHOR_EMAIL": "env@example.org"})
+    assert created.returncode == 0, created.stderr
+    fields = endorser_of(reg, created.stdout.strip())
+    assert (fields["dc:creator"], fields["hv:email"]) == ("Env Name", "env@example.org")
+
 
 def git(*args: str | Path) -> None:
     subprocess.run(["git", *map(str, args)], check=True, capture_output=True)
@@ -61,7 +80,7 @@ def test_ssh_endorser_publishes_without_any_endorser_setting(run_cli, tmp_path, 
     alice = SSHPublicKey.from_file(ssh_keys["alice"].public)
     reg = registry(tmp_path, ssh_keys, {"alice": [alice]}, emails={"alice": "alice@example.org"})
     git("-C", reg, "config", "user.name", "Alice Endorser")
-    created = run_cli(["list", "new", "--title", "Base images"], cwd=reg)
+    created = list_new(run_cli, reg, "--title", "Base images")
     assert created.returncode == 0, created.stderr
     list_id = created.stdout.strip()
     assert endorser_of(reg, list_id) == {
@@ -81,12 +100,12 @@ def test_endorser_is_found_by_git_email_among_several(run_cli, tmp_path, ssh_key
                                                      "carol": "carol@example.org"})
     git("-C", reg, "config", "user.email", "carol@example.org")
     git("-C", reg, "config", "user.name", "Carol")
-    created = run_cli(["list", "new", "--title", "Carol's"], cwd=reg)
+    created = list_new(run_cli, reg, "--title", "Carol's")
     assert created.returncode == 0, created.stderr
     fields = endorser_of(reg, created.stdout.strip())
     assert (fields["hv:dn"], fields["hv:email"], fields["dc:creator"]) == \
         ("/O=gitreg/CN=carol", "carol@example.org", "Carol")
-    explicit = run_cli(["list", "new", "--title", "Alice's", "--endorser", "alice"], cwd=reg)
+    explicit = list_new(run_cli, reg, "--title", "Alice's", "--endorser", "alice")
     assert endorser_of(reg, explicit.stdout.strip())["hv:dn"] == "/O=gitreg/CN=alice"
 
 
@@ -95,7 +114,7 @@ def test_settings_and_options_win_over_the_defaults(run_cli, tmp_path, ssh_keys)
     reg = registry(tmp_path, ssh_keys, {"alice": [alice]})
     git("-C", reg, "config", "gitreg.endorser.dn", "/DC=org/DC=example/CN=Alice")
     git("-C", reg, "config", "user.email", "git@example.org")
-    created = run_cli(["list", "new", "--title", "T", "--creator", "A. Endorser"], cwd=reg)
+    created = list_new(run_cli, reg, "--title", "T", "--creator", "A. Endorser")
     assert created.returncode == 0, created.stderr
     fields = endorser_of(reg, created.stdout.strip())
     assert fields["hv:dn"] == "/DC=org/DC=example/CN=Alice"
@@ -111,7 +130,7 @@ def test_x509_endorser_gets_its_certificate_names(run_cli, tmp_path, ssh_keys, x
             SSHPublicKey.from_file(ssh_keys["mallory"].public)]
     reg = registry(tmp_path, ssh_keys, {"grid": grid}, emails={"grid": "grid@example.org"})
     git("-C", reg, "config", "user.name", "Grid Admin")
-    created = run_cli(["list", "new", "--title", "Grid images"], cwd=reg)
+    created = list_new(run_cli, reg, "--title", "Grid images")
     assert created.returncode == 0, created.stderr
     list_id = created.stdout.strip()
     fields = endorser_of(reg, list_id)
@@ -126,7 +145,7 @@ def test_nobody_to_name_is_a_usage_error_naming_the_fields(run_cli, tmp_path, ss
     reg = registry(tmp_path, ssh_keys, keys)
     before = sorted(p.name for p in (reg / "imagelists").iterdir()) \
         if (reg / "imagelists").exists() else []
-    result = run_cli(["list", "new", "--title", "T"], cwd=reg)
+    result = list_new(run_cli, reg, "--title", "T")
     assert result.returncode == 2
     assert "hv:dn (gitreg.endorser.dn)" in result.stderr
     assert "--endorser NAME" in result.stderr
@@ -134,7 +153,7 @@ def test_nobody_to_name_is_a_usage_error_naming_the_fields(run_cli, tmp_path, ss
     after = sorted(p.name for p in (reg / "imagelists").iterdir()) \
         if (reg / "imagelists").exists() else []
     assert after == before
-    unknown = run_cli(["list", "new", "--title", "T", "--endorser", "zoe"], cwd=reg)
+    unknown = list_new(run_cli, reg, "--title", "T", "--endorser", "zoe")
     assert unknown.returncode == 2
     assert "--endorser zoe: no such endorser in the policy (endorsers: alice, carol)" \
         in unknown.stderr
