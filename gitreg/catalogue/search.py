@@ -1,0 +1,178 @@
+"""Search: filters (not a query language) over the images of catalogued registries.
+
+One row per image of every current list version. Filters, all of which must
+hold (the web catalogue's ``app.js`` implements the same grammar on the JSON
+index, and a test checks both give the same rows):
+
+- ``key=value``: exact match on a HEPiX, ``ad:`` or ``gitreg:`` key of the
+  image or of its list (``sl:arch=x86_64``); keys without a colon name a
+  catalogue field: ``series``, ``endorser``, ``registry``, ``list``,
+  ``image``, ``status``;
+- ``key~regex``: a case-insensitive regular-expression search in that value;
+- a plain word: a case-insensitive substring of the title, description or
+  OS of the image or its list.
+
+``valid_only`` keeps images that are signed, current and not revoked at the
+reference time; ``latest`` keeps one image per series: the newest by
+``hv:version`` (numeric-aware), then by its list's creation date.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cmp_to_key
+from typing import Any
+
+from gitreg.catalogue.status import VALID, image_status, list_status
+from gitreg.errors import UsageError
+from gitreg.model.versions import compare_versions
+
+FIELDS = ("series", "endorser", "registry", "list", "image", "status")
+_FIELD_COLUMN = {"series": "series", "endorser": "endorser", "registry": "registry_name",
+                 "list": "list", "image": "image", "status": "status"}
+_WORD_COLUMNS = ("title", "description", "os", "osversion", "osname", "list_title",
+                 "list_description")
+_FILTER = re.compile(r"([A-Za-z0-9_.:-]+)([=~])(.*)", re.DOTALL)
+
+
+def attestation_counts(registry: dict[str, Any], image_id: str) -> dict[str, Any]:
+    """How many attesters said passed / failed about an image, and who."""
+    found = registry.get("attestations", {}).get(image_id, [])
+    passed = [a for a in found if a.get("result") == "passed"]
+    failed = [a for a in found if a.get("result") == "failed"]
+    return {"passed": len(passed), "failed": len(failed),
+            "by": [f"{a.get('attester')}: {a.get('result')} ({a.get('kind')}, {a.get('time')})"
+                   for a in found]}
+
+
+@dataclass(frozen=True)
+class Filter:
+    kind: str  # "equals", "regex" or "word"
+    key: str
+    value: str
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        if self.kind == "word":
+            needle = self.value.lower()
+            return any(needle in str(row.get(c) or "").lower() for c in _WORD_COLUMNS)
+        value = (row["keys"].get(self.key) if ":" in self.key
+                 else row.get(_FIELD_COLUMN[self.key]))
+        if value is None:
+            return False
+        text = _text(value)
+        if self.kind == "equals":
+            return text == self.value
+        assert self.pattern is not None
+        return self.pattern.search(text) is not None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_filters(arguments: Iterable[str]) -> list[Filter]:
+    """Parse filter arguments; a bad one is a ``UsageError`` naming it."""
+    filters: list[Filter] = []
+    for argument in arguments:
+        match = _FILTER.fullmatch(argument)
+        if match is None:
+            if not argument.strip():
+                raise UsageError("an empty search word matches everything; leave it out")
+            filters.append(Filter("word", "", argument))
+            continue
+        key, op, value = match.groups()
+        if ":" not in key and key not in FIELDS:
+            raise UsageError(f"filter {argument!r}: unknown field {key!r} (fields: "
+                             f"{', '.join(FIELDS)}; metadata keys have a prefix, "
+                             "e.g. sl:arch=x86_64)")
+        if op == "=":
+            filters.append(Filter("equals", key, value))
+            continue
+        try:
+            pattern = re.compile(value, re.IGNORECASE)
+        except re.error as exc:
+            raise UsageError(f"filter {argument!r}: not a regular expression ({exc})") from None
+        filters.append(Filter("regex", key, value, pattern))
+    return filters
+
+
+def rows(registries: Sequence[dict[str, Any]], now: str, *,
+         keys: bool = True) -> list[dict[str, Any]]:
+    """One row per image of every list, judged at ``now`` (``status.stamp``), sorted."""
+    found: list[dict[str, Any]] = []
+    for registry in registries:
+        for record in registry["lists"].values():
+            list_state = list_status(registry, record, now)
+            signature = record["signature"]
+            list_keys = record["keys"]
+            for image in record["images"]:
+                state = image_status(list_state, image, now)
+                row = {
+                    "registry": registry["registry"], "registry_name": registry["name"],
+                    "list": record["id"], "list_title": record["title"],
+                    "list_description": record["description"],
+                    "list_version": record["version"], "list_created": record["created"],
+                    "list_expires": record["expires"],
+                    "image": image["id"], "title": image["title"],
+                    "description": image["description"], "arch": image["arch"],
+                    "os": image["os"], "osversion": image["osversion"],
+                    "osname": image["osname"], "version": image["version"],
+                    "series": image["series"], "uri": image["uri"], "size": image["size"],
+                    "sha512": image["sha512"], "format": image["format"],
+                    "image_expires": image["expires"],
+                    "status": state[0], "reason": state[1],
+                    "endorser": signature.get("endorser"), "signed_by": signature.get("key"),
+                    "attestations": attestation_counts(registry, image["id"]),
+                }
+                if keys:
+                    row["keys"] = {**list_keys, **image["keys"]}
+                found.append(row)
+    found.sort(key=lambda r: (r["title"] or "", r["version"] or "", r["image"]))
+    return found
+
+
+def newer(a: dict[str, Any], b: dict[str, Any]) -> int:
+    order = compare_versions(str(a["version"] or ""), str(b["version"] or ""))
+    if order:
+        return order
+    if a["list_created"] != b["list_created"]:
+        return 1 if a["list_created"] > b["list_created"] else -1
+    return int(a["image"] > b["image"]) - int(a["image"] < b["image"])
+
+
+def latest(found: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per series (the newest); rows without a series are kept as they are."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in found:
+        series = row["series"]
+        if series is None:
+            continue
+        current = best.get(series)
+        if current is None or newer(row, current) > 0:
+            best[series] = row
+    chosen = {id(row) for row in best.values()}
+    return [row for row in found if row["series"] is None or id(row) in chosen]
+
+
+def search(registries: Sequence[dict[str, Any]], filters: Sequence[Filter], now: str, *,
+           valid_only: bool = True, latest_only: bool = False) -> list[dict[str, Any]]:
+    """The rows that pass every filter (and validity), optionally one per series."""
+    found = [row for row in rows(registries, now)
+             if (not valid_only or row["status"] == VALID)
+             and all(f.matches(row) for f in filters)]
+    return latest(found) if latest_only else found
+
+
+def newest_valid(registries: Sequence[dict[str, Any]], series: str,
+                 now: str) -> dict[str, Any] | None:
+    """The newest valid image of ``series``: where ``/series/<name>/latest`` points."""
+    candidates = [row for row in rows(registries, now)
+                  if row["series"] == series and row["status"] == VALID]
+    if not candidates:
+        return None
+    return max(candidates, key=cmp_to_key(newer))

@@ -1,0 +1,169 @@
+"""Where catalogue records come from: registries named on the command line.
+
+A ``--registry`` argument is a registry repository (a working copy or a bare
+repository: its ``main`` is verified from the root commit, or from the last
+state this catalogue verified, before anything is read) or a site config
+(each subscribed registry at the site's trusted commit, which the site has
+verified). Nothing is ever checked out: records are read from Git objects.
+
+Records are cached next to the repository (``<git dir>/gitreg/``, or the
+site's repositories directory), keyed by the state they were read from, so a
+search at an unchanged state reads one file and verifies nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gitreg.errors import GitregError, RejectedError, UsageError
+from gitreg.gitstore.store import RegistryStore
+from gitreg.verify.cache import MemoryCache, VerificationCache
+
+MAIN = "refs/heads/main"
+CACHE_DIR = "gitreg"
+CACHE_NAME = "catalogue.json"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One registry state to catalogue."""
+
+    label: str  # the argument or config entry it came from, for messages
+    name: str | None  # display name (site config name); None: the registry's own
+    store: RegistryStore
+    head: str
+    cache_file: Path | None
+    verify_cache_file: Path | None  # None: the state is a site's, already verified
+    pinned: str | None = None
+
+
+def snapshots(arguments: Sequence[str | Path],
+              warnings: list[str] | None = None) -> list[Snapshot]:
+    """Resolve ``--registry`` arguments (default: the current directory).
+
+    A site registry without a trusted state yet is skipped with a line in
+    ``warnings``.
+    """
+    found: list[Snapshot] = []
+    for argument in arguments or [Path()]:
+        path = Path(argument)
+        if path.is_file():
+            found.extend(_site_snapshots(path, warnings if warnings is not None else []))
+        elif path.is_dir():
+            found.append(_repository_snapshot(path))
+        else:
+            raise UsageError(f"{argument}: no such registry directory or site config")
+    return found
+
+
+def _repository_snapshot(path: Path) -> Snapshot:
+    store = RegistryStore.open(path)
+    head = store.ref(MAIN)
+    if head is None:
+        raise UsageError(f"{path}: {MAIN} is missing (not a registry, or nothing published)")
+    cache_dir = store.path / CACHE_DIR
+    return Snapshot(label=str(path), name=None, store=store, head=head,
+                    cache_file=cache_dir / CACHE_NAME,
+                    verify_cache_file=cache_dir / "catalogue.verify.sqlite")
+
+
+def _site_snapshots(path: Path, warnings: list[str]) -> Iterator[Snapshot]:
+    from gitreg.site.config import load_config
+    from gitreg.site.remotes import pinned_fingerprint
+    from gitreg.site.state import SiteState
+
+    config = load_config(path)
+    if not config.state_db.exists():
+        raise UsageError(f"{path}: the site has no trusted state yet",
+                         hint=f"run `gitreg site sync {path}` first")
+    with SiteState.open(config.state_db) as state:
+        trusted = {r.name: state.trusted_commit(r.name) for r in config.registries}
+    for registry in config.registries:
+        head = trusted[registry.name]
+        repository = config.repositories_dir / f"{registry.name}.git"
+        if head is None or not repository.exists():
+            warnings.append(f"{path}: registry {registry.name} has no trusted state yet; "
+                            "skipped")
+            continue
+        yield Snapshot(label=f"{path}:{registry.name}", name=registry.name,
+                       store=RegistryStore.open(repository), head=head,
+                       cache_file=config.repositories_dir / f"{registry.name}.{CACHE_NAME}",
+                       verify_cache_file=None, pinned=pinned_fingerprint(registry))
+
+
+def load_cached(snapshot: Snapshot) -> dict[str, Any] | None:
+    """The cached records of this registry (any earlier state), if readable."""
+    if snapshot.cache_file is None:
+        return None
+    try:
+        value = json.loads(snapshot.cache_file.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def store_cached(snapshot: Snapshot, records: dict[str, Any]) -> None:
+    """Keep ``records`` for the next run; a read-only repository just goes without."""
+    from gitreg.durable import write_atomic
+
+    if snapshot.cache_file is None:
+        return
+    try:
+        snapshot.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(snapshot.cache_file,
+                     json.dumps(records, separators=(",", ":")).encode("utf-8"))
+    except (OSError, GitregError):
+        pass
+
+
+def read_snapshot(snapshot: Snapshot, *, refresh: bool = False) -> dict[str, Any]:
+    """The verified records of ``snapshot``: from the cache, or verified and read now.
+
+    A repository's ``main`` is verified by the trust core first (every commit
+    judged at its own signed time, as ``gitreg verify`` does); a head that
+    fails is refused with the verifier's error and nothing is cached.
+    """
+    from gitreg.catalogue.reader import read_registry
+
+    cached = None if refresh else load_cached(snapshot)
+    if cached is not None and cached.get("head") == snapshot.head and \
+            cached.get("name") == snapshot.name:
+        return cached
+    cache: VerificationCache
+    if snapshot.verify_cache_file is None:
+        cache = MemoryCache()
+        records = read_registry(snapshot.store, snapshot.head, name=snapshot.name or "",
+                                cache=cache, previous=cached)
+    else:
+        from gitreg.gitstore.verify_cache import SqliteCache
+
+        sqlite = SqliteCache(snapshot.verify_cache_file)
+        try:
+            _verify(snapshot, sqlite, cached)
+            records = read_registry(snapshot.store, snapshot.head, name=snapshot.name or "",
+                                    cache=sqlite, previous=cached)
+        finally:
+            sqlite.close()
+    if not records["name"]:
+        records["name"] = records["registry_name"]
+    store_cached(snapshot, records)
+    return records
+
+
+def _verify(snapshot: Snapshot, cache: VerificationCache, cached: dict[str, Any] | None) -> None:
+    from gitreg.verify.history import Verifier
+
+    store = snapshot.store
+    trusted = cached.get("head") if cached else None
+    if not isinstance(trusted, str) or not store.is_ancestor(trusted, snapshot.head):
+        trusted = None
+    verifier = Verifier(store, cache, now=None, pinned_policy=snapshot.pinned)
+    try:
+        verifier.verify_range(trusted, snapshot.head)
+    except RejectedError as exc:
+        raise RejectedError(f"{snapshot.label}: main is not a verified registry state: "
+                            f"{exc.message}", hint=exc.hint) from exc

@@ -1,0 +1,294 @@
+"""`gitreg web build`: the catalogue as static files any web server or CDN can host.
+
+Layout of the output directory (every link is relative, so a mirror may
+host it under any path):
+
+    index.html                      every image and list; live filtering by app.js
+    lists/<uuid>.html               one list: badges, Markdown, images, history
+    images/<uuid>.html              one image (revoked ones too): badges, Markdown, history
+    series/<slug>.html              one series, newest first
+    series/<slug>/latest/index.html the latest valid image (a meta refresh to hv:uri)
+    api/index.json                  the search index app.js filters (rows of `gitreg search`)
+    api/lists/<uuid>.json           a list's catalogue record
+    api/series/<slug>/latest.json   the latest valid image of a series
+    static/app.js, static/style.css
+
+A rebuild renders only the pages whose inputs changed: each page's inputs
+are hashed into ``.gitreg-web.json`` and a page whose hash is unchanged is
+left as it is. Templates escape everything (Jinja2 autoescape); the only
+markup not escaped is the Markdown renderer's, which allows no raw HTML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cmp_to_key, partial
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gitreg.catalogue import markdown
+from gitreg.catalogue.search import attestation_counts, newer, rows
+from gitreg.catalogue.status import REVOKED, VALID, list_status
+
+# Bumped with any template change, so a rebuild renders every page again.
+TEMPLATE_VERSION = "1"
+MANIFEST = ".gitreg-web.json"
+# No inline script anywhere: app.js is the only script, loaded from 'self'.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https:; "
+       "connect-src 'self'; base-uri 'none'; form-action 'self'")
+_SAFE_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def slug(name: str) -> str:
+    """A file- and URL-safe name for a series (its own name when that is safe)."""
+    if _SAFE_SLUG.fullmatch(name) and ".." not in name:
+        return name
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")[:40] or "series"
+    return f"{cleaned}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:10]}"
+
+
+def http_url(value: Any) -> str | None:
+    """``value`` if it is an http(s) URL (a link target), else None."""
+    if isinstance(value, str) and re.match(r"https?://", value, re.IGNORECASE):
+        return value
+    return None
+
+
+@dataclass
+class BuildReport:
+    rendered: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+
+
+def _environment() -> Any:
+    import jinja2
+
+    loader = jinja2.DictLoader({
+        path.name: path.read_text(encoding="utf-8")
+        for path in resources.files("gitreg.catalogue.web").joinpath("templates").iterdir()
+        if path.name.endswith(".html")})
+    env = jinja2.Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["http_url"] = http_url
+
+    def title_of(image_id: str, entry: dict[str, Any]) -> str:
+        return str(entry["images"].get(image_id, ["", image_id])[1] or image_id)
+
+    env.filters["title_of"] = title_of
+    env.globals["slug"] = slug
+    env.globals["csp"] = CSP
+    return env
+
+
+def _markdown(text: str | None) -> Any:
+    from markupsafe import Markup
+
+    # The renderer's output is the one thing templates do not escape: it is safe by construction.
+    return Markup(markdown.render(text))  # noqa: S704
+
+
+def _digest(*parts: Any) -> str:
+    text = json.dumps([TEMPLATE_VERSION, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+class _Writer:
+    """Writes pages whose input hash changed; remembers every page it was asked for."""
+
+    def __init__(self, out: Path, manifest: dict[str, str], report: BuildReport) -> None:
+        self.out = out
+        self.old = manifest
+        self.new: dict[str, str] = {}
+        self.report = report
+
+    def page(self, path: str, digest: str, make: Callable[[], bytes | str]) -> None:
+        self.new[path] = digest
+        target = self.out / path
+        if self.old.get(path) == digest and target.exists():
+            self.report.unchanged += 1
+            return
+        content = make()
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_bytes(data)
+        temporary.replace(target)
+        self.report.rendered.append(path)
+
+    def finish(self) -> None:
+        for path in sorted(set(self.old) - set(self.new)):
+            (self.out / path).unlink(missing_ok=True)
+            self.report.removed.append(path)
+        (self.out / MANIFEST).write_bytes(_json_bytes(self.new))
+
+
+def _read_manifest(out: Path) -> dict[str, str]:
+    try:
+        value = json.loads((out / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def index_rows(registries: Sequence[dict[str, Any]], now: str) -> list[dict[str, Any]]:
+    """The search rows with attestation counts and each row's rank in its series.
+
+    ``series_rank`` orders a series oldest (0) to newest, so app.js can pick
+    "the latest" without reimplementing version comparison.
+    """
+    found = rows(registries, now)
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in found:
+        if row["series"] is not None:
+            series[row["series"]].append(row)
+    for members in series.values():
+        for rank, row in enumerate(sorted(members, key=cmp_to_key(newer))):
+            row["series_rank"] = rank
+    return found
+
+
+def latest_rows(found: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Series name -> its newest valid row."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in found:
+        if row["series"] is None or row["status"] != VALID:
+            continue
+        current = best.get(row["series"])
+        if current is None or newer(row, current) > 0:
+            best[row["series"]] = row
+    return best
+
+
+def latest_document(row: dict[str, Any] | None, name: str, now: str) -> dict[str, Any]:
+    """``latest.json``: the image entry with its list, version and signature status."""
+    if row is None:
+        return {"series": name, "at": now, "latest": None}
+    image = {k: v for k, v in row.items() if k != "keys"}
+    return {"series": name, "at": now, "latest": image, "image": row["keys"]}
+
+
+class _Site:
+    """One build: the writer, the templates and what every page shows."""
+
+    def __init__(self, writer: _Writer, now: str) -> None:
+        self.writer = writer
+        self.env = _environment()
+        self.common = {"generated": now}
+
+    def html(self, path: str, digest: str, template: str, **context: Any) -> None:
+        self.writer.page(path, digest, partial(self._render, template, context))
+
+    def _render(self, template: str, context: dict[str, Any]) -> str:
+        return str(self.env.get_template(template).render(**self.common, **context))
+
+    def json(self, path: str, digest: str, value: Callable[[], Any]) -> None:
+        self.writer.page(path, digest, lambda: _json_bytes(value()))
+
+    def image(self, item: dict[str, Any], image: dict[str, Any], state: tuple[str, str],
+              attestations: dict[str, Any]) -> None:
+        history = [e for e in item["history"]
+                   if image["id"] in e["added"] or image["id"] in e["removed"]
+                   or image["id"] in e["changed"]]
+        context = {"image": image, "status": state[0], "reason": state[1], "history": history,
+                   "attestations": attestations,
+                   "item": {k: item[k] for k in ("id", "title", "version", "expires",
+                                                 "signature")}}
+        self.html(f"images/{image['id']}.html", _digest("image", context), "image.html",
+                  root="../", markdown=_markdown(image["description_md"]), **context)
+
+
+def build_site(registries: Sequence[dict[str, Any]], out: Path, *, now: str,
+               base_url: str | None = None) -> BuildReport:
+    """Write (or bring up to date) the static catalogue of ``registries`` in ``out``."""
+    report = BuildReport()
+    out.mkdir(parents=True, exist_ok=True)
+    writer = _Writer(out, _read_manifest(out), report)
+    site = _Site(writer, now)
+    found = index_rows(registries, now)
+
+    for name in ("app.js", "style.css"):
+        data = resources.files("gitreg.catalogue.web").joinpath("static", name).read_bytes()
+        writer.page(f"static/{name}", _digest(hashlib.sha256(data).hexdigest()),
+                    partial(bytes, data))
+    list_items = _list_pages(site, registries, found)
+    _series_pages(site, found, now)
+
+    list_items.sort(key=lambda i: (i["title"], i["id"]))
+    index = {"generated": now, "base_url": base_url, "count": len(found),
+             "registries": [{k: r[k] for k in ("registry", "name", "head")}
+                            for r in registries],
+             "rows": found}
+    index_bytes = _json_bytes(index)
+    index_digest = hashlib.sha256(index_bytes).hexdigest()
+    writer.page("api/index.json", _digest(index_digest), partial(bytes, index_bytes))
+    series = sorted({r["series"] for r in found if r["series"] is not None})
+    site.html("index.html", _digest("index", index_digest), "index.html", root="",
+              images=found, lists=list_items, series=series)
+    writer.finish()
+    return report
+
+
+def _list_pages(site: _Site, registries: Sequence[dict[str, Any]],
+                found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    now = site.common["generated"]
+    by_image = {(r["registry"], r["image"]): r for r in found}
+    list_items: list[dict[str, Any]] = []
+    for registry in registries:
+        head = {k: registry[k] for k in ("registry", "name", "policy_expires")}
+        for record in registry["lists"].values():
+            status, reason = list_status(registry, record, now)
+            item = {**record, "status": status, "reason": reason}
+            list_items.append(item)
+            digest = _digest("list", item, head)
+            site.html(f"lists/{record['id']}.html", digest, "list.html", root="../",
+                      item=item, registry=registry, markdown=_markdown(item["description_md"]))
+            site.json(f"api/lists/{record['id']}.json", digest,
+                      partial(dict, item, registry=head))
+            for image in record["images"]:
+                row = by_image[(registry["registry"], image["id"])]
+                site.image(item, image, (row["status"], row["reason"]), row["attestations"])
+            current = {image["id"] for image in record["images"]}
+            for gone in record["revoked"]:
+                if gone["id"] in current:
+                    continue
+                stub = {"id": gone["id"], "title": gone["title"], "version": None,
+                        "expires": None, "series": None, "uri": None, "description": None,
+                        "description_md": None, "keys": {}}
+                site.image(item, stub, (REVOKED, f"removed from the list in version "
+                                                 f"{gone['version']}"),
+                           attestation_counts(registry, gone["id"]))
+    return list_items
+
+
+def _series_pages(site: _Site, found: list[dict[str, Any]], now: str) -> None:
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in found:
+        if row["series"] is not None:
+            series[row["series"]].append(row)
+    best = latest_rows(found)
+    for name, members in sorted(series.items()):
+        ordered = sorted(members, key=cmp_to_key(newer), reverse=True)
+        top = best.get(name)
+        key = slug(name)
+        digest = _digest("series", name, [(r["image"], r["status"], r["version"], r["title"],
+                                            r["list"], r["list_title"], r["uri"])
+                                           for r in ordered])
+        site.html(f"series/{key}.html", digest, "series.html", root="../", name=name,
+                  rows=ordered, latest=top)
+        site.html(f"series/{key}/latest/index.html", digest, "latest.html", name=name,
+                  latest=top)
+        site.json(f"api/series/{key}/latest.json", _digest("latest", digest, now),
+                  partial(latest_document, top, name, now))
