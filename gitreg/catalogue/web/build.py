@@ -37,7 +37,7 @@ from gitreg.catalogue.search import attestation_counts, newer, rows
 from gitreg.catalogue.status import REVOKED, VALID, list_status
 
 # Bumped with any template change, so a rebuild renders every page again.
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
 MANIFEST = ".gitreg-web.json"
 # No inline script anywhere: app.js is the only script, loaded from 'self'.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https:; "
