@@ -95,7 +95,7 @@ def test_an_unverifiable_head_is_refused_and_nothing_is_cached(
     catalogue, ids = world
     sim = catalogue.sim
     _search(run_cli, sim.path)
-    cache = sim.path / "gitreg" / "catalogue.json"
+    cache = sim.path / "gitreg" / "catalogue.cache"
     before = cache.read_bytes()
     good = sim.head
     # An unsigned commit forced onto main (no hook saw it).

@@ -37,7 +37,7 @@ from gitreg.catalogue.search import attestation_counts, newer, rows
 from gitreg.catalogue.status import REVOKED, VALID, list_status
 
 # Bumped with any template change, so a rebuild renders every page again.
-TEMPLATE_VERSION = "2"
+TEMPLATE_VERSION = "3"
 MANIFEST = ".gitreg-web.json"
 # No inline script anywhere: app.js is the only script, loaded from 'self'.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https:; "
@@ -111,6 +111,7 @@ class _Writer:
         self.old = manifest
         self.new: dict[str, str] = {}
         self.report = report
+        self._made: set[Path] = set()
 
     def page(self, path: str, digest: str, make: Callable[[], bytes | str]) -> None:
         self.new[path] = digest
@@ -120,7 +121,9 @@ class _Writer:
             return
         content = make()
         data = content.encode("utf-8") if isinstance(content, str) else content
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.parent not in self._made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(target.parent)
         temporary = target.with_name(f".{target.name}.tmp")
         temporary.write_bytes(data)
         temporary.replace(target)
@@ -236,7 +239,8 @@ def build_site(registries: Sequence[dict[str, Any]], out: Path, *, now: str,
     writer.page("api/index.json", _digest(index_digest), partial(bytes, index_bytes))
     series = sorted({r["series"] for r in found if r["series"] is not None})
     site.html("index.html", _digest("index", index_digest), "index.html", root="",
-              images=found, lists=list_items, series=series)
+              images=found, lists=list_items, series=series,
+              valid_count=sum(1 for r in found if r["status"] == VALID))
     writer.finish()
     return report
 
