@@ -25,6 +25,7 @@ from gitreg.model.policy import Policy
 from gitreg.signing.interface import NAMESPACE_IMAGELIST
 from gitreg.verify import layout
 from gitreg.verify.cache import VerificationCache
+from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 from gitreg.verify.signatures import check_signature, named_signer
 
@@ -45,14 +46,15 @@ Progress = Callable[[str, int, int], None]
 
 
 def read_registry(store: RegistryStore, head: str, *, name: str, cache: VerificationCache,
-                  previous: dict[str, Any] | None = None,
+                  at: datetime, previous: dict[str, Any] | None = None,
                   progress: Progress | None = None) -> dict[str, Any]:
     """The records of registry state ``head`` (a verified commit of ``store``).
 
-    ``previous``: the records of an earlier state of the same registry; when
-    it is an ancestor of ``head`` only what changed since is read.
+    ``at``: the time signatures are checked at (X.509 chains). ``previous``:
+    the records of an earlier state of the same registry; when it is an
+    ancestor of ``head`` only what changed since is read.
     """
-    verifier = Verifier(store, cache)
+    verifier = Verifier(store, cache, context=VerifyContext.for_history(at))
     tree = store.commit(head).tree
     state = verifier.state(tree, commit=head)
     policy = state.policy.signed
@@ -74,7 +76,7 @@ def read_registry(store: RegistryStore, head: str, *, name: str, cache: Verifica
         if progress and count % 500 == 0:
             progress("lists", count, len(wanted))
         fresh = _list_record(store, policy, cache, head=head, path=path, blob=blob,
-                             sig_blob=sig_blob)
+                             sig_blob=sig_blob, at=at)
         if old is not None:  # the history up to the cached state stays; newer is appended
             fresh["history"], fresh["revoked"] = old["history"], old["revoked"]
         lists[list_id] = fresh
@@ -102,7 +104,8 @@ def _usable(previous: dict[str, Any] | None, store: RegistryStore, head: str,
 
 
 def _list_record(store: RegistryStore, policy: Policy, cache: VerificationCache, *,
-                 head: str, path: str, blob: str, sig_blob: str) -> dict[str, Any]:
+                 head: str, path: str, blob: str, sig_blob: str,
+                 at: datetime) -> dict[str, Any]:
     max_size = policy.limits.max_file_size
     data = store.blob(blob, max_size)
     imagelist = parse_imagelist(data, source=f"{head[:12]}:{path}", max_size=max_size)
@@ -119,7 +122,7 @@ def _list_record(store: RegistryStore, policy: Policy, cache: VerificationCache,
         "created": format_date(imagelist.created), "expires": format_date(imagelist.expires),
         "uri": imagelist.uri, "dn": imagelist.endorser_dn, "keys": keys, "images": images,
         "signature": _signer(store, policy, cache, head=head, path=path, blob=blob,
-                             sig_blob=sig_blob),
+                             sig_blob=sig_blob, at=at),
         "history": [], "revoked": [],
     }
 
@@ -141,7 +144,7 @@ def _size(value: Any) -> int | None:
 
 
 def _signer(store: RegistryStore, policy: Policy, cache: VerificationCache, *,
-            head: str, path: str, blob: str, sig_blob: str) -> dict[str, Any]:
+            head: str, path: str, blob: str, sig_blob: str, at: datetime) -> dict[str, Any]:
     """Who signed the list, judged under the policy of the state (not of its commit)."""
     max_size = policy.limits.max_file_size
     if not sig_blob:
@@ -152,7 +155,7 @@ def _signer(store: RegistryStore, policy: Policy, cache: VerificationCache, *,
         key_id = check_signature(
             policy, allowed=allowed, data_id=blob, data=lambda: store.blob(blob, max_size),
             signature_id=sig_blob, signature=store.blob(sig_blob, max_size),
-            namespace=NAMESPACE_IMAGELIST, cache=cache, rule="list-signature", commit=head,
+            namespace=NAMESPACE_IMAGELIST, at=at, cache=cache, rule="list-signature", commit=head,
             path=path, what="the list")
     except PolicyViolationError as exc:
         return {"error": exc.message}

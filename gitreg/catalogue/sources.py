@@ -17,6 +17,7 @@ import marshal
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,19 @@ def store_cached(snapshot: Snapshot, records: dict[str, Any]) -> None:
         pass
 
 
-def read_snapshot(snapshot: Snapshot, *, refresh: bool = False) -> dict[str, Any]:
+def read_snapshot(snapshot: Snapshot, *, refresh: bool = False,
+                  now: datetime | None = None) -> dict[str, Any]:
     """The verified records of ``snapshot``: from the cache, or verified and read now.
 
-    A repository's ``main`` is verified by the trust core first (every commit
-    judged at its own signed time, as ``gitreg verify`` does); a head that
-    fails is refused with the verifier's error and nothing is cached.
+    A repository's ``main`` is verified by the trust core first, as ``gitreg
+    verify`` does (history mode at ``now``); a head that fails is refused
+    with the verifier's error and nothing is cached. Expiry of the state is
+    not a refusal here: it is the status the records are judged with.
     """
     from gitreg.catalogue.reader import read_registry
+    from gitreg.model.dates import utcnow
 
+    at = now or utcnow()
     cached = None if refresh else load_cached(snapshot)
     if cached is not None and cached.get("head") == snapshot.head and \
             cached.get("source_name") == snapshot.name:
@@ -152,15 +157,15 @@ def read_snapshot(snapshot: Snapshot, *, refresh: bool = False) -> dict[str, Any
     if snapshot.verify_cache_file is None:
         cache = MemoryCache()
         records = read_registry(snapshot.store, snapshot.head, name=snapshot.name or "",
-                                cache=cache, previous=cached)
+                                cache=cache, at=at, previous=cached)
     else:
         from gitreg.gitstore.verify_cache import SqliteCache
 
         sqlite = SqliteCache(snapshot.verify_cache_file)
         try:
-            _verify(snapshot, sqlite, cached)
+            _verify(snapshot, sqlite, cached, at)
             records = read_registry(snapshot.store, snapshot.head, name=snapshot.name or "",
-                                    cache=sqlite, previous=cached)
+                                    cache=sqlite, at=at, previous=cached)
         finally:
             sqlite.close()
     records["source_name"] = snapshot.name
@@ -170,14 +175,18 @@ def read_snapshot(snapshot: Snapshot, *, refresh: bool = False) -> dict[str, Any
     return records
 
 
-def _verify(snapshot: Snapshot, cache: VerificationCache, cached: dict[str, Any] | None) -> None:
+def _verify(snapshot: Snapshot, cache: VerificationCache, cached: dict[str, Any] | None,
+            at: datetime) -> None:
+    """Verify main as ``gitreg verify`` does; the state's expiry becomes status, not refusal."""
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 
     store = snapshot.store
     trusted = cached.get("head") if cached else None
     if not isinstance(trusted, str) or not store.is_ancestor(trusted, snapshot.head):
         trusted = None
-    verifier = Verifier(store, cache, now=None, pinned_policy=snapshot.pinned)
+    verifier = Verifier(store, cache, context=VerifyContext.for_history(at),
+                        pinned_policy=snapshot.pinned)
     try:
         verifier.verify_range(trusted, snapshot.head)
     except RejectedError as exc:

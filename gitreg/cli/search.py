@@ -20,7 +20,8 @@ def registry_paths(values: list[Path] | None) -> list[Path]:
     return list(values or [])
 
 
-def load_registries(paths: list[Path], *, refresh: bool = False) -> list[dict[str, Any]]:
+def load_registries(paths: list[Path], *, refresh: bool = False,
+                    now: datetime | None = None) -> list[dict[str, Any]]:
     """Verified records of every ``--registry``, warnings on stderr."""
     from gitreg.catalogue.sources import read_snapshot, snapshots
     from gitreg.cli import output
@@ -29,7 +30,7 @@ def load_registries(paths: list[Path], *, refresh: bool = False) -> list[dict[st
     found: list[Snapshot] = snapshots(paths, warnings)
     for line in warnings:
         output.warn(line)
-    return [read_snapshot(s, refresh=refresh) for s in found]
+    return [read_snapshot(s, refresh=refresh, now=now) for s in found]
 
 
 def reference_time(at: str | None) -> datetime:
@@ -71,8 +72,9 @@ def search(  # noqa: PLR0917 (typer maps each parameter to an option)
     from gitreg.cli import output
 
     parsed = parse_filters(filters or [])
-    now = stamp(reference_time(at))
-    registries = load_registries(registry_paths(registry))
+    moment = reference_time(at)
+    now = stamp(moment)
+    registries = load_registries(registry_paths(registry), now=moment)
     found = run_search(registries, parsed, now, valid_only=valid_only, latest_only=latest)
     if json_output:
         output.data_json({"at": now, "count": len(found),

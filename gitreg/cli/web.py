@@ -31,8 +31,9 @@ def build(
     from gitreg.cli import output
     from gitreg.cli.search import load_registries, reference_time
 
-    registries = load_registries(list(registry or []))
-    report = build_site(registries, out, now=stamp(reference_time(at)), base_url=base_url)
+    moment = reference_time(at)
+    registries = load_registries(list(registry or []), now=moment)
+    report = build_site(registries, out, now=stamp(moment), base_url=base_url)
     if json_output:
         output.data_json({"out": str(out), "rendered": len(report.rendered),
                           "unchanged": report.unchanged, "removed": len(report.removed)})

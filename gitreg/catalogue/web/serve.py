@@ -66,8 +66,9 @@ class Catalogue:
             found = snapshots(self.paths)
             heads = tuple(s.head for s in found)
             if force or heads != self._heads:
-                registries = [read_snapshot(s) for s in found]
-                build_site(registries, self.out, now=stamp(self.clock()))
+                moment = self.clock()
+                registries = [read_snapshot(s, now=moment) for s in found]
+                build_site(registries, self.out, now=stamp(moment))
                 self.registries = registries
                 self._series = _series_index(registries)
                 self._heads = heads
