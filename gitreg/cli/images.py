@@ -41,7 +41,8 @@ def _read_markdown(path: Path) -> str:
 def add(
     *,
     imagelist: str = typer.Argument(..., metavar="LIST"),
-    uri: str = typer.Option(..., "--uri", help="Where sites download the image (hv:uri)."),
+    uri: str | None = typer.Option(None, "--uri", help="Where sites download the image "
+                                   "(hv:uri); without it, set by `gitreg image upload`."),
     file: Path | None = typer.Option(None, "--file", help="The image file: size and SHA-512 "
                                      "are computed from it (read once)."),
     size: int | None = typer.Option(None, "--size", help="Size in bytes (without --file)."),
@@ -85,7 +86,7 @@ def add(
         digest = measure(file)
         size, sha512 = digest.size, digest.sha512
     assert size is not None and sha512 is not None
-    fields = ImageFields(uri=uri, size=size, sha512=sha512, title=title, os=os_name,
+    fields = ImageFields(uri=uri or "", size=size, sha512=sha512, title=title, os=os_name,
                          osversion=osversion, arch=arch, description=description,
                          comments=comments, format=image_format, hypervisor=hypervisor,
                          version=version, identifier=uuid, series=series,
@@ -93,6 +94,9 @@ def add(
     image_id = add_image(found, fields, lists.values())
     copy.write_list(found)
     output.ok(f"imagelist {found.identifier}: added image {image_id} ({title}, {size} bytes)")
+    if not uri:
+        output.info(f"image {image_id} has no hv:uri yet: `gitreg image upload` sets it "
+                    "(publish refuses it until then)")
     output.data(image_id)
 
 
@@ -108,6 +112,45 @@ def set_key(
 ) -> None:
     """Set one key of an image."""
     set_draft_key(registry, imagelist, image, key, value, as_json=as_json)
+
+
+@image_app.command("update")
+def update(
+    *,
+    imagelist: str = typer.Argument(..., metavar="LIST"),
+    image: str = typer.Argument(..., metavar="IMAGE"),
+    file: Path = typer.Option(..., "--file", help="The new image file: size and SHA-512 "
+                              "are computed from it (read once)."),
+    uri: str | None = typer.Option(None, "--uri", help="The new file's hv:uri."),
+    osversion: str | None = typer.Option(None, "--osversion", help="A new sl:osversion."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """A new version of an image: size, SHA-512 (and --uri) from --file, hv:version bumped.
+
+    The version moves past the published one once per publication; an
+    unchanged file changes nothing. Prints the image's hv:version.
+    """
+    from gitreg.cli import output
+    from gitreg.publish.drafts import resolve_image
+    from gitreg.publish.image_update import update_image
+    from gitreg.publish.imagefile import measure
+
+    copy = open_copy(registry)
+    found = find_list(copy, imagelist)
+    target = resolve_image(found, image)
+    digest = measure(file)
+    result = update_image(found, target.identifier, digest,
+                          published=copy.published_list(found.identifier), uri=uri,
+                          osversion=osversion)
+    where = f"imagelist {found.identifier}, image {target.identifier}"
+    if not result.changed:
+        output.ok(f"{where}: unchanged ({file} is the file the list names)")
+    else:
+        copy.write_list(found)
+        changed = ", ".join(f"{key} {old} -> {new}" if key in ("hv:version", "hv:size")
+                            else key for key, (old, new) in result.changes.items())
+        output.ok(f"{where}: updated {changed}")
+    output.data(found.image(target.identifier).version)
 
 
 @image_app.command("remove")

@@ -223,6 +223,12 @@ def publish(copy: WorkingCopy, *, list_signer: Signer | None, commit_signer: Sig
         notes.append(capped)
     publications: list[ListPublication] = []
     x509_endorser = endorser_dns(list_signer) if list_signer is not None else None
+    for draft, _ in pending:
+        if (unset := [image.identifier for image in draft.images if not image.uri]):
+            raise UsageError(f"imagelist {draft.identifier} ({draft.title}): image "
+                             f"{', '.join(unset)} has no hv:uri yet",
+                             hint="upload it with `gitreg image upload LIST IMAGE FILE --to "
+                                  "DEST`, or set it with `gitreg image set ... hv:uri URL`")
     for draft, published in pending:
         stamped = stamp(draft, published, now=now, lifetime_days=days,
                         x509_endorser=x509_endorser)
