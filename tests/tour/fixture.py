@@ -8,7 +8,7 @@ creates in DIR: the interop samples the tour checks (``hepixvmitrust/``,
 certificate and key (``endorser.pem``, ``endorser.key``, issued by that CA
 to the list's ``hv:dn``), someone else's (``other.pem``, ``other.key``),
 ``list.json`` and ``list.signed`` (signed by ``gitreg export``), SSH keys
-in ``DIR/.ssh`` (``root1``, ``root2``, ``alice``; the tour runs with
+in ``DIR/.ssh`` (``root1``, ``root2``, ``alice``, ``alice-laptop``; the tour runs with
 HOME=DIR), git's identity in ``DIR/.gitconfig`` (Alice Endorser) and an
 image file ``alma9.qcow2``. With ``--serve`` it then serves
 DIR over HTTP on 127.0.0.1:PORT until interrupted. Keys are throwaway and
@@ -100,7 +100,7 @@ def _certificates(out: Path) -> None:
 def _ssh_keys(out: Path) -> None:
     ssh = out / ".ssh"
     ssh.mkdir(mode=0o700)
-    for name in ("root1", "root2", "alice"):
+    for name in ("root1", "root2", "alice", "alice-laptop"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                         f"{name}@example.org", "-f", str(ssh / name)], check=True)
 
