@@ -98,6 +98,10 @@ def _print_sync(report: Any) -> None:
             output.warn(f"{registry.name}: equivocation: {finding}")
         for repair in registry.recovery:
             output.warn(f"{registry.name}: {repair}")
+        if registry.refused:
+            output.warn(f"{registry.name}: state not applied: {registry.refused}")
+        for finding in registry.state_findings:
+            output.warn(f"{registry.name}: {finding}")
         states = ", ".join(f"{r.state}" for r in registry.remotes)
         target = registry.target[:12] if registry.target else "none"
         merged = " (merged)" if registry.merged else ""

@@ -1,8 +1,9 @@
 """The verifier's cache on disk (SQLite), one per repository and trust root.
 
-Verdicts keyed by Git object ids never go stale, so a server hook or a site
-keeps them across runs: a push is verified in time proportional to what it
-changes, and no commit or blob is verified twice.
+Verdicts keyed by Git object ids do not go stale under one trust root and one
+rules version (both kept in ``meta``; a change clears the verdicts), so a
+server hook or a site keeps them across runs: a push is verified in time
+proportional to what it changes, and no commit or blob is verified twice.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from gitreg.verify.context import RULES_VERSION
 from gitreg.verify.facts import ListFacts
 
 _SCHEMA = """
@@ -35,7 +37,8 @@ class SqliteCache:
     work, never soundness.
     """
 
-    def __init__(self, path: Path, *, trust_root: str = "") -> None:
+    def __init__(self, path: Path, *, trust_root: str = "",
+                 rules_version: int = RULES_VERSION) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -44,16 +47,18 @@ class SqliteCache:
         self._check_meta("schema", _VERSION)
         if trust_root:
             self._check_meta("trust_root", trust_root)
+        # A cache from before the rules were versioned holds verdicts of older rules.
+        self._check_meta("rules", str(rules_version), missing_is_stale=True)
 
-    def _check_meta(self, key: str, value: str) -> None:
+    def _check_meta(self, key: str, value: str, *, missing_is_stale: bool = False) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        if row is None:
+        if row is None and not missing_is_stale:
             self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
-        elif row[0] != value:
-            # Verdicts reached under another trust root prove nothing here.
+        elif row is None or row[0] != value:
+            # Verdicts reached under another trust root or other rules prove nothing here.
             self._db.executescript("DELETE FROM commits; DELETE FROM trees;"
                                    "DELETE FROM signatures;")
-            self._db.execute("UPDATE meta SET value=? WHERE key=?", (value, key))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
         self._db.close()

@@ -18,13 +18,14 @@ from typing import Any
 from gitreg.model.imagelist import Imagelist
 from gitreg.site.config import Conflicts, Subscription
 from gitreg.site.state import ImageRecord, ImageState
+from gitreg.verify.facts import CREATED_SKEW
 
 # Records whose image the site holds or is getting: the only ones a plan may
 # retire, so the only ones whose lists a plan must read.
 HELD_STATES: tuple[ImageState, ...] = ("cached", "pending", "failed")
 # Part of the key of a sync's memo of desired_images: bump it whenever
 # desired_images computes something else from the same inputs.
-DESIRED_IMAGES_VERSION = "1"
+DESIRED_IMAGES_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -122,22 +123,31 @@ class Plan:
 
 def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
                    subscriptions: Sequence[Subscription], known: Mapping[str, ImageRecord],
-                   now: datetime) -> RegistryImages:
+                   now: datetime, inert: Mapping[str, str] | None = None) -> RegistryImages:
     """The images of one registry's lists that the subscriptions want, at ``now``.
 
     ``known`` (the state's records by image UUID) decides ``new_images =
     "refuse"``: an image is taken only if the site already knew it, the list
-    was never seen before, or the subscription names the image.
+    was never seen before, or the subscription names the image. ``inert``:
+    list UUID -> why the trust core holds it inert at ``now`` (its endorser
+    expired); its images are dropped, and retired if they were installed.
     """
     result = RegistryImages(registry)
     seen_lists = {r.list_uuid for r in known.values() if r.registry == registry}
     for imagelist in lists:
         list_uuid = imagelist.identifier.lower()
         result.lists.add(list_uuid)
+        if inert and list_uuid in inert:
+            for image in imagelist.images:
+                result.dropped[image.identifier.lower()] = ("expired", inert[list_uuid])
+            continue
         if not imagelist.images:
             result.decommissioned[list_uuid] = imagelist.version
         wanting = [s for s in subscriptions if s.wants_list(list_uuid)]
         list_expired = imagelist.expires <= now
+        # As at the hook (rule list-dates): a list dated ahead of the reference
+        # time (minus the skew the hook allows) waits for its date.
+        not_yet = imagelist.created > now + CREATED_SKEW
         # Key by key: a copy of the whole list would copy every image too.
         names = imagelist.keys()
         list_keys = {k: imagelist.get(k) for k in names if k != "hv:images"}
@@ -154,7 +164,13 @@ def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
                 result.dropped[image_uuid] = ("expired", "new image refused (new_images = "
                                               "\"refuse\")")
                 continue
-            result._depends_on(now, imagelist.expires, image.expires)
+            result._depends_on(now, imagelist.expires, image.expires,
+                               imagelist.created - CREATED_SKEW)
+            if not_yet:
+                result.dropped[image_uuid] = ("expired", f"list {list_uuid} is dated "
+                                              f"{imagelist.created:%Y-%m-%dT%H:%M:%SZ}, in "
+                                              "the future [rule: list-dates]")
+                continue
             if list_expired:
                 result.dropped[image_uuid] = ("expired", f"list {list_uuid} expired "
                                               f"{imagelist.expires:%Y-%m-%dT%H:%M:%SZ}")

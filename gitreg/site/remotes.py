@@ -72,6 +72,10 @@ class RegistryOutcome:
     merge_parents: tuple[str, ...] = ()
     # What the sync had to repair before it could judge the remotes.
     recovery: list[str] = field(default_factory=list)
+    # Set by the sync from the trust core's StateVerdict: why the target state is
+    # not applied ("... [rule: policy-expired]"), and messages about inert lists.
+    refused: str | None = None
+    state_findings: list[str] = field(default_factory=list)
 
     @property
     def any_valid(self) -> bool:

@@ -98,6 +98,8 @@ class SyncReport:
         for registry in self.registries:
             if not registry.any_valid:
                 code = max(code, EXIT_REJECTED if registry.any_invalid else EXIT_OPERATIONAL)
+            if registry.refused:
+                code = max(code, EXIT_REJECTED)
         if self.failed and code == EXIT_OK:
             code = EXIT_REJECTED
         return code
@@ -110,7 +112,8 @@ class SyncReport:
             "registries": [{
                 "name": r.name, "trusted_before": r.trusted, "target": r.target,
                 "merged": r.merged, "equivocations": r.equivocations,
-                "recovery": r.recovery,
+                "recovery": r.recovery, "refused": r.refused,
+                "state_findings": r.state_findings,
                 "remotes": [{"url": m.url, "state": m.state, "detail": m.detail,
                              "commit": m.commit, "rule": m.rule} for m in r.remotes],
             } for r in self.registries],
@@ -249,22 +252,39 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None,
                             pinned_policy=pinned)
         outcome = fetch_registry(store, registry, verifier, trusted,
                                  merge_parents=merge_parents)
+        verdict = verifier.judge_state(outcome.target) if outcome.target else None
     finally:
         verify_cache.close()
-    if outcome.target is None:
+    if outcome.target is None or verdict is None:
         return outcome, None
+    refusal = verdict.refusal()
+    if refusal is not None:
+        # Not applied: the trusted commit and the installed images stay as they are.
+        outcome.refused = f"{refusal.message} [rule: {refusal.rule}]"
+        outcome.target = None
+        outcome.merged, outcome.merge_parents = False, ()
+        return outcome, None
+    outcome.state_findings = [f"{f.message} [rule: {f.rule}]" for f in verdict.findings()]
+    inert = {list_id: f"{f.message} [rule: {f.rule}]" for list_id, f in verdict.inert.items()}
     with ListIndex(repositories / f"{name}.lists.sqlite") as index:
         return outcome, _wanted_images(store, outcome.target, index, registry,
                                        subscriptions=config.subscriptions_for(name),
-                                       named=named, records=records, now=now)
+                                       named=named, records=records, now=now, inert=inert,
+                                       valid_until=verdict.valid_until)
 
 
 def _wanted_images(store: RegistryStore, commit: str, index: ListIndex,
                    registry: RegistryConfig, *, subscriptions: Sequence[Subscription],
                    named: Collection[str], records: Mapping[str, ImageRecord],
-                   now: datetime) -> RegistryImages:
-    """``desired_images`` of ``commit``, from the memo if nothing it depends on changed."""
-    key = _memo_key(commit, registry, subscriptions, named)
+                   now: datetime, inert: Mapping[str, str] | None = None,
+                   valid_until: datetime | None = None) -> RegistryImages:
+    """``desired_images`` of ``commit``, from the memo if nothing it depends on changed.
+
+    ``inert``/``valid_until``: the lists the trust core found inert at ``now``,
+    and until when that holds (the memo is not reused past it).
+    """
+    inert = inert or {}
+    key = _memo_key(commit, registry, subscriptions, named, inert)
     if key is not None:
         remembered = index.remembered_plan(key, now)
         if remembered is not None:
@@ -274,14 +294,16 @@ def _wanted_images(store: RegistryStore, commit: str, index: ListIndex,
                 pass  # an unreadable memo is recomputed
     wanted = desired_images(registry.name, registry.priority,
                             read_lists(store, commit, index=index, named=named),
-                            subscriptions=subscriptions, known=records, now=now)
+                            subscriptions=subscriptions, known=records, now=now,
+                            inert=inert)
+    until = min((m for m in (wanted.valid_until, valid_until) if m is not None), default=None)
     if key is not None:
-        index.remember_plan(key, now, wanted.valid_until, json.dumps(wanted.to_json()))
+        index.remember_plan(key, now, until, json.dumps(wanted.to_json()))
     return wanted
 
 
 def _memo_key(commit: str, registry: RegistryConfig, subscriptions: Sequence[Subscription],
-              named: Collection[str]) -> str | None:
+              named: Collection[str], inert: Mapping[str, str]) -> str | None:
     """Everything the desired images depend on but the clock; None if records matter too.
 
     With new_images = "refuse" the result depends on which images the site
@@ -290,7 +312,7 @@ def _memo_key(commit: str, registry: RegistryConfig, subscriptions: Sequence[Sub
     if any(s.new_images != "accept" for s in subscriptions):
         return None
     text = repr((DESIRED_IMAGES_VERSION, commit, registry.name, registry.priority,
-                 tuple(subscriptions), sorted(named)))
+                 tuple(subscriptions), sorted(named), sorted(inert.items())))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

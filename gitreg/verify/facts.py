@@ -7,7 +7,11 @@ verifier keeps (and caches by blob id) once a blob has parsed strictly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+
+# How far ahead of the reference time a list's dc:date:created may lie (clock
+# skew between an endorser and a server) before it counts as in the future.
+CREATED_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from gitreg.signing.interface import NAMESPACE_GIT, NAMESPACE_IMAGELIST
 from gitreg.verify import layout
 from gitreg.verify.cache import VerificationCache
 from gitreg.verify.context import VerifyContext
-from gitreg.verify.facts import ListFacts, list_facts
+from gitreg.verify.facts import CREATED_SKEW, ListFacts, list_facts
 from gitreg.verify.signatures import check_signature
 from gitreg.verify.source import Change, CommitFacts, Entry, ObjectSource
 from gitreg.verify.state import StateVerdict, judge_state
@@ -346,6 +346,12 @@ class Verifier:
             raise PolicyViolationError(
                 f"dc:identifier {new.identifier!r} differs from the file name",
                 rule="list-identifier", commit=facts.oid, path=path)
+        limit = policy.limits.max_images_per_list
+        if len(new.images) > limit:
+            raise PolicyViolationError(
+                f"the list has {len(new.images)} images; the policy allows at most {limit} "
+                "(limits.max_images_per_list)", rule="list-images", commit=facts.oid,
+                path=path)
         old_entry = self.source.entry(parent.tree, path)
         if old_entry is not None and old_entry.oid != entry.oid:
             old = self.facts(old_entry.oid, path=path, max_size=max_size)
@@ -391,7 +397,7 @@ class Verifier:
         if not self.context.refuses_expired_at_commit:
             return
         # A minute of clock skew between an endorser and a server is tolerated.
-        if new.created > ref_time + timedelta(minutes=5):
+        if new.created > ref_time + CREATED_SKEW:
             raise PolicyViolationError(
                 f"dc:date:created {new.created:%Y-%m-%dT%H:%M:%SZ} is in the future",
                 rule="list-dates", commit=commit, path=path)

@@ -10,8 +10,9 @@ there; it decides what a verified state is worth at the reference time:
 - ``endorser-expired``: a list signed by an endorser who is expired is
   inert (its images are not installed, and are retired if they were),
   whenever it claims to have been signed;
-- ``list-expired``: reported by ``gitreg verify``; a site's planner retires
-  the images of expired lists on its own.
+- ``list-expired``, ``list-dates`` (dated in the future): reported by
+  ``gitreg verify``; a site's planner retires (or waits for) such lists on
+  its own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import datetime
 from gitreg.errors import PolicyViolationError
 from gitreg.model.policy import Policy
 from gitreg.verify import layout
-from gitreg.verify.facts import ListFacts
+from gitreg.verify.facts import CREATED_SKEW, ListFacts
 from gitreg.verify.source import Entry
 
 
@@ -111,7 +112,12 @@ def judge_state(commit: str, policy: Policy, at: datetime, *, entries: Iterable[
                     f"{_date(at)})", entry.path, list_id=list_id, endorser=endorser)
         if list_facts is not None and list_id not in inert:
             facts = list_facts(entry)
-            if facts.expires <= at:
+            if facts.created > at + CREATED_SKEW:
+                expired_lists.append(StateFinding(
+                    "list-dates", f"list {list_id} is dated {_date(facts.created)}, after "
+                    f"the reference time {_date(at)}; it waits for its date", entry.path,
+                    list_id=list_id))
+            elif facts.expires <= at:
                 expired_lists.append(StateFinding(
                     "list-expired", f"list {list_id} expired at {_date(facts.expires)}",
                     entry.path, list_id=list_id))
