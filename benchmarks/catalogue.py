@@ -121,7 +121,7 @@ def main() -> int:
         results["first_read_s"] = time.perf_counter() - started
         images = sum(len(r["images"]) for r in records["lists"].values())
         results["images"] = images
-        results["cache_mb"] = (sim.path / "gitreg" / "catalogue.cache").stat().st_size / 1e6
+        results["cache_mb"] = (sim.path / "gitreg-catalogue.cache").stat().st_size / 1e6
 
         baseline = [run_timed([sys.executable, "-c", "import pygit2"]).wall
                     for _ in range(5)]

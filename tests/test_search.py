@@ -95,7 +95,7 @@ def test_an_unverifiable_head_is_refused_and_nothing_is_cached(
     catalogue, ids = world
     sim = catalogue.sim
     _search(run_cli, sim.path)
-    cache = sim.path / "gitreg" / "catalogue.cache"
+    cache = sim.path / "gitreg-catalogue.cache"
     before = cache.read_bytes()
     good = sim.head
     # An unsigned commit forced onto main (no hook saw it).
@@ -252,3 +252,27 @@ def test_incremental_records_equal_a_fresh_read(tmp_path: Path) -> None:
     assert fresh["lists"][ids["alma"]]["revoked"] == []
     ubuntu = fresh["lists"][ids["ubuntu"]]
     assert [r["id"] for r in ubuntu["revoked"]] == ubuntu["history"][0]["added"]
+
+
+def test_several_registries_a_table_off_a_terminal_and_the_default_directory(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    first, _ = standard_world(tmp_path / "first.git")
+    second = CatalogueWorld.create(tmp_path / "second.git")
+    # A second registry, with its own identity, endorser and list.
+    second.publish("0f5b7c9e-0000-4000-8000-000000000001", "Private",
+                   [second.image("Private build", version="1", arch="riscv64")])
+    both = _search(run_cli, first.sim.path, "--registry", str(second.sim.path))
+    assert len(both["results"]) == 5
+    assert {r["registry_name"] for r in both["results"]} == {"Catalogue test registry"}
+    assert len({r["registry"] for r in both["results"]}) == 2
+    only = _search(run_cli, second.sim.path, "sl:arch=riscv64")
+    assert _titles(only) == [("Private build", "1")]
+
+    done = run_cli(["search", "sl:arch=aarch64"], cwd=first.sim.path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split("\t") == ["title", "version", "arch", "os", "series", "status",
+                                    "endorser", "image"]
+    assert lines[1].split("\t")[:3] == ["Ubuntu 22.04 server", "22.04.3", "aarch64"]
+    assert len(lines) == 2
+    assert "1 image(s) found in 1 registry" in done.stderr

@@ -6,8 +6,8 @@ state this catalogue verified, before anything is read) or a site config
 (each subscribed registry at the site's trusted commit, which the site has
 verified). Nothing is ever checked out: records are read from Git objects.
 
-Records are cached next to the repository (``<git dir>/gitreg/``, or the
-site's repositories directory), keyed by the state they were read from, so a
+Records are cached next to the repository (``<git dir>/gitreg-catalogue.cache``,
+or the site's repositories directory), keyed by the state they were read from, so a
 search at an unchanged state reads one file and verifies nothing.
 """
 
@@ -26,7 +26,6 @@ from gitreg.gitstore.store import RegistryStore
 from gitreg.verify.cache import MemoryCache, VerificationCache
 
 MAIN = "refs/heads/main"
-CACHE_DIR = "gitreg"
 CACHE_NAME = "catalogue.cache"
 
 
@@ -67,10 +66,11 @@ def _repository_snapshot(path: Path) -> Snapshot:
     head = store.ref(MAIN)
     if head is None:
         raise UsageError(f"{path}: {MAIN} is missing (not a registry, or nothing published)")
-    cache_dir = store.path / CACHE_DIR
+    # Files, not a directory named gitreg: that would shadow the package for
+    # `python -m gitreg` run inside a bare repository.
     return Snapshot(label=str(path), name=None, store=store, head=head,
-                    cache_file=cache_dir / CACHE_NAME,
-                    verify_cache_file=cache_dir / "catalogue.verify.sqlite")
+                    cache_file=store.path / f"gitreg-{CACHE_NAME}",
+                    verify_cache_file=store.path / "gitreg-catalogue.verify.sqlite")
 
 
 def _site_snapshots(path: Path, warnings: list[str]) -> Iterator[Snapshot]:
