@@ -67,6 +67,13 @@ def _public_keys(specs: list[str]) -> list[Any]:
     return [load_public_key(spec, at=now) for spec in specs]
 
 
+def _key_id(spec: str) -> str:
+    """A key id as given, or the id of the public key file / openpgp: key ``spec`` names."""
+    if Path(spec).is_file() or spec.startswith("openpgp:"):
+        return str(_public_keys([spec])[0].key_id)
+    return spec
+
+
 @policy_app.command("add-endorser")
 def add_endorser(
     name: str = typer.Argument(..., help="The endorser's name."),
@@ -119,9 +126,7 @@ def remove_key(
     """Take a key from an endorser (never its last one)."""
     from gitreg.publish.endorser_keys import remove_key as remove
 
-    wanted = key_id
-    if Path(key_id).is_file() or key_id.startswith("openpgp:"):
-        wanted = _public_keys([key_id])[0].key_id
+    wanted = _key_id(key_id)
     _edit(registry, f"removed key {wanted} from endorser {name}",
           lambda p: remove(p, name, wanted))
 
@@ -153,9 +158,7 @@ def remove_root(
     registry: Path | None = registry_option(),
 ) -> None:
     """Remove a root key."""
-    wanted = key_id
-    if Path(key_id).is_file() or key_id.startswith("openpgp:"):
-        wanted = _public_keys([key_id])[0].key_id
+    wanted = _key_id(key_id)
     _edit(registry, f"removed root key {wanted}", lambda p: p.remove_root(wanted))
 
 

@@ -31,6 +31,7 @@ from gitreg.model.imagelist import (
 from gitreg.model.policy import PolicyEnvelope
 from gitreg.model.registry_info import uuid_problem
 from gitreg.model.strictjson import loads
+from gitreg.publish.endorser_fields import complete
 
 DEFAULT_HYPERVISOR = "QEMU-KVM"
 # Keys whose value is a count: typed on the command line as digits, stored as numbers.
@@ -122,18 +123,8 @@ class EndorserFields:
     creator: str | None
 
     def to_x509(self) -> dict[str, str]:
-        values = {"hv:dn": self.dn, "hv:ca": self.ca, "hv:email": self.email,
-                  "dc:creator": self.creator}
-        missing = [key for key, value in values.items() if not value]
-        if missing:
-            config = {"hv:dn": "endorser.dn", "hv:ca": "endorser.ca",
-                      "hv:email": "endorser.email", "dc:creator": "endorser.creator"}
-            names = ", ".join(f"{key} (gitreg.{config[key]})" for key in missing)
-            raise UsageError(f"the endorser fields {names} are not set",
-                             hint="pass --dn/--ca/--email/--creator, or set them once with "
-                                  "`git config --global gitreg.endorser.dn '/C=../CN=..'` "
-                                  "(or in .git/gitreg.toml)")
-        return {key: str(value) for key, value in values.items()}
+        return complete({"hv:dn": self.dn, "hv:ca": self.ca, "hv:email": self.email,
+                         "dc:creator": self.creator})
 
 
 def new_list(title: str, *, endorser: EndorserFields, identifier: str | None = None,

@@ -94,11 +94,16 @@ def resolve_fields(*, given: Mapping[str, str | None], settings: Mapping[str, st
         # Nobody in the policy to name: the person git knows, under the registry.
         fields["hv:dn"] = f"/O=gitreg/CN={_slash_safe(str(fields['dc:creator']))}"
         fields["hv:ca"] = f"/O=gitreg/CN=registry {policy.registry}"
-    missing = [key for key, value in fields.items() if not value]
+    return complete(fields)
+
+
+def complete(fields: Mapping[str, str | None]) -> dict[str, str]:
+    """``fields`` if all four are set, else a UsageError naming the missing ones."""
+    missing = [key for key in SETTINGS if not fields.get(key)]
     if missing:
         names_text = ", ".join(f"{key} (gitreg.{SETTINGS[key]})" for key in missing)
         raise UsageError(f"the endorser fields {names_text} are not set",
                          hint="pass --endorser NAME (an endorser of the policy), "
                               "--dn/--ca/--email/--creator, or set git's user.name and "
                               "user.email")
-    return {key: str(value) for key, value in fields.items()}
+    return {key: str(fields[key]) for key in SETTINGS}
