@@ -102,20 +102,45 @@ class InvalidKeyError(RejectedError):
 
 
 class PolicyViolationError(RejectedError):
-    """A change breaks a rule of the registry's trust policy."""
+    """A change breaks a rule of the registry's trust policy.
+
+    ``message`` stays bare (what is wrong); the place (commit, path) and the
+    rule are kept apart and added once, by ``located()`` and
+    ``diagnostics()``, so that code reporting the error never repeats them.
+    """
 
     def __init__(self, message: str, *, rule: str, commit: str | None = None,
                  path: str | None = None, hint: str | None = None) -> None:
         self.rule = rule
         self.commit = commit
         self.path = path
+        super().__init__(message, hint=hint)
+
+    def place(self, *, commit: str | None = None) -> str:
+        """``commit X, path`` (either may be absent); ``commit`` if the error names none."""
         where = []
-        if commit:
-            where.append(f"commit {commit[:12]}")
-        if path:
-            where.append(path)
-        prefix = f"{', '.join(where)}: " if where else ""
-        super().__init__(f"{prefix}{message} [rule: {rule}]", hint=hint)
+        if self.commit or commit:
+            where.append(f"commit {(self.commit or commit or '')[:12]}")
+        if self.path:
+            where.append(self.path)
+        return ", ".join(where)
+
+    def located(self, *, commit: str | None = None) -> str:
+        """The message after its place: ``commit X, path: message``."""
+        where = self.place(commit=commit)
+        return f"{where}: {self.message}" if where else self.message
+
+    def shown(self, *, commit: str | None = None) -> str:
+        """One line as users see it: place, message and rule, each once."""
+        return f"{self.located(commit=commit)} [rule: {self.rule}]"
+
+    def diagnostics(self) -> str:
+        if self.hint:
+            return f"{self.shown()}\nhint: {self.hint}"
+        return self.shown()
+
+    def __str__(self) -> str:
+        return self.shown()
 
 
 # --- "the data could not be had" ------------------------------------------

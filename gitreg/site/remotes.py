@@ -218,7 +218,7 @@ def _recover_trusted(store: RegistryStore, registry: RegistryConfig, verifier: V
             rebuilt, _ = merge_heads(store, verifier, None, list(merge_parents))
         except RejectedError as exc:
             rebuilt = None
-            missing += f"; rebuilding the merge failed: {exc.message}"
+            missing += f"; rebuilding the merge failed: {exc}"
         if rebuilt == trusted:
             outcome.recovery.append(
                 f"{missing}; rebuilt the local merge of "
@@ -308,9 +308,8 @@ def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verif
                                  commit=head)
         report = verifier.verify_range(_base_for(store, trusted, local_parents, head), head)
     except PolicyViolationError as exc:
-        where = f" at {exc.path}" if exc.path else ""
-        return RemoteOutcome(url, "invalid",
-                             f"commit {(exc.commit or head)[:12]}{where}: {exc.message}",
+        # The rule is shown apart from the detail (RemoteOutcome.rule), once.
+        return RemoteOutcome(url, "invalid", exc.located(commit=head),
                              commit=exc.commit or head, rule=exc.rule)
     except RejectedError as exc:
         return RemoteOutcome(url, "invalid", f"head {head[:12]}: {exc.message}",
