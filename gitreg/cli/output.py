@@ -42,6 +42,12 @@ def ok(message: str) -> None:
     _message(f"OK: {message}")
 
 
+def summary(status: str, message: str) -> None:
+    """A command's last line: ``OK``, ``PARTIAL`` or ``FAILED``, matching its exit code."""
+    style = {"OK": None, "PARTIAL": "yellow"}.get(status, "red")
+    _message(f"{status}: {message}", style=style)
+
+
 def warn(message: str) -> None:
     _message(f"warning: {message}", style="yellow")
 

@@ -118,14 +118,39 @@ def _print_sync(report: Any) -> None:
             output.data(f"  retire   {retirement.record.uuid} ({retirement.reason})")
         for image in plan.keep:
             output.data(f"  keep     {image.uuid} {image.metadata.get('dc:title', '')}")
+        counts = (f"{len(plan.download)} to download, {len(plan.retire)} to retire, "
+                  f"{len(plan.keep)} kept")
+        output.summary(*sync_verdict(report, f"sync (dry run): {counts}"))
         return
     for image_uuid, reason in sorted(report.failed.items()):
         output.warn(f"image {image_uuid} failed: {reason}")
     for failure in report.handler_failures:
         output.warn(f"handler failed (retried next sync): {failure}")
-    output.ok(f"sync: {len(report.downloaded)} downloaded, {len(report.retired)} retired, "
+    counts = (f"{len(report.downloaded)} downloaded, {len(report.retired)} retired, "
               f"{len(plan.keep)} kept, {len(report.failed)} failed, "
               f"{len(report.events)} event(s)")
+    output.summary(*sync_verdict(report, f"sync: {counts}"))
+
+
+def sync_verdict(report: Any, counts: str) -> tuple[str, str]:
+    """The summary's status word and text, told by the exit code.
+
+    ``OK`` for exit 0; ``FAILED`` when no registry got a valid state (every
+    remote invalid or unreachable); ``PARTIAL`` otherwise (some registry or
+    image failed while the rest was applied). The text says which failed.
+    """
+    code = report.exit_code
+    if code == 0:
+        return "OK", counts
+    reasons = [f"{registry.name}: "
+               f"{'no valid remote' if registry.any_invalid else 'no remote reachable'}"
+               for registry in report.registries if not registry.any_valid]
+    if report.failed:
+        reasons.append(f"{len(report.failed)} image(s) failed")
+    nothing = bool(report.registries) and all(not r.any_valid for r in report.registries)
+    status = "FAILED" if nothing else "PARTIAL"
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return status, f"{counts}; exit {code}{why}"
 
 
 class _RichProgress:
