@@ -9,14 +9,16 @@ proportional to what it changes, and no commit or blob is verified twice.
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+from gitreg.sqlite_store import Schema, open_store
 from gitreg.verify.context import RULES_VERSION
 from gitreg.verify.facts import ListFacts
 
-_SCHEMA = """
+# Version 1 is the layout of the first caches, which kept no user_version:
+# IF NOT EXISTS lets it adopt them as they are.
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS commits (oid TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS trees (oid TEXT PRIMARY KEY);
@@ -27,7 +29,7 @@ CREATE TABLE IF NOT EXISTS facts (blob TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (image TEXT NOT NULL, blob TEXT NOT NULL,
     PRIMARY KEY (image, blob));
 """
-_VERSION = "1"
+SCHEMA = Schema("verification cache", (_SCHEMA_V1,), derived=True, adopts_unversioned=True)
 
 
 class SqliteCache:
@@ -39,12 +41,7 @@ class SqliteCache:
 
     def __init__(self, path: Path, *, trust_root: str = "",
                  rules_version: int = RULES_VERSION) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._check_meta("schema", _VERSION)
+        self._db = open_store(path, SCHEMA)
         if trust_root:
             self._check_meta("trust_root", trust_root)
         # A cache from before the rules were versioned holds verdicts of older rules.

@@ -31,16 +31,22 @@ from pathlib import Path
 from gitreg.errors import RejectedError
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.imagelist import Imagelist
+from gitreg.sqlite_store import Schema, open_store
 from gitreg.verify import layout
 
 # Bump when what a row means changes: an index of another version is rebuilt.
 _VERSION = "1"
-_SCHEMA = """
+# The tables (gitreg.sqlite_store migrations; IF NOT EXISTS adopts the
+# indexes written before they were versioned).
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS lists (list_uuid TEXT PRIMARY KEY, blob TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS plan_memo (key TEXT PRIMARY KEY, valid_from TEXT NOT NULL,
                                       valid_until TEXT, body TEXT NOT NULL);
 """
+# Derived data: losing the last transaction to a power cut only means the
+# next sync diffs from an older tree (synchronous=NORMAL).
+SCHEMA = Schema("list index", (_SCHEMA_V1,), derived=True, adopts_unversioned=True)
 
 # Reads and parses the list blob ``oid`` found at ``path``.
 ListReader = Callable[[str, str], Imagelist]
@@ -120,14 +126,7 @@ class ListIndex:
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            # Derived data: losing the last transaction to a power cut only
-            # means the next sync diffs from an older tree.
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            self._db = db
+            self._db = open_store(self.path, SCHEMA)
         return self._db
 
     def _load(self) -> tuple[str, dict[str, str]] | None:

@@ -34,8 +34,7 @@ from typing import Any, Literal, cast, get_args
 
 from gitreg.errors import GitregError
 from gitreg.site.events import EventType, HandlerOutcome
-
-SCHEMA_VERSION = 2
+from gitreg.sqlite_store import Schema, StoreVersionError, open_store
 
 RemoteState = Literal["current", "stale", "diverged", "invalid", "unreachable"]
 ImageState = Literal["pending", "cached", "expired", "revoked", "failed"]
@@ -112,6 +111,8 @@ CREATE TABLE conflict (
 
 # Index i holds the script that takes the schema from version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
+SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
+SCHEMA_VERSION = SCHEMA.version
 
 
 @dataclass(frozen=True)
@@ -212,43 +213,12 @@ class SiteState:
         """Open (creating or migrating if needed) the state database at path."""
         db_path = Path(path)
         try:
-            db_path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(db_path, timeout=60.0, isolation_level=None)
+            connection = open_store(db_path, SCHEMA, timeout=60.0)
+        except StoreVersionError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             raise GitregError(f"cannot open the site state database {db_path}: {exc}") from None
-        state = cls(connection, db_path)
-        try:
-            with state._errors("open"):
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=FULL")
-                connection.execute("PRAGMA foreign_keys=ON")
-                state._migrate()
-        except BaseException:
-            connection.close()
-            raise
-        return state
-
-    def _migrate(self) -> None:
-        with self.transaction():
-            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise GitregError(
-                    f"{self.path}: site state has schema version {version}, newer than this "
-                    f"gitreg understands ({SCHEMA_VERSION})",
-                    hint="upgrade gitreg; an older one must not modify this state")
-            if version == 0:
-                existing = self._db.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-                ).fetchone()[0]
-                if existing:
-                    raise GitregError(f"{self.path} is an SQLite database but not a gitreg "
-                                      "site state (no schema version)")
-            for step in range(version, SCHEMA_VERSION):
-                for statement in _MIGRATIONS[step].split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            if version != SCHEMA_VERSION:
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return cls(connection, db_path)
 
     def close(self) -> None:
         self._db.close()
