@@ -112,12 +112,21 @@ def test_one_registry_unreachable_says_partial(run_cli: RunCli, tmp_path: Path,
 
 
 def test_failed_download_says_partial(run_cli: RunCli, tmp_path: Path) -> None:
+    port = _closed_port()
     registry = _registry(tmp_path / "images.git",
-                         image_uri=f"http://127.0.0.1:{_closed_port()}/image.qcow2")
+                         image_uri=f"http://127.0.0.1:{port}/image.qcow2")
     code, last, lines = _sync(run_cli, tmp_path, [registry.table("r")])
     assert code == 1, lines
     assert last.startswith("PARTIAL: sync: 0 downloaded, 0 retired, 0 kept, 1 failed")
     assert last.endswith("; exit 1 (1 image(s) failed)")
+    # The reason, in the sync's warning and in site status, is in words.
+    refused = f"cannot connect to 127.0.0.1:{port}: connection refused"
+    assert any(line.startswith("warning: image ") and line.endswith(refused) for line in lines)
+    status = run_cli(["site", "status", "--config", tmp_path / "site.toml"])
+    assert status.returncode == 0
+    image_lines = [line for line in status.stdout.splitlines() if line.startswith("image ")]
+    assert len(image_lines) == 1 and image_lines[0].endswith(refused), status.stdout
+    assert "Max retries" not in status.stdout + status.stderr
 
 
 def test_dry_run_says_the_same(run_cli: RunCli, tmp_path: Path, good: Registry) -> None:

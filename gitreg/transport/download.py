@@ -41,6 +41,8 @@ from gitreg.transport.errors import (
     ImageMismatch,
     ImageSizeMismatch,
     LocalWriteError,
+    connection_failure,
+    connection_lost,
 )
 
 if TYPE_CHECKING:
@@ -550,7 +552,7 @@ def _transfer_http(job: _Job, session: requests.Session, held: int,
                 raise job.limits.stalled_error() from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise DownloadInterrupted(
-                    job.url, f"connection lost before the end of the body: {exc}",
+                    job.url, connection_lost(job.url, exc),
                     hint="the partial file is kept; the next run resumes it",
                 ) from exc
             n = len(data)
@@ -594,7 +596,7 @@ def _request(job: _Job, session: requests.Session, offset: int) -> requests.Resp
                            verify=verify, allow_redirects=True)
     except requests.exceptions.SSLError as exc:
         raise DownloadError(
-            job.url, f"TLS verification failed: {exc}",
+            job.url, connection_failure(job.url, exc),
             hint="the server's certificate must be valid for its host name and signed by a "
                  "trusted CA; gitreg never downloads without verifying TLS",
         ) from exc
@@ -602,7 +604,7 @@ def _request(job: _Job, session: requests.Session, offset: int) -> requests.Resp
         raise DownloadTimeout(job.url, f"no answer within {timeout:.3g} s") from exc
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
             OSError) as exc:
-        raise DownloadError(job.url, f"cannot connect: {exc}") from exc
+        raise DownloadError(job.url, connection_failure(job.url, exc)) from exc
 
 
 def _body_start(job: _Job, response: requests.Response, offset: int) -> int | None:

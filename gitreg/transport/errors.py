@@ -8,6 +8,10 @@ image *unreachable* for now, and the partial file is kept for a resume.
 
 from __future__ import annotations
 
+import socket
+import ssl
+from urllib.parse import urlsplit
+
 from gitreg.errors import GitregError, RejectedError, UnreachableError
 
 
@@ -80,3 +84,79 @@ class LocalWriteError(GitregError):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         super().__init__(f"{path}: cannot write the download: {reason}")
+
+
+# --- what a failed connection was, in words -------------------------------
+
+
+def connection_failure(url: str, exc: BaseException) -> str:
+    """Why ``url`` could not be reached, as a user reads it.
+
+    ``cannot connect to 127.0.0.1:1: connection refused`` rather than the
+    text of requests/urllib3 (``HTTPConnectionPool(...): Max retries
+    exceeded ... NewConnectionError(...)``): the cause is found in the chain
+    of wrapped exceptions, which keeps the operating system's own error.
+    """
+    where = _host_port(url)
+    cause = _root_cause(exc)
+    if isinstance(cause, socket.gaierror):
+        host = where.rsplit(":", 1)[0]
+        return f"cannot resolve host name {host}: {_os_text(cause)}"
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (f"TLS verification failed for {where}: "
+                f"{cause.verify_message or cause.reason or _os_text(cause)}")
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake with {where} failed: {cause.reason or _os_text(cause)}"
+    if isinstance(cause, ConnectionRefusedError):
+        return f"cannot connect to {where}: connection refused"
+    if isinstance(cause, TimeoutError) or type(cause).__name__.endswith("TimeoutError"):
+        return f"cannot connect to {where}: timed out"
+    if isinstance(cause, ConnectionResetError):
+        return f"connection to {where} reset by the server"
+    if isinstance(cause, OSError) and cause.strerror:
+        return f"cannot connect to {where}: {_os_text(cause)}"
+    return f"cannot connect to {where}: {type(cause).__name__}"
+
+
+def connection_lost(url: str, exc: BaseException) -> str:
+    """A transfer cut short, in words (the OS error if there is one)."""
+    cause = _root_cause(exc)
+    detail = f": {_os_text(cause)}" if isinstance(cause, OSError) and cause.strerror else ""
+    return f"connection to {_host_port(url)} lost before the end of the body{detail}"
+
+
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = 443 if parts.scheme.lower() == "https" else 80
+    host = parts.hostname or "?"
+    return f"{host}:{port or default}"
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost OS-level error in ``exc``'s chain (``__cause__``, ``reason``, args)."""
+    seen: set[int] = set()
+    found: BaseException = exc
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (socket.gaierror, ssl.SSLError, ConnectionError,
+                                TimeoutError)):
+            return current
+        if isinstance(current, OSError) and current.errno is not None:
+            found = current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                  *current.args]
+        todo.extend(x for x in linked if isinstance(x, BaseException))
+    return found
+
+
+def _os_text(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    return text[:1].lower() + text[1:]

@@ -19,7 +19,13 @@ import requests
 import urllib3
 
 from gitreg.errors import UsageError
-from gitreg.transport.errors import ContentTooLargeError, DownloadError, DownloadTimeout
+from gitreg.transport.errors import (
+    ContentTooLargeError,
+    DownloadError,
+    DownloadTimeout,
+    connection_failure,
+    connection_lost,
+)
 
 __all__ = ["ContentTooLargeError", "DownloadError", "DownloadTimeout", "fetch_bytes"]
 
@@ -60,13 +66,12 @@ def _fetch_http(url: str, max_size: int, timeout: float) -> bytes:
         # identity: the cap then counts wire bytes, and no compression bomb is unpacked.
         response = requests.get(url, stream=True, timeout=(timeout, timeout), verify=True,
                                 headers={"Accept-Encoding": "identity"})
-    except requests.exceptions.SSLError as exc:
-        raise DownloadError(url, f"TLS verification failed: {exc}") from exc
     except requests.exceptions.Timeout as exc:
         raise DownloadTimeout(url, f"no answer within {timeout:g} s") from exc
     except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
             OSError) as exc:
-        raise DownloadError(url, f"cannot connect: {exc}") from exc
+        # TLS failures too: connection_failure says which.
+        raise DownloadError(url, connection_failure(url, exc)) from exc
     with response:
         if response.status_code != 200:
             reason = f" {response.reason}" if response.reason else ""
@@ -96,7 +101,7 @@ def _fetch_http(url: str, max_size: int, timeout: float) -> bytes:
                 OSError) as exc:
             if time.monotonic() >= give_up:
                 raise DownloadTimeout(url, f"not complete within {timeout:g} s") from exc
-            raise DownloadError(url, f"connection lost: {exc}") from exc
+            raise DownloadError(url, connection_lost(url, exc)) from exc
         finally:
             timer.cancel()
     return bytes(body)
