@@ -179,7 +179,7 @@ def test_policy_threshold_messages_and_refusal(run_cli, tmp_path, ssh_keys):
                               capture_output=True, text=True, check=True).stdout.split()[1]
     assert "root keys of version 1: signed by 1 of 1 root keys required" in signed.stderr
     assert (f"root keys of version 2: signed by 1 of 2 root keys required (2 listed); "
-            f"missing: {carol_id}") in signed.stderr
+            f"needs 1 more signature, by {carol_id}") in signed.stderr
     head = git("-C", reg, "rev-parse", "main")
     policy = (reg / "policy.json").read_bytes()
 
@@ -187,8 +187,8 @@ def test_policy_threshold_messages_and_refusal(run_cli, tmp_path, ssh_keys):
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert "[rule: policy-threshold-new]" in refused.stderr
-    assert f"signed by 1 of 2 root keys required (2 listed); missing: {carol_id}" in \
-        refused.stderr
+    assert (f"signed by 1 of 2 root keys required (2 listed); needs 1 more signature, "
+            f"by {carol_id}") in refused.stderr
     assert git("-C", reg, "rev-parse", "main") == head
     assert (reg / "policy.json").read_bytes() == policy
 

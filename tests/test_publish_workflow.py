@@ -174,7 +174,7 @@ def test_refused_policy_leaves_ref_and_files_unchanged(registry, ssh_keys):
     assert caught.value.rule == "policy-threshold-new"
     carol_id = signer(ssh_keys, "carol").key_id
     assert "signed by 1 of 2 root keys" in caught.value.message
-    assert f"missing: {carol_id}" in caught.value.message
+    assert f"needs 1 more signature, by {carol_id}" in caught.value.message
     assert registry.head() == head
     assert snapshot(registry) == files
     # The second root signature is what was missing.

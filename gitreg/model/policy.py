@@ -824,11 +824,25 @@ class ThresholdResult:
         name = dict(self.names).get(key_id)
         return f"{key_id} ({name})" if name else key_id
 
+    def shortfall(self) -> str:
+        """How many more signatures are needed, and which keys could give them."""
+        need = self.threshold - len(self.signed_by)
+        noun = "signature" if need == 1 else "signatures"
+        keys = ", ".join(self._label(k) for k in self.missing)
+        if need > len(self.missing):
+            verb = "has" if len(self.missing) == 1 else "have"
+            left = f"only {len(self.missing)} of the {self.role} {verb} not signed"
+            return (f"needs {need} more {noun}, but {left}{': ' + keys if keys else ''} "
+                    "(the threshold cannot be met)")
+        if need == len(self.missing):
+            return f"needs {need} more {noun}, by {keys}"
+        return f"needs {need} more {noun}, by any {need} of: {keys}"
+
     def describe(self) -> str:
         text = (f"signed by {len(self.signed_by)} of {self.threshold} {self.role} required "
                 f"({self.listed} listed)")
-        if not self.enough and self.missing:
-            text += f"; missing: {', '.join(self._label(k) for k in self.missing)}"
+        if not self.enough:
+            text += f"; {self.shortfall()}"
         if self.invalid:
             text += f"; invalid: {'; '.join(self.invalid)}"
         if self.ignored:
