@@ -134,7 +134,7 @@ def test_endorser_flow_through_the_hook_on_every_transport(
                                          "--json"])).stdout)
         assert verdict.pop("at")  # the reference time the state was judged at
         assert verdict == {"valid": True, "head": head, "verified": 4, "equivocations": [],
-                           "state": []}
+                           "state": [], "trust_root": trust_root, "trust_root_pinned": True}
     document = json.loads((tmp_path / "clone-served" / layout.list_path(list_id)).read_bytes())
     images = {i["hv:image"]["dc:identifier"]: i["hv:image"]
               for i in document["hv:imagelist"]["hv:images"]}

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from gitreg.gitstore.store import RegistryStore
 
 
 def verify(
@@ -63,18 +67,37 @@ def verify(
                               "error": error})
         raise
     findings = verdict.findings()
+    # Without --trust-root (or --since) the first policy found is trusted as
+    # is: say so, with its fingerprint, so the reader can pin it next time.
+    unpinned = _initial_policy(store, head) if trust_root is None and since is None else None
     if json_output:
         output.data_json({
             "valid": True, "head": head, "at": format_date(moment),
             "verified": len(report.verified), "equivocations": report.equivocations,
             "state": [{"rule": f.rule, "path": f.path, "message": f.message}
-                      for f in findings]})
+                      for f in findings],
+            "trust_root": trust_root or unpinned, "trust_root_pinned": trust_root is not None})
     for finding in report.equivocations:
         output.warn(finding)
     for state_finding in findings:
         output.warn(f"{state_finding.path}: {state_finding.message} "
                     f"[rule: {state_finding.rule}]")
-    output.ok(f"{directory}: {len(report.verified)} commit(s) verified up to {head[:12]}")
+    pinned = (f"; nothing pinned: trusted the repository's first policy {unpinned} as found "
+              "(pin it with --trust-root)" if unpinned else "")
+    output.ok(f"{directory}: {len(report.verified)} commit(s) verified up to {head[:12]}"
+              f"{pinned}")
+
+
+def _initial_policy(store: RegistryStore, head: str) -> str:
+    """The fingerprint of the policy in the root commit of ``head`` (verified already)."""
+    from gitreg.model.policy import fingerprint
+    from gitreg.verify import layout
+
+    root = store.commits_between(None, head)[0]
+    entry = store.tree_entry(root, layout.POLICY_FILE)
+    if entry is None:  # the verifier refused such a root: never reached
+        return "none"
+    return fingerprint(store.read_blob(entry.oid, layout.BOOTSTRAP_MAX_SIZE))
 
 
 def register(app: typer.Typer) -> None:
