@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from gitreg.interop.hepix import Assessment
+
+AT_HELP = ("Judge the list's dates (and the signer's certificate) at this UTC time, "
+           "YYYY-MM-DDTHH:MM:SSZ, instead of now: an old list is otherwise only ever "
+           "\"expired\".")
 
 
 def check(
@@ -19,26 +25,27 @@ def check(
     json_output: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
     max_size: int = typer.Option(1 << 20, "--max-size", min=1,
                                  help="Largest list accepted, in bytes."),
+    at: str | None = typer.Option(None, "--at", metavar="TIME", help=AT_HELP),
 ) -> None:
     """Validate an imagelist: exit 0 if valid, 1 with every problem otherwise."""
     from gitreg.cli import output
     from gitreg.cli.files import read_input
     from gitreg.errors import UsageError
     from gitreg.interop.hepix import assess, message_cap, oversized
-    from gitreg.model.dates import utcnow
 
     if ca_dir is not None and not ca_dir.is_dir():
         raise UsageError(f"--ca-dir {ca_dir}: not a directory")
+    now = reference_time(at)
     cap = message_cap(max_size)
     data, size = read_input(file, max_size=cap)
     if size > cap:
         result = oversized(str(file), size, max_size)
     else:
-        result = assess(data, source=str(file), ca_dir=ca_dir, now=utcnow(), max_size=max_size)
+        result = assess(data, source=str(file), ca_dir=ca_dir, now=now, max_size=max_size)
     for warning in result.warnings:
         output.warn(warning if warning.startswith(str(file)) else f"{file}: {warning}")
     if json_output:
-        output.data_json(_report(result))
+        output.data_json(_report(result, at))
     if result.valid:
         il = result.imagelist
         assert il is not None
@@ -54,14 +61,32 @@ def check(
     raise typer.Exit(1)
 
 
-def _report(result: Assessment) -> dict[str, Any]:
+def reference_time(at: str | None) -> datetime:
+    """The time a list is judged at: ``--at TIME`` or now."""
+    from gitreg.errors import UsageError
+    from gitreg.model.dates import DATE_FORMAT, parse_date, utcnow
+
+    if at is None:
+        return utcnow()
+    try:
+        return parse_date(at)
+    except ValueError as exc:
+        raise UsageError(f"--at {at}: {exc}", hint=f"give a UTC time as {DATE_FORMAT}, "
+                         "e.g. 2016-03-01T00:00:00Z") from None
+
+
+def _report(result: Assessment, at: str | None) -> dict[str, Any]:
     """The --json report: stable keys a script can rely on."""
     il = result.imagelist
     return {
         "file": result.source,
         "valid": result.valid,
         "signed": result.signed,
+        # The signature itself (chain and content); whether its signer is the
+        # list's endorser is signer_is_endorser (false comes with its problem).
         "signature_verified": result.signature_checked,
+        "signer_is_endorser": result.signer_is_endorser,
+        "at": at,
         "signer": None if result.signer is None else {"dn": result.signer_dn,
                                                       "ca": result.signer_ca},
         "expired": result.expired,

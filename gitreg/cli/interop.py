@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from gitreg.cli.check import AT_HELP, reference_time
+
 
 def _is_url(source: str) -> bool:
     return source.lower().startswith(("http://", "https://", "file:"))
@@ -32,6 +34,7 @@ def import_(  # noqa: PLR0917 (typer maps each parameter to an option)
                                  help="Largest list accepted, in bytes."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1,
                                   help="Give up on a URL after this many seconds."),
+    at: str | None = typer.Option(None, "--at", metavar="TIME", help=AT_HELP),
 ) -> None:
     """Verify a signed imagelist fail-closed and write its canonical JSON.
 
@@ -42,8 +45,9 @@ def import_(  # noqa: PLR0917 (typer maps each parameter to an option)
     from gitreg.cli.files import write_atomic
     from gitreg.errors import UsageError
     from gitreg.interop.hepix import import_signed, message_cap
-    from gitreg.model.dates import utcnow
     from gitreg.transport.fetch import fetch_bytes
+
+    now = reference_time(at)
 
     if no_verify:
         output.warn("--no-verify: the signature is NOT checked; anyone could have "
@@ -61,7 +65,7 @@ def import_(  # noqa: PLR0917 (typer maps each parameter to an option)
         if local.is_dir():
             raise UsageError(f"{source}: is a directory, not a file")
     data = fetch_bytes(source, max_size=message_cap(max_size), timeout=timeout)
-    imagelist = import_signed(data, source=source, ca_dir=ca_dir, now=utcnow(),
+    imagelist = import_signed(data, source=source, ca_dir=ca_dir, now=now,
                               verify=not no_verify, max_size=max_size)
     for warning in imagelist.warnings:
         output.warn(warning)

@@ -58,6 +58,9 @@ class Assessment:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     expired: bool = False
+    # Whether the verified signer is the list's endorser (hv:dn, hv:ca); None
+    # when that could not be judged (no verified signature, no endorser).
+    signer_is_endorser: bool | None = None
 
     @property
     def valid(self) -> bool:
@@ -117,25 +120,54 @@ def assess(data: bytes, *, source: str, ca_dir: Path | None, now: datetime,
         imagelist = parse_imagelist(payload, source=source, max_size=max_size)
     except InvalidDocumentError as exc:
         result.problems.extend(exc.problems)
+        # An invalid list still names its endorser: the signer binding is a
+        # problem of its own, reported with the others.
+        _check_binding(result, _endorser_names(payload), source)
         return result
     result.imagelist = imagelist
     result.warnings.extend(imagelist.warnings)
     result.problems.extend(imagelist.time_problems(now))
     result.expired = imagelist.expires <= now
-    if result.signer is not None:
-        from gitreg.signing.x509 import check_binding
-
-        try:
-            check_binding(result.signer, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca)
-        except UntrustedSignerError as exc:
-            result.problems.append(Problem(ENDORSER_PATH, f"untrusted signer: {exc.message}",
-                                           source))
+    _check_binding(result, (imagelist.endorser_dn, imagelist.endorser_ca), source)
     return result
 
 
+def _check_binding(result: Assessment, endorser: tuple[str, str] | None, source: str) -> None:
+    result.signer_is_endorser = None
+    if result.signer is None or endorser is None:
+        return
+    from gitreg.signing.x509 import check_binding
+
+    try:
+        check_binding(result.signer, dn=endorser[0], ca=endorser[1])
+    except UntrustedSignerError as exc:
+        result.signer_is_endorser = False
+        result.problems.append(Problem(ENDORSER_PATH, f"untrusted signer: {exc.message}",
+                                       source))
+        return
+    result.signer_is_endorser = True
+
+
+def _endorser_names(payload: bytes) -> tuple[str, str] | None:
+    """``(hv:dn, hv:ca)`` of a list that failed validation, if it has both as strings."""
+    import json
+
+    try:
+        body = json.loads(payload.decode("utf-8"))
+        x509 = body[WRAPPER][ENDORSER][ENDORSER_X509]
+        dn, ca = x509["hv:dn"], x509["hv:ca"]
+    except (ValueError, UnicodeDecodeError, TypeError, KeyError, RecursionError):
+        return None
+    return (dn, ca) if isinstance(dn, str) and isinstance(ca, str) else None
+
+
 def _signature_problem(exc: SignatureError) -> str:
-    kind = "untrusted signer" if isinstance(exc, UntrustedSignerError) else "bad signature"
-    return f"{kind}: {exc.message}"
+    if isinstance(exc, UntrustedSignerError):
+        # The chain is checked before the signature (as OpenSSL does): an
+        # edited list and an untouched one fail alike here, so say what that means.
+        return (f"untrusted signer: {exc.message}; the signature itself could not be "
+                "checked, so nothing in this list is verified (not even that it is unchanged)")
+    return f"bad signature: {exc.message}"
 
 
 def _open_smime(data: bytes, source: str, ca_dir: Path | None, now: datetime,
