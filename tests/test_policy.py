@@ -36,16 +36,15 @@ from gitreg.model.policy import (
     PolicySignature,
     add_signature,
     check_key_ids,
-    check_root_signatures,
     fingerprint,
     new_policy,
     parse_policy,
-    verify_policy_transition,
 )
 from gitreg.model.registry_info import RegistryInfo
 from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
 from gitreg.signing.openpgp import OpenPGPSigner
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
+from gitreg.verify.policy_rules import check_root_signatures, verify_policy_transition
 
 REGISTRY = "6f1c3c52-4d0e-4f55-9f43-2d3a3c0b8e11"
 OTHER_REGISTRY = "0b4c2f0e-86a4-4c45-8a0c-6a9f0d0e5d22"

@@ -16,11 +16,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gitreg.errors import UsageError
-from gitreg.model.policy import check_root_signatures, parse_policy
+from gitreg.model.policy import parse_policy
 from gitreg.signing.interface import NAMESPACE_IMAGELIST
 from gitreg.signing.keys import load_public_key, load_signer
 from gitreg.signing.passphrase import PASSPHRASE_ENV, is_encrypted
 from gitreg.signing.ssh import SSHPublicKey
+from gitreg.verify.policy_rules import check_root_signatures
 from tests.fixtures.env import GITREG, RunCli
 from tests.fixtures.ssh_keys import SSHKeyFiles
 

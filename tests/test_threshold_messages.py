@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from gitreg.model.policy import ThresholdResult
+from gitreg.verify.policy_rules import ThresholdResult
 
 NAMES = (("K1", "alice"), ("K2", "bob"), ("K3", "carol"))
 

@@ -30,6 +30,7 @@ NOT_RULES = {"context.py", "__init__.py"}
 RULES_DIGESTS = {
     2: "9c93f1c7964a9968fbd0a439b7f2587a7a0dbde641bdbda823210e0f698e9833",
     3: "4d4cf079944c093cd2dea4190bd9e1774e1e330562673fb1758d813da9ada5db",
+    4: "dfc32ff0a94185a85dcf6381498f5399675fd30014758f677b0f4cd13a29faa2",
 }
 
 
@@ -98,3 +99,20 @@ def test_a_rule_change_bumps_the_rules_version() -> None:
         f"the rule modules of gitreg/verify changed (digest {digest}) but "
         f"RULES_VERSION is still {RULES_VERSION}: bump it in gitreg/verify/context.py "
         "and add the new digest to RULES_DIGESTS here (never edit an old entry)")
+
+
+def test_each_rule_lives_in_one_module() -> None:
+    """A reader finds a rule id in one rule module; the verifier only applies them.
+    (``state`` restates the expiry rules as properties of a state, by design.)"""
+    homes: dict[str, set[str]] = {}
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.keyword) and node.arg == "rule"
+                    and isinstance(node.value, ast.Constant)):
+                homes.setdefault(str(node.value.value), set()).add(path.name)
+    assert not any("history.py" in files for files in homes.values()), homes
+    shared = {rule: files for rule, files in homes.items()
+              if len(files - {"state.py"}) > 1}
+    assert shared == {}
+    assert {"layout.py", "commits.py", "lists.py", "policy_rules.py", "merge.py"} <= {
+        name for files in homes.values() for name in files}

@@ -27,7 +27,7 @@ policy_app = typer.Typer(help="Edit, sign and show the registry's trust policy."
 def _status(copy: WorkingCopy, draft: PolicyEnvelope) -> list[str]:
     """Where the draft stands against the old and the new root thresholds."""
     from gitreg.model.dates import utcnow
-    from gitreg.model.policy import check_root_signatures
+    from gitreg.verify.policy_rules import check_root_signatures
 
     now = utcnow()
     published = copy.published_policy()

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 from gitreg.errors import PolicyViolationError
-from gitreg.verify.source import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, Entry
+from gitreg.verify.source import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, Change, Entry
 
 REGISTRY_FILE = "gitreg.json"
 # Cap on gitreg.json and policy.json, read before any policy (and its limits) is known.
@@ -69,3 +69,41 @@ def check_entry(entry: Entry, *, commit: str, max_size: int, size: Callable[[], 
     if size_bytes > max_size:
         raise PolicyViolationError(f"file of {size_bytes} bytes exceeds the policy limit of "
                                    f"{max_size} bytes", rule="size-limit", commit=commit, path=path)
+
+
+def check_required(info: Entry | None, policy: Entry | None, *,
+                   commit: str | None) -> tuple[Entry, Entry]:
+    """Every tree holds gitreg.json and policy.json (``layout-required``)."""
+    if info is None or policy is None:
+        missing = REGISTRY_FILE if info is None else POLICY_FILE
+        raise PolicyViolationError(f"{missing} is missing", rule="layout-required",
+                                   commit=commit, path=missing)
+    return info, policy
+
+
+def check_root_entry(entry: Entry, *, commit: str, size: Callable[[], int]) -> None:
+    """The root commit holds only gitreg.json and policy.json (``root-layout``)."""
+    check_entry(entry, commit=commit, max_size=BOOTSTRAP_MAX_SIZE, size=size)
+    if entry.path not in (REGISTRY_FILE, POLICY_FILE):
+        raise PolicyViolationError("the root commit may hold only gitreg.json and policy.json",
+                                   rule="root-layout", commit=commit, path=entry.path)
+
+
+def check_change(change: Change, *, commit: str, max_size: int,
+                 size: Callable[[], int] | None) -> None:
+    """A changed path: lists are never deleted, gitreg.json never changes, and what
+    is added or changed fits the layout (``size``: of the new blob, asked lazily)."""
+    if change.new is None:
+        if list_id_of(change.path) is not None:
+            raise PolicyViolationError(
+                "lists are never deleted; decommission one by publishing a newer version "
+                "with no images", rule="list-deleted", commit=commit, path=change.path)
+        if change.path in (REGISTRY_FILE, POLICY_FILE):
+            raise PolicyViolationError(f"{change.path} may not be removed",
+                                       rule="layout-required", commit=commit, path=change.path)
+        return  # removing a stray path is how a bad tree gets repaired
+    assert size is not None
+    check_entry(change.new, commit=commit, max_size=max_size, size=size)
+    if change.path == REGISTRY_FILE:
+        raise PolicyViolationError("gitreg.json (the registry identity) never changes",
+                                   rule="registry-immutable", commit=commit, path=change.path)

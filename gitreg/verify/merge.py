@@ -21,6 +21,7 @@ from gitreg.model.versions import compare_versions
 from gitreg.signing.interface import NAMESPACE_IMAGELIST
 from gitreg.verify import layout
 from gitreg.verify.signatures import check_signature
+from gitreg.verify.source import Entry
 
 if TYPE_CHECKING:
     from gitreg.verify.history import Verifier
@@ -186,3 +187,19 @@ def _newcomer(first: str, second: str, base: dict[str, str], tree: dict[str, str
     """Of two lists claiming one image, the one that changed since the base (or the later)."""
     changed = [p for p in (first, second) if base.get(p) != tree.get(p)]
     return max(changed) if changed else max(first, second)
+
+
+def check_merge_tree(entries: list[Entry], result: MergeResult, *, commit: str) -> None:
+    """A merge commit's tree is exactly the deterministic merge (``merge-tree``)."""
+    for entry in entries:
+        # The merge is a path -> blob map; a mode (symlink, executable bit,
+        # gitlink) over the right object id must not slip past the comparison.
+        layout.check_mode(entry, commit=commit)
+    actual = {entry.path: entry.oid for entry in entries}
+    if actual != result.tree:
+        differing = sorted(p for p in set(actual) | set(result.tree)
+                           if actual.get(p) != result.tree.get(p))
+        raise PolicyViolationError(
+            "merge commit's tree is not the deterministic merge of its parents "
+            f"(differs at {', '.join(differing[:5])})", rule="merge-tree", commit=commit,
+            path=differing[0] if differing else None)
