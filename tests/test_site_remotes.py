@@ -91,8 +91,9 @@ def test_rewritten_history_is_invalid_with_rule(world: SiteWorld) -> None:
 
     assert outcome.target == trusted
     [remote] = outcome.remotes
-    assert remote.state == "invalid" and remote.rule == "descent"
-    assert remote.commit is not None and trusted[:12] in remote.detail
+    # It shares history: a fork, whose unsigned commit breaks a rule.
+    assert remote.state == "invalid" and remote.rule == "commit-signature"
+    assert remote.commit is not None and remote.commit[:12] in remote.detail
 
 
 def test_wrong_trust_root_is_invalid(world: SiteWorld) -> None:

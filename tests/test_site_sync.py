@@ -396,7 +396,7 @@ def test_plan_replaces_changed_bytes_and_reports_conflicts() -> None:
 
 
 @pytest.mark.slow
-def test_equivocation_is_reported_and_trusted_content_kept(world: SiteWorld) -> None:
+def test_equivocation_is_reported_and_one_version_taken_everywhere(world: SiteWorld) -> None:
     [list_one], [kept], config = world.on_two_replicas("One")
     assert world.sync(config)[0] == 0
 
@@ -409,11 +409,17 @@ def test_equivocation_is_reported_and_trusted_content_kept(world: SiteWorld) -> 
     assert code == 0, report
     registry = report["registries"][0]
     assert registry["merged"] is True
-    assert any(list_one in finding for finding in registry["equivocations"])
-    assert report["downloaded"] == [] and report["retired"] == []
+    assert any(list_one in finding and "equivocation" in finding
+               for finding in registry["equivocations"])
+    # Never back to the older version: one of the two (the smaller blob id), on every site.
+    [taken] = report["downloaded"]
+    assert taken in (bob_image, carol_image) and report["retired"] == []
     cache = world.state_dir / "cache"
-    assert {p.name for p in cache.iterdir()} == {kept}
-    assert bob_image != carol_image
+    assert {p.name for p in cache.iterdir()} == {kept, taken}
+    other = world.site_config([world.urls["b"], world.urls["a"]], name="other")
+    code, again = world.sync(other)
+    assert code == 0 and again["registries"][0]["target"] == registry["target"]
+    assert again["downloaded"] == sorted([kept, taken])
 
 
 @pytest.mark.slow

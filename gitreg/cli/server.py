@@ -16,6 +16,8 @@ server_app = typer.Typer(
 def init(
     path: Path = typer.Argument(..., help="The bare repository to create, e.g. registry.git."),
     source: Path = typer.Option(..., "--from", help="The registry repository to seed main from."),
+    peers: list[str] = typer.Option([], "--peer", help="A peer replica's URL, for "
+                                    "`gitreg server sync-peers` (repeat for several)."),
 ) -> None:
     """Create (or update) a bare server repository with the hook and receive checks.
 
@@ -26,8 +28,55 @@ def init(
     from gitreg.server.init import init_server
 
     init_server(path, source=source)
+    if peers:
+        from gitreg.server.peers import store_peers
+
+        store_peers(path, peers)
     output.ok(f"server repository ready at {path} (pre-receive hook installed)")
     output.data(str(path))
+
+
+@server_app.command("sync-peers")
+def sync_peers(
+    path: Path = typer.Argument(..., help="The bare server repository (this replica)."),
+    peers: list[str] = typer.Option([], "--peer", help="A peer replica's URL (default: the "
+                                    "peers stored by `gitreg server init --peer`)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Fetch every peer replica, verify its head, and advance main (fast-forward or merge).
+
+    Safe to run from a timer and after every accepted push: idempotent, safe
+    to kill, and a push racing it is merged by the next run. Exit 0 when
+    every peer was judged, 1 if a peer serves an invalid head, 3 if a peer
+    was unreachable or a push moved main during the run.
+    """
+    from gitreg.cli import output
+    from gitreg.server.peers import sync_peers as run
+
+    report = run(path, peers or None)
+    if json_output:
+        output.data_json(report.to_json())
+    for peer in report.peers:
+        commit = f" {peer.commit[:12]}" if peer.commit else ""
+        output.info(f"peer {peer.url}: {peer.state}{commit}: {peer.detail}")
+    for finding in report.equivocations:
+        output.warn(str(finding["message"]))
+    if report.raced:
+        output.warn(report.raced)
+    if report.after is None:
+        summary = "main is unset"
+    elif report.advanced:
+        how = f"merged {len(report.merge_parents)} heads" if report.merged else "fast-forward"
+        summary = f"main advanced to {report.after[:12]} ({how})"
+    else:
+        summary = f"main stays at {report.after[:12]}"
+    if report.exit_code == 0:
+        output.ok(summary)
+    else:
+        output.error(f"{summary}; see the peers above")
+    if not json_output and report.after is not None:
+        output.data(report.after)
+    raise typer.Exit(report.exit_code)
 
 
 @server_app.command("serve")

@@ -1,18 +1,20 @@
 """Fetch every remote of one registry, verify each head, pick the state to apply.
 
 Each remote is fetched into ``refs/gitreg/remotes/<n>/main`` of the
-registry's local bare repository and its head verified on its own from the
-last trusted commit (the first sync verifies from the root commit against the
+registry's local bare repository and its head judged by the acceptance rule
+(``gitreg.gitstore.acceptance``, docs/format.md "Replication") from the last
+trusted commit (the first sync verifies from the root commit against the
 pinned policy fingerprint). A remote is then:
 
 - ``unreachable``: the fetch failed (skipped);
-- ``invalid``: its head broke a rule (reported with commit and rule, ignored);
+- ``invalid``: its head broke a rule or shares no history (reported with
+  commit and rule, ignored);
 - ``stale``: its head is the trusted commit's ancestor or behind another
   valid head (it changes nothing: rollback is impossible);
 - ``current``: its head is the newest valid state;
-- ``diverged``: several valid heads that are not ancestors of each other;
-  they are combined by the deterministic merge, built here as an unsigned
-  merge commit with sorted parents and verified like any merge.
+- ``diverged``: several valid heads (a fork of the trusted history among
+  them) that none contains all of; they are combined by the deterministic
+  merge, the same commit every site and replica builds from those heads.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from pathlib import Path
 
 import pygit2
 
-from gitreg.errors import GitregError, PolicyViolationError, RejectedError, UnreachableError
-from gitreg.gitstore.commits import write_tree
+from gitreg.errors import GitregError, RejectedError, UnreachableError
+from gitreg.gitstore.acceptance import build_merge, choose, judge_head, own_merge_leaves
 from gitreg.gitstore.remote import fetch
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.policy import fingerprint
@@ -35,12 +37,8 @@ from gitreg.site.config import RegistryConfig
 from gitreg.site.crash import crash_point
 from gitreg.site.state import RemoteState
 from gitreg.verify.history import Verifier
-from gitreg.verify.merge import deterministic_merge
 
 MERGE_REF = "refs/gitreg/merged/main"
-# The merge commit is unsigned and must be the same on every site: a fixed
-# identity, and the newest parent's time rather than the clock.
-_MERGE_IDENTITY = ("gitreg site", "site@gitreg.invalid")
 FETCH_TIMEOUT = 300.0
 # A ref lock this old belongs to no live git (see clear_stale_locks).
 STALE_LOCK_AGE = 60.0
@@ -56,6 +54,8 @@ class RemoteOutcome:
     commit: str | None = None
     rule: str | None = None
     equivocations: list[str] = field(default_factory=list)
+    # Set when the head forked from the trusted history: their merge base.
+    fork_base: str | None = None
 
 
 @dataclass
@@ -114,8 +114,11 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
                    merge_parents: Sequence[str] = ()) -> RegistryOutcome:
     """Fetch and verify every remote; choose (and if needed merge) the target state.
 
-    ``merge_parents``: the recorded parents if ``trusted`` is the site's own
-    merge, used to rebuild it when the local repository lost it.
+    The acceptance rule is ``gitreg.gitstore.acceptance`` (docs/format.md,
+    "Replication"): a remote that forked from the trusted history is merged,
+    never called a rollback. ``merge_parents``: the recorded parents if
+    ``trusted`` is the site's own merge, used to rebuild it when the local
+    repository lost it.
     """
     outcome = RegistryOutcome(name=registry.name, trusted=trusted, target=trusted)
     clear_stale_locks(store.path)
@@ -124,39 +127,54 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
                                    merge_parents=merge_parents, outcome=outcome,
                                    timeout=timeout)
         outcome.target = trusted
-    # A trusted commit that is this site's own merge exists on no remote: its
-    # parents stay candidates, so replicas that moved on from one of them
-    # are merged again rather than judged a rewrite.
-    local_parents = _local_merge_parents(store, trusted)
-    valid: dict[str, list[RemoteOutcome]] = {p: [] for p in local_parents}
+    valid: dict[str, list[RemoteOutcome]] = {}
     for index, url in enumerate(registry.remotes):
         remote = _fetch_and_verify(store, url, f"r{index}", verifier, trusted=trusted,
-                                   local_parents=local_parents, timeout=timeout)
+                                   timeout=timeout)
         outcome.remotes.append(remote)
         if remote.state == "current" and remote.commit is not None:
             valid.setdefault(remote.commit, []).append(remote)
         outcome.equivocations.extend(remote.equivocations)
-    heads = _maximal_heads(store, list(valid))
-    for head, remotes in valid.items():
-        if head not in heads:
+    try:
+        choice = choose(store, verifier, trusted, list(valid))
+    except RejectedError as exc:
+        # Valid heads that cannot be merged (different registries): keep the trusted state.
+        outcome.equivocations.append(f"the valid heads cannot be merged: {exc.message}")
+        for remotes in valid.values():
             for remote in remotes:
-                remote.state = "stale"
-                remote.detail = "behind another valid remote"
-    if len(heads) == 1:
-        outcome.target = heads[0]
-    elif len(heads) > 1:
-        for head in heads:
-            for remote in valid[head]:
-                remote.state = "diverged"
-                remote.detail = "diverged from another valid remote; merged"
-        merge, findings = merge_heads(store, verifier, trusted, heads,
-                                      local_parents=local_parents)
-        outcome.target = merge
+                remote.state, remote.detail = "invalid", f"cannot be merged: {exc.message}"
+        return outcome
+    outcome.target = choice.target
+    # Heads the target merges (now, or in an earlier sync of the site's own merge).
+    fetched = [r for r in outcome.remotes if r.state in ("current", "stale") and r.commit]
+    merged = set(choice.maximal) if choice.merged else own_merge_leaves(
+        store, choice.target, [r.commit for r in fetched if r.commit])
+    for remote in fetched:
+        head = remote.commit
+        assert head is not None
+        if head in merged:
+            remote.state = "diverged"
+            remote.detail = f"{remote.detail}; diverged from another head, merged"
+        elif remote.state == "current" and head != choice.target \
+                and choice.target is not None and store.is_descendant(choice.target, head):
+            remote.state = "stale"
+            remote.detail = "behind another valid remote"
+    if choice.target is not None and (choice.merged or merged):
+        # The target is the site's own merge (built now or by an earlier sync).
+        _keep_merge(store, choice.target)
         outcome.merged = True
-        outcome.merge_parents = tuple(sorted(heads))
-        outcome.equivocations.extend(findings)
+        outcome.merge_parents = tuple(sorted(store.commit(choice.target).parents))
+        outcome.equivocations.extend(f.describe() for f in choice.findings)
     outcome.equivocations = list(dict.fromkeys(outcome.equivocations))
     return outcome
+
+
+def _keep_merge(store: RegistryStore, merge: str) -> None:
+    """Name the site's merge with a ref, so that no git maintenance drops it."""
+    try:
+        store.repo.references.create(MERGE_REF, pygit2.Oid(hex=merge), force=True)
+    except (pygit2.GitError, ValueError) as exc:
+        raise GitregError(f"{store.path}: cannot record the merge commit: {exc}") from None
 
 
 def has_commit(store: RegistryStore, oid: str) -> bool:
@@ -215,7 +233,8 @@ def _recover_trusted(store: RegistryStore, registry: RegistryConfig, verifier: V
         return trusted
     if merge_parents and all(has_commit(store, p) for p in merge_parents):
         try:
-            rebuilt, _ = merge_heads(store, verifier, None, list(merge_parents))
+            rebuilt, _ = merge_heads(store, verifier, list(merge_parents))
+            verifier.verify_range(None, rebuilt)
         except RejectedError as exc:
             rebuilt = None
             missing += f"; rebuilding the merge failed: {exc}"
@@ -269,27 +288,8 @@ def prepare_dry_run(repositories: Path, scratch: Path, name: str) -> None:
                           f"{getattr(exc, 'strerror', None) or exc}") from None
 
 
-def _local_merge_parents(store: RegistryStore, trusted: str | None) -> list[str]:
-    if trusted is None or store.ref(MERGE_REF) != trusted:
-        return []
-    parents = list(store.commit(trusted).parents)
-    return parents if len(parents) > 1 else []
-
-
-def _base_for(store: RegistryStore, trusted: str | None, local_parents: list[str],
-              head: str) -> str | None:
-    """The trusted commit to verify ``head`` from (a local merge's parent if need be)."""
-    if trusted is None or store.is_descendant(head, trusted):
-        return trusted
-    for parent in local_parents:
-        if store.is_descendant(head, parent):
-            return parent
-    return trusted  # not a descendant: verify_range reports the rewrite
-
-
 def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verifier, *,
-                      trusted: str | None, local_parents: list[str],
-                      timeout: float) -> RemoteOutcome:
+                      trusted: str | None, timeout: float) -> RemoteOutcome:
     try:
         head = fetch(store.path, url, name=name, timeout=timeout).new
     except UnreachableError as exc:
@@ -300,48 +300,18 @@ def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verif
         # Any other git failure (a timeout, a broken server): nothing usable came.
         return RemoteOutcome(url, "unreachable", exc.message)
     crash_point("fetch")
-    if head == trusted or head in local_parents:
-        return RemoteOutcome(url, "current", "at the trusted commit", commit=head)
-    try:
-        if trusted is not None and store.is_descendant(trusted, head):
-            return RemoteOutcome(url, "stale", f"behind the trusted commit {trusted[:12]}",
-                                 commit=head)
-        report = verifier.verify_range(_base_for(store, trusted, local_parents, head), head)
-    except PolicyViolationError as exc:
-        # The rule is shown apart from the detail (RemoteOutcome.rule), once.
-        return RemoteOutcome(url, "invalid", exc.located(commit=head),
-                             commit=exc.commit or head, rule=exc.rule)
-    except RejectedError as exc:
-        return RemoteOutcome(url, "invalid", f"head {head[:12]}: {exc.message}",
-                             commit=head, rule=type(exc).__name__)
-    return RemoteOutcome(url, "current", f"verified {len(report.verified)} new commit(s)",
-                         commit=head, equivocations=list(report.equivocations))
+    verdict = judge_head(store, verifier, trusted, head)
+    if verdict.verdict == "invalid":
+        return RemoteOutcome(url, "invalid", verdict.detail, commit=verdict.commit,
+                             rule=verdict.rule)
+    state: RemoteState = "stale" if verdict.verdict == "stale" else "current"
+    return RemoteOutcome(url, state, verdict.detail, commit=head,
+                         equivocations=verdict.equivocations, fork_base=verdict.fork_base)
 
 
-def _maximal_heads(store: RegistryStore, heads: list[str]) -> list[str]:
-    """The heads that no other head descends from, sorted."""
-    return sorted(h for h in heads
-                  if not any(o != h and store.is_descendant(o, h) for o in heads))
-
-
-def merge_heads(store: RegistryStore, verifier: Verifier, trusted: str | None,
-                heads: list[str], *, local_parents: list[str] | None = None,
+def merge_heads(store: RegistryStore, verifier: Verifier, heads: list[str],
                 ) -> tuple[str, list[str]]:
-    """Build, store and verify the deterministic merge of ``heads``; return it and findings."""
-    parents = tuple(sorted(heads))
-    result = deterministic_merge(verifier, parents)
-    tree = write_tree(store, result.tree)
-    repo = store.repo
-    when = max(verifier.source.commit(p).committer_time for p in parents)
-    signature = pygit2.Signature(*_MERGE_IDENTITY, when, 0)
-    try:
-        oid = repo.create_commit(None, signature, signature,
-                                 "Merge diverged replicas (deterministic merge)\n",
-                                 pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents])
-        repo.references.create(MERGE_REF, oid, force=True)
-    except (pygit2.GitError, ValueError) as exc:
-        raise GitregError(f"{store.path}: cannot write the merge commit: {exc}") from None
-    merge = str(oid)
-    report = verifier.verify_range(
-        _base_for(store, trusted, local_parents or [], merge), merge)
-    return merge, list(dict.fromkeys([*result.equivocations, *report.equivocations]))
+    """Build, store and verify the deterministic merge of verified ``heads``."""
+    merge, findings = build_merge(store, verifier, heads)
+    _keep_merge(store, merge)
+    return merge, [f.describe() for f in findings]

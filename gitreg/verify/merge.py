@@ -1,22 +1,27 @@
-"""The deterministic merge of diverged registry heads (ARCHITECTURE section 5).
+"""The deterministic merge of diverged registry heads (docs/format.md, "Replication").
 
 For every path, the content of the parent with the highest version wins
 (``hv:version`` for a list with its ``.sig``, the policy version for
-``policy.json``); identical content is taken as is. Two different contents at
-the same version are an equivocation: the path keeps its content at the merge
-base. The merged policy is chosen first, and a list version whose signer that
-policy no longer allows is not a candidate, so a concurrent revocation wins.
-Anyone computes the same tree, so merge commits need no signature.
+``policy.json``); identical content is taken as is. The merged policy is
+chosen first, and a list version whose signer that policy no longer allows is
+not a candidate, so a concurrent revocation wins. Two different contents at
+the same highest version are an equivocation by their signer: it is reported,
+and the smallest blob id is taken, so that every party computes the same tree
+and no list ever goes back to a lower version. Anyone computes the same tree,
+so merge commits need no signature.
+
+The rule reads the parents only through ``MergeFacts`` (a few tree facts), so
+it can be tested without a repository; ``VerifierFacts`` answers them from the
+verifier's object source and caches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gitreg.errors import PolicyViolationError
-from gitreg.model.policy import Policy
 from gitreg.model.versions import compare_versions
 from gitreg.signing.interface import NAMESPACE_IMAGELIST
 from gitreg.verify import layout
@@ -27,10 +32,62 @@ if TYPE_CHECKING:
     from gitreg.verify.history import Verifier
 
 
+class MergeFacts(Protocol):
+    """What the merge rule needs to know about the parents and their blobs."""
+
+    def tree(self, commit: str) -> Mapping[str, str]:
+        """Every path of the commit's tree and its blob id."""
+        ...
+
+    def base_tree(self, commits: tuple[str, ...]) -> Mapping[str, str]:
+        """The tree of the commits' merge base (empty if they share none)."""
+        ...
+
+    def policy_version(self, blob: str) -> int:
+        """The ``version`` of the policy envelope stored in ``blob``."""
+        ...
+
+    def list_version(self, blob: str, *, path: str,
+                     policy_blob: str) -> tuple[str, tuple[str, ...]]:
+        """The ``hv:version`` and image UUIDs of the list stored in ``blob``."""
+        ...
+
+    def signer_allowed(self, policy_blob: str, *, path: str, list_blob: str,
+                       sig_blob: str) -> bool:
+        """Whether the policy in ``policy_blob`` allows the signature over the list."""
+        ...
+
+
+@dataclass(frozen=True)
+class Equivocation:
+    """Two or more different contents of one path at one version."""
+
+    path: str
+    version: str
+    blobs: tuple[str, ...]  # the competing contents, sorted
+    commits: tuple[str, ...]  # the parents that carry them, sorted
+    chosen: str | None  # the blob the merge took (None: the path was dropped)
+    reason: str = "equivocation"  # or "image-conflict"
+
+    def describe(self) -> str:
+        if self.reason == "image-conflict":
+            return (f"{self.path}: carries an image UUID another list also claims; "
+                    "keeping the merge base's content")
+        what = "policies" if self.path == layout.POLICY_FILE else "contents"
+        kind = "version" if self.path == layout.POLICY_FILE else "hv:version"
+        return (f"{self.path}: {len(self.blobs)} different {what} with {kind} "
+                f"{self.version!r} (equivocation, in {', '.join(c[:12] for c in self.commits)}); "
+                f"took blob {(self.chosen or 'none')[:12]}")
+
+
 @dataclass
 class MergeResult:
     tree: dict[str, str]  # path -> blob oid
-    equivocations: list[str] = field(default_factory=list)
+    findings: list[Equivocation] = field(default_factory=list)
+
+    @property
+    def equivocations(self) -> list[str]:
+        return [f.describe() for f in self.findings]
 
 
 @dataclass(frozen=True)
@@ -42,35 +99,33 @@ class _ListVersion:
 
 def deterministic_merge(verifier: Verifier, parents: tuple[str, ...]) -> MergeResult:
     """The merged tree (path -> blob) of already verified ``parents``."""
-    source = verifier.source
-    commits = [source.commit(oid) for oid in parents]
-    trees = [{e.path: e.oid for e in source.entries(c.tree)} for c in commits]
-    base_oid = source.merge_base(tuple(parents))
-    base = {e.path: e.oid for e in source.entries(source.commit(base_oid).tree)} \
-        if base_oid else {}
-    result = MergeResult(tree={})
-    # Certificates are judged at the run's reference time (its VerifyContext).
-    at = verifier.context.at
+    return merge_trees(VerifierFacts(verifier), parents)
 
-    infos = {t[layout.REGISTRY_FILE] for t in trees}
-    if len(infos) != 1:
+
+def merge_trees(facts: MergeFacts, parents: tuple[str, ...]) -> MergeResult:
+    """The deterministic merge of ``parents``; the order of ``parents`` does not matter."""
+    ordered = tuple(sorted(set(parents)))
+    trees = [(commit, facts.tree(commit)) for commit in ordered]
+    base = facts.base_tree(ordered)
+    result = MergeResult(tree={})
+
+    infos = {t.get(layout.REGISTRY_FILE) for _, t in trees}
+    if len(infos) != 1 or None in infos:
         raise PolicyViolationError("the parents are different registries (gitreg.json differs)",
                                    rule="merge-registry", commit=None, path=layout.REGISTRY_FILE)
-    result.tree[layout.REGISTRY_FILE] = infos.pop()
-    policy_blob = _merge_policy(verifier, trees, base, result)
+    result.tree[layout.REGISTRY_FILE] = str(infos.pop())
+    policy_blob = _merge_policy(facts, trees, result)
     result.tree[layout.POLICY_FILE] = policy_blob
-    policy = verifier.policy_blob(policy_blob).signed
 
-    list_ids = sorted({lid for t in trees for p in t if (lid := _list_of(p)) is not None})
+    list_ids = sorted({lid for _, t in trees for p in t if (lid := _list_of(p)) is not None})
     changed: list[str] = []
     for list_id in list_ids:
-        chosen = _merge_list(verifier, policy, list_id, trees=trees, base=base, result=result,
-                             at=at)
+        chosen = _merge_list(facts, policy_blob, list_id, trees=trees, base=base, result=result)
         if chosen is not None:
             _put(result.tree, list_id, chosen)
-            if len({(t.get(layout.list_path(list_id))) for t in trees}) > 1:
+            if len({t.get(layout.list_path(list_id)) for _, t in trees}) > 1:
                 changed.append(list_id)
-    _resolve_image_conflicts(verifier, policy, changed, base, result)
+    _resolve_image_conflicts(facts, policy_blob, changed, base, result)
     return result
 
 
@@ -83,88 +138,77 @@ def _put(tree: dict[str, str], list_id: str, version: _ListVersion) -> None:
     tree[layout.sig_path(list_id)] = version.sig_blob
 
 
-def _merge_policy(verifier: Verifier, trees: list[dict[str, str]], base: dict[str, str],
+def _merge_policy(facts: MergeFacts, trees: list[tuple[str, Mapping[str, str]]],
                   result: MergeResult) -> str:
-    blobs = sorted({t[layout.POLICY_FILE] for t in trees})
-    if len(blobs) == 1:
-        return blobs[0]
-    by_version = sorted(blobs, key=lambda b: -verifier.policy_blob(b).signed.version)
-    top = verifier.policy_blob(by_version[0]).signed.version
-    tied = [b for b in by_version if verifier.policy_blob(b).signed.version == top]
+    holders: dict[str, list[str]] = {}
+    for commit, tree in trees:
+        blob = tree.get(layout.POLICY_FILE)
+        if blob is None:
+            raise PolicyViolationError("a parent has no policy.json", rule="merge-registry",
+                                       commit=commit, path=layout.POLICY_FILE)
+        holders.setdefault(blob, []).append(commit)
+    if len(holders) == 1:
+        return next(iter(holders))
+    top = max(facts.policy_version(b) for b in holders)
+    tied = sorted(b for b in holders if facts.policy_version(b) == top)
     if len(tied) > 1:
-        result.equivocations.append(
-            f"policy.json: two different policies with version {top}; keeping the merge base's")
-        return base.get(layout.POLICY_FILE, by_version[-1])
-    return by_version[0]
+        result.findings.append(Equivocation(
+            layout.POLICY_FILE, str(top), tuple(tied),
+            tuple(sorted(c for b in tied for c in holders[b])), tied[0]))
+    return tied[0]
 
 
-def _merge_list(verifier: Verifier, policy: Policy, list_id: str, *,
-                trees: list[dict[str, str]], base: dict[str, str],
-                result: MergeResult, at: datetime) -> _ListVersion | None:
+def _merge_list(facts: MergeFacts, policy_blob: str, list_id: str, *,
+                trees: list[tuple[str, Mapping[str, str]]], base: Mapping[str, str],
+                result: MergeResult) -> _ListVersion | None:
     path, sig = layout.list_path(list_id), layout.sig_path(list_id)
-    max_size = policy.limits.max_file_size
     seen: dict[tuple[str, str], _ListVersion] = {}
-    for tree in trees:
+    holders: dict[tuple[str, str], list[str]] = {}
+    for commit, tree in trees:
         if path in tree and sig in tree:
             key = (tree[path], tree[sig])
             if key not in seen:
-                facts = verifier.facts(tree[path], path=path, max_size=max_size)
-                seen[key] = _ListVersion(tree[path], tree[sig], facts.version)
-    base_version = None
-    if path in base and sig in base:
-        base_version = _ListVersion(base[path], base[sig],
-                                    verifier.facts(base[path], path=path,
-                                                   max_size=max_size).version)
+                version, _ = facts.list_version(tree[path], path=path, policy_blob=policy_blob)
+                seen[key] = _ListVersion(tree[path], tree[sig], version)
+            holders.setdefault(key, []).append(commit)
     if len(seen) == 1:
         return next(iter(seen.values()))
-    candidates = [v for v in seen.values() if _allowed(verifier, policy, list_id, v, at)]
+    candidates = sorted((v for v in seen.values()
+                         if facts.signer_allowed(policy_blob, path=sig, list_blob=v.list_blob,
+                                                 sig_blob=v.sig_blob)),
+                        key=lambda v: (v.list_blob, v.sig_blob))
     if not candidates:
-        return base_version
-    candidates.sort(key=lambda v: v.list_blob)
+        # Every version still on offer was revoked: the merge base's content,
+        # which the merged policy's own history accepted, stays.
+        if path in base and sig in base:
+            version, _ = facts.list_version(base[path], path=path, policy_blob=policy_blob)
+            return _ListVersion(base[path], base[sig], version)
+        return None
     best = candidates[0]
     for other in candidates[1:]:
         if compare_versions(other.version, best.version) > 0:
             best = other
     tied = [v for v in candidates if compare_versions(v.version, best.version) == 0]
     if len(tied) > 1:
-        result.equivocations.append(
-            f"{path}: two different contents with hv:version {best.version!r}; "
-            "keeping the last trusted content")
-        return base_version
+        result.findings.append(Equivocation(
+            path, best.version, tuple(v.list_blob for v in tied),
+            tuple(sorted(c for v in tied for c in holders[(v.list_blob, v.sig_blob)])),
+            tied[0].list_blob))
+        return tied[0]
     return best
 
 
-def _allowed(verifier: Verifier, policy: Policy, list_id: str, version: _ListVersion,
-             at: datetime) -> bool:
-    """Whether the merged policy still allows the signer of this list version."""
-    path, sig = layout.list_path(list_id), layout.sig_path(list_id)
-    max_size = policy.limits.max_file_size
-    allowed_keys = [key for name in policy.endorsers_for_path(path)
-                    for key in policy.endorser_keys(name)]
-    try:
-        check_signature(
-            policy, allowed=allowed_keys, data_id=version.list_blob,
-            data=lambda: verifier.source.blob(version.list_blob, max_size),
-            signature_id=version.sig_blob,
-            signature=verifier.source.blob(version.sig_blob, max_size),
-            namespace=NAMESPACE_IMAGELIST, at=at, cache=verifier.cache, rule="merge-list",
-            commit="merge", path=sig, what="the list")
-    except PolicyViolationError:
-        return False
-    return True
-
-
-def _resolve_image_conflicts(verifier: Verifier, policy: Policy, changed: list[str],
-                             base: dict[str, str], result: MergeResult) -> None:
+def _resolve_image_conflicts(facts: MergeFacts, policy_blob: str, changed: list[str],
+                             base: Mapping[str, str], result: MergeResult) -> None:
     """Two lists that now carry one image UUID: the later path falls back to its base."""
-    max_size = policy.limits.max_file_size
     for _ in range(len(changed) + 1):
         owners: dict[str, str] = {}
         conflict: str | None = None
         for path, blob in sorted(result.tree.items()):
             if not layout.is_list(path):
                 continue
-            for image in verifier.facts(blob, path=path, max_size=max_size).images:
+            _, images = facts.list_version(blob, path=path, policy_blob=policy_blob)
+            for image in images:
                 if image in owners and conflict is None:
                     conflict = _newcomer(path, owners[image], base, result.tree)
                 owners.setdefault(image, path)
@@ -172,10 +216,10 @@ def _resolve_image_conflicts(verifier: Verifier, policy: Policy, changed: list[s
             return
         list_id = layout.list_id_of(conflict)
         assert list_id is not None
-        result.equivocations.append(
-            f"{conflict}: carries an image UUID another list also claims; "
-            "keeping the last trusted content")
         sig = layout.sig_path(list_id)
+        result.findings.append(Equivocation(
+            conflict, "", (result.tree[conflict],), (), base.get(conflict),
+            reason="image-conflict"))
         if conflict in base and sig in base:
             result.tree[conflict], result.tree[sig] = base[conflict], base[sig]
         else:
@@ -183,10 +227,55 @@ def _resolve_image_conflicts(verifier: Verifier, policy: Policy, changed: list[s
             del result.tree[sig]
 
 
-def _newcomer(first: str, second: str, base: dict[str, str], tree: dict[str, str]) -> str:
+def _newcomer(first: str, second: str, base: Mapping[str, str],
+              tree: Mapping[str, str]) -> str:
     """Of two lists claiming one image, the one that changed since the base (or the later)."""
     changed = [p for p in (first, second) if base.get(p) != tree.get(p)]
     return max(changed) if changed else max(first, second)
+
+
+class VerifierFacts:
+    """``MergeFacts`` answered from a verifier's object source and caches."""
+
+    def __init__(self, verifier: Verifier) -> None:
+        self._verifier = verifier
+
+    def tree(self, commit: str) -> Mapping[str, str]:
+        source = self._verifier.source
+        return {e.path: e.oid for e in source.entries(source.commit(commit).tree)}
+
+    def base_tree(self, commits: tuple[str, ...]) -> Mapping[str, str]:
+        base = self._verifier.source.merge_base(commits)
+        return self.tree(base) if base else {}
+
+    def policy_version(self, blob: str) -> int:
+        return self._verifier.policy_blob(blob).signed.version
+
+    def list_version(self, blob: str, *, path: str,
+                     policy_blob: str) -> tuple[str, tuple[str, ...]]:
+        policy = self._verifier.policy_blob(policy_blob).signed
+        found = self._verifier.facts(blob, path=path, max_size=policy.limits.max_file_size)
+        return found.version, found.images
+
+    def signer_allowed(self, policy_blob: str, *, path: str, list_blob: str,
+                       sig_blob: str) -> bool:
+        verifier = self._verifier
+        policy = verifier.policy_blob(policy_blob).signed
+        max_size = policy.limits.max_file_size
+        allowed_keys = [key for name in policy.endorsers_for_path(path)
+                        for key in policy.endorser_keys(name)]
+        try:
+            check_signature(
+                policy, allowed=allowed_keys, data_id=list_blob,
+                data=lambda: verifier.source.blob(list_blob, max_size),
+                signature_id=sig_blob, signature=verifier.source.blob(sig_blob, max_size),
+                # Certificates are judged at the run's reference time (its VerifyContext).
+                namespace=NAMESPACE_IMAGELIST, at=verifier.context.at, cache=verifier.cache,
+                rule="merge-list",
+                commit="merge", path=path, what="the list")
+        except PolicyViolationError:
+            return False
+        return True
 
 
 def check_merge_tree(entries: list[Entry], result: MergeResult, *, commit: str) -> None:

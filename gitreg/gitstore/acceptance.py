@@ -1,0 +1,187 @@
+"""The acceptance rule for fetched heads, shared by sites, replicas and mirrors.
+
+docs/format.md ("Replication") states the rule; in short, given the trusted
+commit T of a local repository and a fetched head H:
+
+- *stale*: H is T or an ancestor of T (nothing to do, reported);
+- *valid*: every commit from the merge base of T and H to H verifies. If H
+  contains T it is a fast-forward; otherwise it is a *fork*, merged with the
+  trusted state, never a rollback (the merge takes the highest version per
+  path);
+- *invalid*: a commit fails, or H shares no history with T.
+
+The new state is the one valid head that contains every other, or the
+deterministic merge of the maximal ones. The merge commit is built from its
+inputs only (sorted parents, fixed identity, the newest parent's time, a
+message naming the parent count), so every party that merges the same heads
+writes the same commit id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pygit2
+
+from gitreg.errors import GitregError, PolicyViolationError, RejectedError
+from gitreg.gitstore.commits import write_tree
+from gitreg.gitstore.store import RegistryStore
+from gitreg.verify.history import Verifier
+from gitreg.verify.merge import Equivocation, deterministic_merge
+
+Verdict = Literal["current", "ahead", "stale", "fork", "invalid"]
+MERGE_IDENTITY = ("gitreg", "merge@gitreg.invalid")
+
+
+@dataclass
+class HeadVerdict:
+    """How one fetched head relates to the trusted commit."""
+
+    head: str
+    verdict: Verdict
+    detail: str
+    rule: str | None = None
+    # Where a fork left the trusted history (its merge base with the trusted commit).
+    fork_base: str | None = None
+    # The commit a rule failed at (the head itself if none is named).
+    commit: str | None = None
+    equivocations: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict in ("current", "ahead", "fork")
+
+
+@dataclass
+class Choice:
+    """The state to advance to and how it was reached."""
+
+    target: str | None
+    merged: bool = False
+    parents: tuple[str, ...] = ()  # the merge's parents when ``merged``
+    # The heads that are the target or were merged into it.
+    maximal: tuple[str, ...] = ()
+    findings: list[Equivocation] = field(default_factory=list)
+
+
+def judge_head(store: RegistryStore, verifier: Verifier, trusted: str | None,
+               head: str) -> HeadVerdict:
+    """Classify ``head`` against ``trusted``, verifying its new commits."""
+    try:
+        if trusted is None:
+            report = verifier.verify_range(None, head)
+            return HeadVerdict(head, "ahead", f"verified {len(report.verified)} commit(s) "
+                               "from the trust root", equivocations=list(report.equivocations))
+        if head == trusted:
+            return HeadVerdict(head, "current", "at the trusted commit")
+        if store.is_descendant(trusted, head):
+            return HeadVerdict(head, "stale", f"behind the trusted commit {trusted[:12]}")
+        if store.is_descendant(head, trusted):
+            report = verifier.verify_range(trusted, head)
+            return HeadVerdict(head, "ahead", f"verified {len(report.verified)} new commit(s)",
+                               equivocations=list(report.equivocations))
+        base = store.merge_base((trusted, head))
+        if base is None:
+            return HeadVerdict(head, "invalid",
+                               f"head {head[:12]} shares no history with the trusted commit "
+                               f"{trusted[:12]}", rule="unrelated-history", commit=head)
+        report = verifier.verify_range(base, head)
+    except PolicyViolationError as exc:
+        # The rule is shown apart from the detail (``rule``), once.
+        return HeadVerdict(head, "invalid", exc.located(commit=head), rule=exc.rule,
+                           commit=exc.commit or head)
+    except RejectedError as exc:
+        return HeadVerdict(head, "invalid", f"head {head[:12]}: {exc.message}",
+                           rule=type(exc).__name__, commit=head)
+    return HeadVerdict(head, "fork",
+                       f"forked from the trusted history at {base[:12]}; verified "
+                       f"{len(report.verified)} commit(s) since", fork_base=base,
+                       equivocations=list(report.equivocations))
+
+
+def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
+           heads: Iterable[str], *, provisional: bool = True) -> Choice:
+    """The newest state made of ``trusted`` and the valid ``heads``; merge if they diverged.
+
+    ``provisional``: the trusted commit is this party's own view (a site, a
+    mirror), not a branch others build on. A merge in it that no head
+    contains is replaced by its parents, so the party ends on the very
+    commit that everyone else computes from the same heads, instead of a
+    merge of its own merge. A replica's ``main`` only moves forward, so
+    ``sync-peers`` passes ``provisional=False``.
+    """
+    valid = sorted(set(heads))
+    if trusted is not None and all(store.is_descendant(trusted, h) for h in valid):
+        return Choice(target=trusted, maximal=(trusted,))
+    candidates = set(valid)
+    if trusted is not None:
+        candidates |= (_expand(store, trusted, valid) if provisional else {trusted})
+    maximal = maximal_heads(store, candidates)
+    if not maximal:
+        return Choice(target=None)
+    if len(maximal) == 1:
+        return Choice(target=maximal[0], maximal=tuple(maximal))
+    merge, result = build_merge(store, verifier, maximal)
+    return Choice(target=merge, merged=True, parents=tuple(maximal), maximal=tuple(maximal),
+                  findings=result)
+
+
+def _expand(store: RegistryStore, commit: str, heads: Sequence[str]) -> set[str]:
+    """``commit``, or, if it is a merge no head contains, the leaves of its merges."""
+    found: set[str] = set()
+    todo, seen = [commit], set()
+    while todo:
+        oid = todo.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        parents = store.commit(oid).parents
+        if len(parents) > 1 and not any(store.is_descendant(h, oid) for h in heads):
+            todo.extend(parents)
+        else:
+            found.add(oid)
+    return found
+
+
+def own_merge_leaves(store: RegistryStore, target: str | None,
+                     heads: Sequence[str]) -> set[str]:
+    """The heads that ``target`` merges, if it is a merge none of ``heads`` contains."""
+    if target is None or len(store.commit(target).parents) < 2 \
+            or any(store.is_descendant(h, target) for h in heads):
+        return set()
+    return {h for h in heads if store.is_descendant(target, h)} & _expand(store, target, heads)
+
+
+def maximal_heads(store: RegistryStore, heads: Iterable[str]) -> list[str]:
+    """The heads that no other head descends from, sorted."""
+    unique = sorted(set(heads))
+    return [h for h in unique if not any(o != h and store.is_descendant(o, h) for o in unique)]
+
+
+def merge_message(parents: Sequence[str]) -> str:
+    return f"Deterministic merge of {len(parents)} diverged registry heads\n"
+
+
+def build_merge(store: RegistryStore, verifier: Verifier,
+                heads: Sequence[str]) -> tuple[str, list[Equivocation]]:
+    """Write (idempotently) and verify the deterministic merge commit of ``heads``.
+
+    The heads must be verified already; only the merge commit itself is
+    checked here (its tree is the deterministic merge of its parents).
+    """
+    parents = tuple(sorted(set(heads)))
+    result = deterministic_merge(verifier, parents)
+    tree = write_tree(store, result.tree)
+    when = max(verifier.source.commit(p).committer_time for p in parents)
+    signature = pygit2.Signature(*MERGE_IDENTITY, when, 0)
+    try:
+        oid = store.repo.create_commit(None, signature, signature, merge_message(parents),
+                                       pygit2.Oid(hex=tree),
+                                       [pygit2.Oid(hex=p) for p in parents])
+    except (pygit2.GitError, ValueError) as exc:
+        raise GitregError(f"{store.path}: cannot write the merge commit: {exc}") from None
+    merge = str(oid)
+    verifier.verify_commit(verifier.source.commit(merge))
+    return merge, result.findings

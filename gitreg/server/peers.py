@@ -1,0 +1,218 @@
+"""`gitreg server sync-peers`: a replica fetches its peers and advances ``main``.
+
+Every peer's ``main`` is fetched into ``refs/gitreg/peers/<id>/main`` and
+judged by the acceptance rule (``gitreg.gitstore.acceptance``) from the
+replica's own ``main``; the replica then moves ``main`` forward to the newest
+valid state: a peer's head that contains it, or the deterministic merge of
+the diverged heads (a descendant of the old ``main``, so still a
+fast-forward). The move is a compare-and-swap (``git update-ref NEW OLD``):
+a push that lands meanwhile makes it fail, nothing is lost, and the next run
+merges that push too. Verification is the hook's verifier, judging expiry as
+a property of the state (as a site does): a list that expired after a peer
+accepted it does not stop the replicas from converging.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gitreg.errors import (
+    EXIT_OK,
+    EXIT_OPERATIONAL,
+    EXIT_REJECTED,
+    GitregError,
+    RejectedError,
+    UnreachableError,
+    UsageError,
+)
+
+PEER_KEY = "gitreg.peer"
+PEER_REF_PREFIX = "refs/gitreg/peers"
+MAIN = "refs/heads/main"
+LOCK_FILE = Path("gitreg") / "sync-peers.lock"
+FETCH_TIMEOUT = 300.0
+
+
+@dataclass
+class PeerOutcome:
+    url: str
+    # current | ahead | stale | fork | invalid | unreachable
+    state: str
+    detail: str
+    commit: str | None = None
+    rule: str | None = None
+    fork_base: str | None = None
+
+
+@dataclass
+class PeersReport:
+    repository: str
+    before: str | None
+    after: str | None
+    peers: list[PeerOutcome] = field(default_factory=list)
+    merged: bool = False
+    merge_parents: tuple[str, ...] = ()
+    equivocations: list[dict[str, Any]] = field(default_factory=list)
+    # Why ``main`` did not move to the chosen state (a racing push), if it did not.
+    raced: str = ""
+
+    @property
+    def advanced(self) -> bool:
+        return self.after != self.before
+
+    @property
+    def exit_code(self) -> int:
+        """1 if a peer served an invalid head, 3 if one was unreachable or a push raced."""
+        if any(p.state == "invalid" for p in self.peers):
+            return EXIT_REJECTED
+        if self.raced or any(p.state == "unreachable" for p in self.peers):
+            return EXIT_OPERATIONAL
+        return EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository, "before": self.before, "after": self.after,
+            "advanced": self.advanced, "merged": self.merged,
+            "merge_parents": list(self.merge_parents), "raced": self.raced,
+            "exit_code": self.exit_code, "equivocations": self.equivocations,
+            "peers": [{"url": p.url, "state": p.state, "detail": p.detail,
+                       "commit": p.commit, "rule": p.rule, "fork_base": p.fork_base}
+                      for p in self.peers],
+        }
+
+
+def peer_ref(url: str) -> tuple[str, str]:
+    """The fetch name and tracking ref of peer ``url`` (stable whatever the peer order)."""
+    name = "peer-" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return name, f"{PEER_REF_PREFIX}/{name}/main"
+
+
+def configured_peers(path: Path) -> list[str]:
+    """The peer URLs stored by ``gitreg server init --peer`` (``git config gitreg.peer``)."""
+    from gitreg.gitstore.command import run_git
+
+    run = run_git(["-C", path, "config", "--get-all", PEER_KEY], timeout=60, what=str(path))
+    return [line.strip() for line in run.stdout.splitlines() if line.strip()]
+
+
+def store_peers(path: Path, peers: Sequence[str]) -> None:
+    """Replace the stored peer URLs of the repository ``path``."""
+    from gitreg.gitstore.command import run_git
+
+    run_git(["-C", path, "config", "--unset-all", PEER_KEY], timeout=60, what=str(path))
+    for url in dict.fromkeys(peers):
+        run = run_git(["-C", path, "config", "--add", PEER_KEY, url], timeout=60,
+                      what=str(path))
+        if run.returncode != 0:
+            raise GitregError(f"{path}: cannot store peer {url}: {run.stderr.strip()}")
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    lock = path / LOCK_FILE
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{path}: another sync-peers is running",
+                             hint="it converges on its own; the next run picks up the rest") \
+                from None
+        yield
+
+
+def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
+               timeout: float = FETCH_TIMEOUT) -> PeersReport:
+    """Fetch every peer, verify, and advance ``main``; see the module docstring."""
+    from gitreg.gitstore.acceptance import choose, judge_head
+    from gitreg.gitstore.remote import fetch
+    from gitreg.gitstore.store import RegistryStore
+    from gitreg.gitstore.verify_cache import SqliteCache
+    from gitreg.server.hook import CACHE_FILE, TRUST_ROOT_KEY
+    from gitreg.site.remotes import clear_stale_locks
+    from gitreg.verify.history import Verifier
+
+    path = path.expanduser().absolute()
+    try:
+        store = RegistryStore.open(path)
+    except GitregError:
+        raise UsageError(f"{path}: not a registry server repository") from None
+    urls = list(peers) if peers else configured_peers(path)
+    if not urls:
+        raise UsageError(f"{path}: no peers to sync from",
+                         hint="give --peer URL, or store peers with "
+                              "`gitreg server init PATH --from DIR --peer URL`")
+    pinned = _config(store, TRUST_ROOT_KEY)
+    if pinned is None:
+        raise UsageError(f"{path}: no trust root configured (git config {TRUST_ROOT_KEY})",
+                         hint="create the repository with `gitreg server init`")
+    with _exclusive(path):
+        clear_stale_locks(path)
+        before = store.ref(MAIN)
+        report = PeersReport(str(path), before, before)
+        cache = SqliteCache(path / CACHE_FILE, trust_root=pinned)
+        try:
+            verifier = Verifier(store, cache, check_expiry=False, pinned_policy=pinned)
+            valid: list[str] = []
+            for url in urls:
+                name, _ = peer_ref(url)
+                try:
+                    head = fetch(path, url, name=name, timeout=timeout).new
+                except UnreachableError as exc:
+                    report.peers.append(PeerOutcome(url, "unreachable", exc.message))
+                    continue
+                except RejectedError as exc:
+                    report.peers.append(PeerOutcome(url, "invalid", exc.message,
+                                                    rule="objects"))
+                    continue
+                except GitregError as exc:
+                    report.peers.append(PeerOutcome(url, "unreachable", exc.message))
+                    continue
+                verdict = judge_head(store, verifier, before, head)
+                report.peers.append(PeerOutcome(url, verdict.verdict, verdict.detail,
+                                                commit=verdict.commit or head,
+                                                rule=verdict.rule,
+                                                fork_base=verdict.fork_base))
+                if verdict.valid:
+                    valid.append(head)
+            choice = choose(store, verifier, before, valid, provisional=False)
+        finally:
+            cache.close()
+        report.merged = choice.merged
+        report.merge_parents = choice.parents
+        report.equivocations = [{"path": f.path, "version": f.version, "blobs": list(f.blobs),
+                                 "commits": list(f.commits), "chosen": f.chosen,
+                                 "reason": f.reason, "message": f.describe()}
+                                for f in choice.findings]
+        if choice.target is not None and choice.target != before:
+            report.raced = _advance(path, choice.target, before)
+            if not report.raced:
+                report.after = choice.target
+    return report
+
+
+def _advance(path: Path, new: str, old: str | None) -> str:
+    """Compare-and-swap ``main`` from ``old`` to ``new``; the reason if it moved meanwhile."""
+    from gitreg.gitstore.command import run_git
+
+    expected = old if old is not None else "0" * 40
+    run = run_git(["-C", path, "update-ref", "-m", "gitreg sync-peers", MAIN, new, expected],
+                  timeout=60, what=str(path))
+    if run.returncode != 0:
+        return (f"main moved while syncing (a push landed): {run.stderr.strip()}; "
+                "the next run merges it")
+    return ""
+
+
+def _config(store: Any, key: str) -> str | None:
+    try:
+        value = store.repo.config[key]
+    except KeyError:
+        return None
+    return str(value) or None

@@ -1,0 +1,122 @@
+"""Replication that converges (issue 8): forks merged, sync-peers, the same commit everywhere.
+
+Real hook-guarded replicas served over smart HTTP on 127.0.0.1, pushes with
+the git CLI, sites run through the real ``gitreg`` command line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.git_server import git
+from tests.site_registry import SiteWorld
+
+
+def _main(path: Path) -> str:
+    return git("-C", path, "rev-parse", "main").stdout.strip()
+
+
+def _sync_peers(world: SiteWorld, replica: str, *extra: str) -> tuple[int, dict[str, object]]:
+    done = world.run_cli(["server", "sync-peers", world.servers[replica], "--json", *extra])
+    return done.returncode, json.loads(done.stdout)
+
+
+def _fork(world: SiteWorld, list_two: str) -> tuple[str, str]:
+    """Carol pushes to replica b from a clone of b (older than a): a fork. Her image, head."""
+    clone = world.clone("carol", "b")
+    image = world.add_image(list_two, "two-b", b"two b\n" * 9, cwd=clone)
+    head = world.publish("carol adds two-b", cwd=clone, key=world.second_key)
+    world.push("b", cwd=clone)
+    return image, head
+
+
+@pytest.mark.slow
+def test_fork_after_sync_is_merged_and_everyone_reaches_one_commit(world: SiteWorld) -> None:
+    (list_one, list_two), images, site1 = world.on_two_replicas("One", "Two")
+    a_url, b_url = world.urls["a"], world.urls["b"]
+    assert world.sync(site1)[0] == 0
+    one_b = world.add_image(list_one, "one-b", b"one b\n" * 9)
+    a_head = world.publish("bob adds one-b")
+    world.push("a")
+    code, report = world.sync(site1)
+    assert code == 0 and report["registries"][0]["target"] == a_head
+
+    two_b, b_head = _fork(world, list_two)
+
+    # Site 1 trusts a's head; b's head forked before it: merged, not a rollback.
+    done = world.run_cli(["site", "sync", "--config", site1, "--json"])
+    report = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert "rollback" not in done.stderr and "does not descend" not in done.stderr
+    registry = report["registries"][0]
+    assert registry["merged"] is True and report["downloaded"] == [two_b]
+    merge = registry["target"]
+    cache1 = {p.name for p in (world.state_dir / "cache").iterdir()}
+    assert cache1 == {*images, one_b, two_b}
+
+    # A fresh site with the remotes the other way round reaches the same commit.
+    site2 = world.site_config([b_url, a_url], name="site2")
+    code, report2 = world.sync(site2)
+    assert code == 0, report2
+    assert report2["registries"][0]["target"] == merge
+    assert {p.name for p in (world.root / "site2" / "state" / "cache").iterdir()} == cache1
+
+    # The replicas converge on that very commit.
+    world.cli("server", "init", world.servers["a"], "--from", world.work, "--peer", b_url)
+    world.cli("server", "init", world.servers["b"], "--from", world.work, "--peer", a_url)
+    code, peers_a = _sync_peers(world, "a")
+    assert code == 0, peers_a
+    assert peers_a["merged"] is True and peers_a["after"] == merge
+    assert [p["state"] for p in peers_a["peers"]] == ["fork"]  # type: ignore[index]
+    code, peers_b = _sync_peers(world, "b")
+    assert code == 0 and peers_b["after"] == merge and peers_b["merged"] is False
+    assert _main(world.servers["a"]) == _main(world.servers["b"]) == merge
+    parents = git("-C", world.servers["a"], "log", "-1", "--format=%P", merge).stdout.split()
+    assert sorted(parents) == parents == sorted([a_head, b_head])
+    # Idempotent: nothing new, nothing moves.
+    code, again = _sync_peers(world, "a")
+    assert code == 0 and again["advanced"] is False and again["after"] == merge
+
+    # New work on top of the converged main reaches both sites as a fast-forward.
+    git("-C", world.work, "pull", "--quiet", "--ff-only", a_url, "main")
+    one_c = world.add_image(list_one, "one-c", b"one c\n" * 9)
+    new_head = world.publish("bob adds one-c")
+    world.push("a")
+    assert _sync_peers(world, "b")[0] == 0
+    assert _main(world.servers["b"]) == new_head
+    for site in (site1, site2):
+        code, report = world.sync(site)
+        assert code == 0, report
+        registry = report["registries"][0]
+        assert registry["target"] == new_head and registry["merged"] is False
+        assert report["downloaded"] == [one_c]
+        assert {r["state"] for r in registry["remotes"]} == {"current"}
+
+
+@pytest.mark.slow
+def test_site_killed_while_holding_its_own_merge_is_not_stuck(world: SiteWorld) -> None:
+    (list_one, list_two), _, config = world.on_two_replicas("One", "Two")
+    assert world.sync(config)[0] == 0
+    world.diverge((list_one, "one-b", b"one b\n" * 9), (list_two, "two-b", b"two b\n" * 9))
+    code, report = world.sync(config)
+    assert code == 0 and report["registries"][0]["merged"] is True
+    own_merge = report["registries"][0]["target"]
+
+    # Replica a moves on; the next sync builds a new merge and is SIGKILLed mid-apply.
+    one_c = world.add_image(list_one, "one-c", b"one c\n" * 9)
+    world.publish("bob adds one-c")
+    world.push("a")
+    (config.parent / "kill-at").write_text("AvailablePrefix")
+    assert world.run_cli(["site", "sync", "--config", config]).returncode == -9
+
+    done = world.run_cli(["site", "sync", "--config", config, "--json"])
+    assert done.returncode == 0, done.stderr
+    assert "does not descend" not in done.stderr
+    report = json.loads(done.stdout)
+    registry = report["registries"][0]
+    assert registry["trusted_before"] == own_merge and registry["target"] != own_merge
+    assert one_c in {p.name for p in (world.state_dir / "cache").iterdir()}
+    assert {r["state"] for r in registry["remotes"]} == {"diverged"}
