@@ -120,3 +120,64 @@ def test_site_killed_while_holding_its_own_merge_is_not_stuck(world: SiteWorld) 
     assert registry["trusted_before"] == own_merge and registry["target"] != own_merge
     assert one_c in {p.name for p in (world.state_dir / "cache").iterdir()}
     assert {r["state"] for r in registry["remotes"]} == {"diverged"}
+
+
+@pytest.mark.slow
+def test_publish_push_merges_a_replica_that_moved(world: SiteWorld) -> None:
+    [list_one], _, _ = world.on_two_replicas("One")
+    assert world.cli("replica", "add", world.urls["a"], "--name", "a").strip() == "a"
+    assert world.cli("replica", "add", world.urls["b"]).strip() == "replica-1"
+    listed = world.cli("replica", "list")
+    assert f"a\t{world.urls['a']}" in listed and f"replica-1\t{world.urls['b']}" in listed
+    # Carol pushes to b only; bob's working copy does not know.
+    clone = world.clone("carol", "b")
+    world.add_image(list_one, "carol", b"carol\n" * 9, cwd=clone)
+    list_two = world.new_list("Two", cwd=clone)
+    world.add_image(list_two, "two-a", b"two a\n" * 9, cwd=clone)
+    carol = world.publish("carol", cwd=clone, key=world.second_key)
+    world.push("b", cwd=clone)
+    list_three = world.new_list("Three")
+    world.add_image(list_three, "three-a", b"three a\n" * 9)
+
+    done = world.run_cli(["publish", "--key", world.endorser_key.private, "-m", "bob",
+                          "--push"], cwd=world.work)
+
+    assert done.returncode == 0, done.stderr
+    assert "merged it deterministically" in done.stderr
+    head = _main(world.work)
+    assert _main(world.servers["a"]) == _main(world.servers["b"]) == head
+    parents = git("-C", world.work, "log", "-1", "--format=%P", head).stdout.split()
+    assert carol in parents and len(parents) == 2
+    # The working tree now shows the merged state and no stray drafts.
+    assert git("-C", world.work, "status", "--porcelain").stdout == ""
+    assert (world.work / "imagelists" / f"{list_two}.json").exists()
+    # What a site computes from the two heads is that very commit.
+    code, report = world.sync(world.site_config([world.urls["b"], world.urls["a"]],
+                                                name="fresh"))
+    assert code == 0 and report["registries"][0]["target"] == head
+
+
+@pytest.mark.slow
+def test_publish_push_explains_a_moved_replica_that_is_invalid(world: SiteWorld) -> None:
+    [list_one], _, _ = world.on_two_replicas("One")
+    rogue = world.hookless_copy("rogue", "b")
+    world.cli("replica", "add", rogue, "--name", "rogue")
+    work = world.root / "forger"
+    git("clone", "--quiet", world.servers["rogue"], work)
+    (work / "imagelists" / f"{list_one}.json").write_text("{}\n")
+    git("-C", work, "commit", "--quiet", "-am", "forged")
+    git("-C", work, "push", "--quiet", world.servers["rogue"], "main:main")
+    forged = _main(world.servers["rogue"])
+    world.add_image(list_one, "one-b", b"one b\n" * 9)
+    before = _main(world.work)
+
+    done = world.run_cli(["publish", "--key", world.endorser_key.private, "-m", "bob",
+                          "--push"], cwd=world.work)
+
+    assert done.returncode == 1
+    assert "not a valid successor" in done.stderr and forged[:12] in done.stderr
+    # Published locally, never merged with the forgery; the rogue replica unchanged.
+    assert _main(world.work) != before
+    assert git("-C", world.work, "merge-base", "--is-ancestor", forged, "main",
+               check=False).returncode != 0
+    assert _main(world.servers["rogue"]) == forged

@@ -115,7 +115,7 @@ def publish(
         output.data(result.commit)
     if not push:
         return
-    verdicts = replicas.push_main(copy)
+    verdicts = replicas.push_main(copy, notice=output.info)
     for verdict in verdicts:
         (output.ok if verdict.status == "accepted" else output.error)(verdict.describe())
     code = replicas.exit_code(verdicts)

@@ -2,10 +2,16 @@
 
 Each remote answers on its own: accepted, rejected (with the hook's
 message), or unreachable. One bad replica never stops the push to the others.
+A replica that moved (git's ``fetch first``: another endorser pushed there)
+is fetched, its head judged by the acceptance rule from the local ``main``,
+and merged deterministically (no signature needed); ``main`` is pushed again
+to every replica. When that cannot be done safely, the verdict says exactly
+what to do instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -13,6 +19,9 @@ from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError,
 from gitreg.publish.workcopy import BRANCH, WorkingCopy
 
 Status = Literal["accepted", "rejected", "unreachable", "failed"]
+# How many times a push round may merge a replica that moved before giving up.
+MAX_ROUNDS = 4
+_MOVED = ("fetch first", "non-fast-forward")
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,31 @@ class RemoteVerdict:
         return text
 
 
+def add_replica(copy: WorkingCopy, url: str, name: str | None = None) -> str:
+    """Add replica ``url`` as a git remote (``name``, default ``replica-<n>``); its name."""
+    import re
+
+    from gitreg.errors import UsageError
+    from gitreg.gitstore.command import redact, run_git
+
+    known = dict(remotes(copy))
+    if any(u == redact(url) for u in known.values()):
+        raise UsageError(f"{redact(url)} is already a replica of {copy.workdir}")
+    if name is None:
+        number = 1
+        while f"replica-{number}" in known:
+            number += 1
+        name = f"replica-{number}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name) or name in known:
+        raise UsageError(f"{name!r} is not a free remote name",
+                         hint="use letters, digits, '.', '_' and '-', not an existing remote")
+    run = run_git(["-C", copy.workdir, "remote", "add", name, url], timeout=60,
+                  what=f"repository {copy.workdir}")
+    if run.returncode != 0:
+        raise GitregError(f"cannot add remote {name}: {run.stderr.strip()}")
+    return name
+
+
 def remotes(copy: WorkingCopy) -> list[tuple[str, str]]:
     """(name, URL) of every configured git remote, in name order."""
     from gitreg.gitstore.command import redact
@@ -43,23 +77,126 @@ def remotes(copy: WorkingCopy) -> list[tuple[str, str]]:
     return sorted(found)
 
 
-def push_main(copy: WorkingCopy) -> list[RemoteVerdict]:
-    """Push ``main`` to every remote with the git CLI (so the remotes' hooks run)."""
+def push_main(copy: WorkingCopy, *, notice: Callable[[str], None] | None = None,
+              ) -> list[RemoteVerdict]:
+    """Push ``main`` to every remote with the git CLI (so the remotes' hooks run).
+
+    A remote that refuses because it moved is merged and pushed again, and so
+    is every remote that took the older ``main``; ``notice`` hears each merge.
+    """
+    verdicts: dict[str, RemoteVerdict] = {}
+    for _ in range(MAX_ROUNDS):
+        head = copy.head()
+        pending = [(n, u) for n, u in remotes(copy)
+                   if n not in verdicts or verdicts[n].status != "unreachable"]
+        moved = False
+        for name, url in pending:
+            verdict = _push_one(copy, name, url)
+            verdicts[name] = verdict
+            if verdict.status == "rejected" and any(m in verdict.summary for m in _MOVED):
+                merged = merge_moved_replica(copy, name, url)
+                if merged.status == "accepted":
+                    if notice:
+                        notice(merged.message)
+                    moved = True
+                else:
+                    verdicts[name] = merged
+        if not moved and copy.head() == head:
+            break
+    return [verdicts[n] for n, _ in remotes(copy) if n in verdicts]
+
+
+def _push_one(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict:
     from gitreg.gitstore.remote import push
 
-    verdicts: list[RemoteVerdict] = []
-    for name, url in remotes(copy):
-        try:
-            result = push(copy.workdir, name, BRANCH)
-        except UnreachableError as exc:
-            verdicts.append(RemoteVerdict(name, url, "unreachable", "", exc.message))
-            continue
-        except GitregError as exc:
-            verdicts.append(RemoteVerdict(name, url, "failed", "", exc.message))
-            continue
-        verdicts.append(RemoteVerdict(name, url, "accepted" if result.accepted else "rejected",
-                                      result.summary, result.message))
-    return verdicts
+    try:
+        result = push(copy.workdir, name, BRANCH)
+    except UnreachableError as exc:
+        return RemoteVerdict(name, url, "unreachable", "", exc.message)
+    except GitregError as exc:
+        return RemoteVerdict(name, url, "failed", "", exc.message)
+    return RemoteVerdict(name, url, "accepted" if result.accepted else "rejected",
+                         result.summary, result.message)
+
+
+def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict:
+    """Fetch remote ``name``, verify its head and merge it into ``main``.
+
+    ``accepted`` (with a message) when ``main`` now contains the remote's
+    head; otherwise ``rejected`` with the reason and the commands to run.
+    """
+    from gitreg.gitstore.acceptance import choose, judge_head
+    from gitreg.gitstore.remote import fetch
+    from gitreg.gitstore.verify_cache import SqliteCache
+    from gitreg.publish.publication import VERIFY_CACHE
+    from gitreg.verify.history import Verifier
+
+    by_hand = (f"git -C {copy.workdir} pull --no-rebase {name} {BRANCH}, check the "
+               f"result with `gitreg verify`, then `git push {name} {BRANCH}`")
+    try:
+        head = fetch(copy.git_dir, name, name=name).new
+    except GitregError as exc:
+        return RemoteVerdict(name, url, "rejected", "(fetch first)",
+                             f"{name} moved and could not be fetched: {exc.message}; "
+                             f"fetch it later and push again ({by_hand})")
+    local = copy.head()
+    cache = SqliteCache(copy.git_dir / VERIFY_CACHE)
+    try:
+        verifier = Verifier(copy.store, cache, check_expiry=False)
+        verdict = judge_head(copy.store, verifier, local, head)
+        if not verdict.valid:
+            return RemoteVerdict(name, url, "rejected", "(fetch first)",
+                                 f"{name} moved to {head[:12]}, which is not a valid "
+                                 f"successor of your main: {verdict.detail}; not merged. "
+                                 "Tell the replica's operator; the other replicas have "
+                                 "your commit")
+        choice = choose(copy.store, verifier, local, [head], provisional=False)
+    finally:
+        cache.close()
+    target = choice.target
+    if target is None or target == local:
+        return RemoteVerdict(name, url, "rejected", "(fetch first)",
+                             f"{name} moved to {head[:12]} but there is nothing to merge")
+    drafts = _drafts_in_the_way(copy, local, target)
+    if drafts:
+        return RemoteVerdict(name, url, "rejected", "(fetch first)",
+                             f"{name} moved to {head[:12]} and changed "
+                             f"{', '.join(drafts)}, which you have unpublished drafts of; "
+                             f"publish or discard them, then run `gitreg publish --push` "
+                             f"again (or by hand: {by_hand})")
+    _advance_working_copy(copy, local, target)
+    how = (f"merged it deterministically into {target[:12]}" if choice.merged
+           else f"fast-forwarded main to {target[:12]}")
+    return RemoteVerdict(name, url, "accepted", "",
+                         f"{name} had moved to {head[:12]} ({verdict.verdict}); {how}")
+
+
+def _changed_paths(copy: WorkingCopy, old: str | None, new: str) -> dict[str, str | None]:
+    store = copy.store
+    old_tree = store.commit(old).tree if old else None
+    return {c.path: (c.new.oid if c.new else None)
+            for c in store.changes(old_tree, store.commit(new).tree)}
+
+
+def _drafts_in_the_way(copy: WorkingCopy, old: str | None, new: str) -> list[str]:
+    """Paths the merge changes whose working-tree file is not what ``old`` published."""
+    return sorted(path for path in _changed_paths(copy, old, new)
+                  if copy.draft_bytes(path) != copy.published(path))
+
+
+def _advance_working_copy(copy: WorkingCopy, old: str | None, new: str) -> None:
+    """Files first, then ``main`` (compare-and-swap), then the index, as publish does."""
+    from gitreg.publish.publication import move_main, sync_index
+    from gitreg.publish.workcopy import write_file_atomic
+
+    for path, blob in _changed_paths(copy, old, new).items():
+        if blob is None:
+            copy.path(path).unlink(missing_ok=True)
+        else:
+            copy.path(path).parent.mkdir(parents=True, exist_ok=True)
+            write_file_atomic(copy.path(path), copy.store.blob(blob, copy.max_file_size()))
+    move_main(copy, old, new, "merge a replica that moved")
+    sync_index(copy)
 
 
 def exit_code(verdicts: list[RemoteVerdict]) -> int:
