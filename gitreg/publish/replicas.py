@@ -128,7 +128,9 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
     from gitreg.gitstore.acceptance import choose, judge_head
     from gitreg.gitstore.remote import fetch
     from gitreg.gitstore.verify_cache import SqliteCache
+    from gitreg.model.dates import utcnow
     from gitreg.publish.publication import VERIFY_CACHE
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 
     by_hand = (f"git -C {copy.workdir} pull --no-rebase {name} {BRANCH}, check the "
@@ -142,7 +144,7 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
     local = copy.head()
     cache = SqliteCache(copy.git_dir / VERIFY_CACHE)
     try:
-        verifier = Verifier(copy.store, cache, check_expiry=False)
+        verifier = Verifier(copy.store, cache, context=VerifyContext.for_site(utcnow()))
         verdict = judge_head(copy.store, verifier, local, head)
         if not verdict.valid:
             return RemoteVerdict(name, url, "rejected", "(fetch first)",

@@ -134,8 +134,10 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
     from gitreg.gitstore.remote import fetch
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
+    from gitreg.model.dates import utcnow
     from gitreg.server.hook import CACHE_FILE, TRUST_ROOT_KEY
     from gitreg.site.remotes import clear_stale_locks
+    from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 
     path = path.expanduser().absolute()
@@ -158,7 +160,8 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
         report = PeersReport(str(path), before, before)
         cache = SqliteCache(path / CACHE_FILE, trust_root=pinned)
         try:
-            verifier = Verifier(store, cache, check_expiry=False, pinned_policy=pinned)
+            verifier = Verifier(store, cache, context=VerifyContext.for_site(utcnow()),
+                                pinned_policy=pinned)
             valid: list[str] = []
             for url in urls:
                 name, _ = peer_ref(url)
