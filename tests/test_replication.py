@@ -54,6 +54,12 @@ def test_fork_after_sync_is_merged_and_everyone_reaches_one_commit(world: SiteWo
     registry = report["registries"][0]
     assert registry["merged"] is True and report["downloaded"] == [two_b]
     merge = registry["target"]
+    forked = {r["url"]: r for r in registry["remotes"]}[b_url]
+    assert forked["state"] == "diverged" and forked["commit"] == b_head
+    assert forked["fork_base"] is not None and "forked from the trusted history" \
+        in forked["detail"]
+    status = world.run_cli(["site", "status", "--config", site1]).stdout
+    assert "forked from the trusted history" in status
     cache1 = {p.name for p in (world.state_dir / "cache").iterdir()}
     assert cache1 == {*images, one_b, two_b}
 

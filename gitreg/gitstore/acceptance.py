@@ -113,11 +113,15 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
     ``sync-peers`` passes ``provisional=False``.
     """
     valid = sorted(set(heads))
-    if trusted is not None and all(store.is_descendant(trusted, h) for h in valid):
-        return Choice(target=trusted, maximal=(trusted,))
     candidates = set(valid)
     if trusted is not None:
-        candidates |= (_expand(store, trusted, valid) if provisional else {trusted})
+        # A provisional merge that no head contains gives way to its parents
+        # even when it contains every head: it holds nothing they lack, and
+        # keeping it would leave this party on a commit nobody else has.
+        expanded = _expand(store, trusted, valid) if provisional else {trusted}
+        if expanded == {trusted} and all(store.is_descendant(trusted, h) for h in valid):
+            return Choice(target=trusted, maximal=(trusted,))
+        candidates |= expanded
     maximal = maximal_heads(store, candidates)
     if not maximal:
         return Choice(target=None)

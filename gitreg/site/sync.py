@@ -115,7 +115,8 @@ class SyncReport:
                 "recovery": r.recovery, "refused": r.refused,
                 "state_findings": r.state_findings,
                 "remotes": [{"url": m.url, "state": m.state, "detail": m.detail,
-                             "commit": m.commit, "rule": m.rule} for m in r.remotes],
+                             "commit": m.commit, "rule": m.rule, "fork_base": m.fork_base}
+                            for m in r.remotes],
             } for r in self.registries],
             "plan": {
                 "download": [_image_json(i) for i in self.plan.download],
