@@ -150,7 +150,7 @@ class Schedule:
         valid = []
         for head in dict.fromkeys(heads):
             verdict = judge_head(self.world.store, verifier, party.head, head)
-            if verdict.valid:
+            if verdict.valid or verdict.verdict == "stale":
                 valid.append(head)
         choice = choose(self.world.store, verifier, party.head, valid, provisional=provisional)
         moved = choice.target != party.head

@@ -103,7 +103,10 @@ def judge_head(store: RegistryStore, verifier: Verifier, trusted: str | None,
 
 def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
            heads: Iterable[str], *, provisional: bool = True) -> Choice:
-    """The newest state made of ``trusted`` and the valid ``heads``; merge if they diverged.
+    """The newest state made of ``trusted`` and ``heads``; merge if they diverged.
+
+    ``heads``: every fetched head that is not invalid, stale ones included
+    (they bound how far a provisional merge is taken apart).
 
     ``provisional``: the trusted commit is this party's own view (a site, a
     mirror), not a branch others build on. A merge in it that no head

@@ -196,7 +196,7 @@ def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
                                                         commit=verdict.commit or head,
                                                         rule=verdict.rule))
                 report.equivocations.extend(verdict.equivocations)
-                if verdict.valid:
+                if verdict.valid or verdict.verdict == "stale":
                     valid.append(head)
                 else:
                     # Never advertise a forged head (info/refs lists every ref).

@@ -182,7 +182,7 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
                                                 commit=verdict.commit or head,
                                                 rule=verdict.rule,
                                                 fork_base=verdict.fork_base))
-                if verdict.valid:
+                if verdict.valid or verdict.verdict == "stale":
                     valid.append(head)
             choice = choose(store, verifier, before, valid, provisional=False)
         finally:

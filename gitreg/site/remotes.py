@@ -136,7 +136,9 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
             valid.setdefault(remote.commit, []).append(remote)
         outcome.equivocations.extend(remote.equivocations)
     try:
-        choice = choose(store, verifier, trusted, list(valid))
+        # Stale heads too: they bound how far the site's own merge is taken apart.
+        heads = [*valid, *(r.commit for r in outcome.remotes if r.state == "stale" and r.commit)]
+        choice = choose(store, verifier, trusted, heads)
     except RejectedError as exc:
         # Valid heads that cannot be merged (different registries): keep the trusted state.
         outcome.equivocations.append(f"the valid heads cannot be merged: {exc.message}")
