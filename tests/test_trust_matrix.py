@@ -221,7 +221,10 @@ ATTACKS: dict[str, tuple[Callable[[World], str], tuple[str, str, str]]] = {
     "policy with 1 of 2 root signatures": (_one_root_signature,
                                            refused("policy-threshold-old")),
     "policy signed twice by one key": (_same_root_twice, refused("policy-threshold-old")),
-    "force push rewriting history": (_rewrite, refused("descent")),
+    # Deliberate difference (issue 8): a valid signed fork is merged by a site
+    # (highest version per path, never a rollback); the hook wants descent.
+    "force push rewriting history": (_rewrite, ("refused [descent]", "applied, no new image",
+                                                "refused [descent]")),
     "merge tree not the deterministic merge": (_merge_tree, refused("merge-tree")),
     "merge with an unrelated history": (_unrelated, refused("unrelated-history")),
     "policy version skipping a number": (_policy_skip, refused("policy-version")),
