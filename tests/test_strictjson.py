@@ -149,3 +149,43 @@ def test_canonical_round_trip_is_byte_stable(value: Any) -> None:
     parsed = loads(once)
     assert parsed == value
     assert canonical_dumps(parsed) == once
+
+
+def _nested(rng: Any, depth: int) -> str:
+    """A random JSON-ish text of brackets and strings holding brackets."""
+    parts: list[str] = []
+    for _ in range(rng.randint(0, 3)):
+        kind = rng.random()
+        if kind < 0.3 and depth < MAX_DEPTH + 5:
+            inner = _nested(rng, depth + 1)
+            parts.append(f"[{inner}]" if rng.random() < 0.5 else f'{{"k": [{inner}]}}')
+        elif kind < 0.6:
+            parts.append(rng.choice(['"[["', '"}\\"{"', '"\\\\"', "1"]))
+        elif kind < 0.65:
+            parts.append(rng.choice(["[", "]", "{", "}", '"']))  # unbalanced
+        else:
+            parts.append("[" * rng.randint(0, 70) + "]" * rng.randint(0, 70))
+    return ", ".join(parts)
+
+
+def test_the_fast_depth_bound_never_passes_what_the_exact_scan_refuses() -> None:
+    """_too_deep(data) False must imply the exact scan finds nothing (seeded)."""
+    import random
+
+    from gitreg.model.strictjson import _depth_problem, _too_deep
+
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    refused = 0
+    for _ in range(3000):
+        text = _nested(rng, 0)
+        exact = _depth_problem(text)
+        refused += exact is not None
+        if exact is not None:
+            assert _too_deep(text.encode()), f"seed {seed}: {text!r}"
+    assert refused > 0, f"seed {seed}: no deep document generated"
+
+
+def test_a_document_with_escaped_surrogate_pairs_parses() -> None:
+    """A valid pair makes the fast path walk the document, which finds nothing."""
+    assert loads(b'{"smile": "\\ud83d\\ude00"}') == {"smile": "\U0001f600"}

@@ -31,6 +31,15 @@ _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # A JSON string (skipped whole, so brackets inside it do not count) or a bracket.
 _STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The same, over bytes, for the scan that bounds the depth at C speed.
+_BYTES_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Keeps only the brackets, all as one kind: nesting, not matching, is counted
+# (json.loads rejects a mismatched bracket itself).
+_BRACKETS_ONLY = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+# A \u escape of a UTF-16 surrogate: the only way a decoded string can hold
+# one (a raw surrogate is not UTF-8, so decoding refuses it).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class _DuplicateKeys(dict[str, Any]):
@@ -61,14 +70,19 @@ def _object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return marked
 
 
+class _Flags:
+    """What the parse hooks saw; only a document that raised one is walked."""
+
+    __slots__ = ("suspect",)
+
+    def __init__(self) -> None:
+        self.suspect = False
+
+
 def _parse_float(text: str) -> float | _NonFinite:
     value = float(text)
     # 1e400 silently becomes inf in Python but not in other readers.
     return value if math.isfinite(value) else _NonFinite(text)
-
-
-def _parse_constant(text: str) -> _NonFinite:
-    return _NonFinite(text)
 
 
 def json_path(parent: str, key: str | int) -> str:
@@ -97,6 +111,24 @@ def _decode(data: bytes, max_size: int) -> tuple[str | None, Problem | None]:
     except UnicodeDecodeError as exc:
         bad = data[exc.start:exc.start + 1].hex()
         return None, Problem("", f"not UTF-8: invalid byte 0x{bad} at byte offset {exc.start}")
+
+
+def _too_deep(data: bytes) -> bool:
+    """Whether ``data`` may nest deeper than MAX_DEPTH, judged at C speed.
+
+    Strings are cut out and only brackets kept; each round then removes
+    every innermost pair, one level of a well-nested document. A document
+    that empties within MAX_DEPTH rounds is shallow enough; anything else
+    (deeper, or unbalanced) goes to the exact scan, which also says where.
+    """
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    brackets = _BYTES_STRING.sub(b"", data).translate(_BRACKETS_ONLY, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
 
 
 def _depth_problem(text: str) -> Problem | None:
@@ -161,12 +193,34 @@ def loads(data: bytes, *, source: str = "", max_size: int = DEFAULT_MAX_SIZE) ->
     text, problem = _decode(data, max_size)
     if problem is not None or text is None:
         raise fail([problem or Problem("", "could not decode")])
-    depth = _depth_problem(text)
-    if depth is not None:
-        raise fail([depth])
+    if _too_deep(data):
+        depth = _depth_problem(text)
+        if depth is not None:
+            raise fail([depth])
+    flags = _Flags()
+
+    # The hooks only notice; the walk that names each problem's path runs
+    # only for a document they flagged, so a clean one is parsed in one pass.
+    def object_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            flags.suspect = True
+            return _object_pairs(pairs)
+        return obj
+
+    def parse_float(number: str) -> float | _NonFinite:
+        value = _parse_float(number)
+        if isinstance(value, _NonFinite):
+            flags.suspect = True
+        return value
+
+    def parse_constant(constant: str) -> _NonFinite:
+        flags.suspect = True
+        return _NonFinite(constant)
+
     try:
-        value = json.loads(text, object_pairs_hook=_object_pairs,
-                           parse_float=_parse_float, parse_constant=_parse_constant)
+        value = json.loads(text, object_pairs_hook=object_pairs,
+                           parse_float=parse_float, parse_constant=parse_constant)
     except json.JSONDecodeError as exc:
         what = "trailing data after the JSON document" if exc.msg == "Extra data" else exc.msg
         raise fail([Problem("", f"not valid JSON: {what} at line {exc.lineno} "
@@ -175,9 +229,10 @@ def loads(data: bytes, *, source: str = "", max_size: int = DEFAULT_MAX_SIZE) ->
         # e.g. an integer of more than 4300 digits (int() refuses to parse it).
         reason = str(exc).split(";")[0]  # drop Python's advice on raising the limit
         raise fail([Problem("", f"not valid JSON: {reason}")]) from None
-    problems = _walk_problems(value)
-    if problems:
-        raise fail(problems)
+    if flags.suspect or _SURROGATE_ESCAPE.search(data) is not None:
+        problems = _walk_problems(value)
+        if problems:
+            raise fail(problems)
     return value
 
 
