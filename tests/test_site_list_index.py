@@ -18,17 +18,16 @@ from typing import Any
 
 import pytest
 
-from gitreg.gitstore.store import RegistryStore
 from gitreg.model.dates import format_date
 from gitreg.model.imagelist import Imagelist, parse_imagelist
 from gitreg.model.policy import fingerprint
 from gitreg.signing.ssh import SSHSigner
-from gitreg.site import sync as sync_module
+from gitreg.site import planner as planner_module
 from gitreg.site.config import Subscription, load_config
 from gitreg.site.list_index import ListIndex
-from gitreg.site.plan import RegistryImages, desired_images
+from gitreg.site.plan import ListSummary, desired_images
 from gitreg.site.state import SiteState
-from gitreg.site.sync import read_lists, sync
+from gitreg.site.sync import sync
 from tests.fixtures.image_server import ImageServer
 from tests.registry_simulator import (
     RegistrySimulator,
@@ -144,19 +143,22 @@ def test_index_of_a_tree_the_repository_lacks_is_rebuilt(tmp_path: Path) -> None
     assert len(reader.read) == 2
 
 
-def test_read_lists_with_index_adds_the_lists_records_name(tmp_path: Path) -> None:
-    registry = _registry(tmp_path / "registry.git")
-    with_image, empty, named = new_id(), new_id(), new_id()
-    registry.publish({with_image: [new_id()], empty: [], named: []})
-    head = registry.sim.head
-    store = registry.sim.store
-
-    everything = read_lists(store, head)
+def test_summaries_are_kept_by_blob_and_survive_their_json_form(tmp_path: Path) -> None:
+    lists = [Imagelist.from_dict(json.loads(imagelist_bytes(
+        new_id(), version="3", images=[image_entry(new_id()), {
+            **image_entry(new_id()), "dc:date:expires": format_date(START + timedelta(days=2)),
+            "ad:extra": {"nested": [1, 2.5, None]}}],
+        created=START, expires=START + timedelta(days=5)))) for _ in range(2)]
+    summaries = {f"{n:040x}": ListSummary.of(x) for n, x in enumerate(lists)}
     with ListIndex(tmp_path / "index.sqlite") as index:
-        needed = read_lists(store, head, index=index, named=[named, new_id()])
+        index.keep_summaries(summaries)
+    with ListIndex(tmp_path / "index.sqlite") as index:
+        again = index.summaries([*summaries, "f" * 40])
 
-    assert sorted(x.identifier for x in everything) == sorted([with_image, empty, named])
-    assert [x.identifier for x in needed] == sorted([with_image, named])
+    assert again == summaries
+    assert desired_images("r", 7, again.values(), subscriptions=[Subscription("r")],
+                          known={}, now=START) == desired_images(
+        "r", 7, lists, subscriptions=[Subscription("r")], known={}, now=START)
 
 
 # --- whole syncs ------------------------------------------------------------------
@@ -180,16 +182,16 @@ def _site(tmp_path: Path, registry: Registry, subscription: str = "") -> Path:
 
 @pytest.fixture
 def list_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The commits whose lists a sync read (the real read_lists runs)."""
-    commits: list[str] = []
-    real = sync_module.read_lists
+    """The list blobs a sync parsed (the real parser runs)."""
+    parsed: list[str] = []
+    real = planner_module.parse_imagelist
 
-    def counted(store: RegistryStore, commit: str, **kwargs: Any) -> list[Imagelist]:
-        commits.append(commit)
-        return real(store, commit, **kwargs)
+    def counted(data: bytes, **kwargs: Any) -> Imagelist:
+        parsed.append(str(kwargs.get("source", "")))
+        return real(data, **kwargs)
 
-    monkeypatch.setattr(sync_module, "read_lists", counted)
-    return commits
+    monkeypatch.setattr(planner_module, "parse_imagelist", counted)
+    return parsed
 
 
 def _records(config: Path) -> dict[str, tuple[str, str]]:
@@ -213,10 +215,11 @@ def test_list_expiring_without_a_new_commit_retires_its_image(
     first = sync(load_config(config), now=START + timedelta(hours=2))
     assert first.downloaded == [image_uuid] and cache.is_file()
     same = sync(load_config(config), now=START + timedelta(days=1))
-    assert [i.uuid for i in same.plan.keep] == [image_uuid] and same.retired == []
+    assert same.plan.kept == 1 and same.retired == []
+    assert same.planning == "changes" and same.planned_lists == {"r": 0}
     reads = len(list_reads)
     memo = sync(load_config(config), now=START + timedelta(days=1, hours=23))
-    assert [i.uuid for i in memo.plan.keep] == [image_uuid] and memo.retired == []
+    assert memo.plan.kept == 1 and memo.retired == [] and memo.planning == "changes"
     assert len(list_reads) == reads  # nothing new, no expiry passed: no list read
 
     # No new commit: only the clock moved past the list's dc:date:expires.
@@ -228,7 +231,8 @@ def test_list_expiring_without_a_new_commit_retires_its_image(
     assert len(list((tmp_path / "state" / "expired").glob(f"{image_uuid}.*"))) == 1
     state, reason = _records(config)[image_uuid]
     assert state == "expired" and f"list {list_uuid} expired" in reason
-    assert len(list_reads) == reads + 1
+    # Planned in full (an expiry passed), from the summary kept of that blob.
+    assert later.planning == "full" and len(list_reads) == reads
 
 
 def test_image_expiry_and_refuse_subscriptions_are_not_memoised_past_their_time(
@@ -243,36 +247,18 @@ def test_image_expiry_and_refuse_subscriptions_are_not_memoised_past_their_time(
     sync(load_config(config), now=START + timedelta(hours=3))
     reads = len(list_reads)
 
-    assert sync(load_config(config), now=START + timedelta(hours=4)).retired == []
-    assert len(list_reads) == reads
+    assert sync(load_config(config), now=START + timedelta(hours=4)).planning == "changes"
     later = sync(load_config(config), now=START + timedelta(days=1, hours=1))
     assert [(r["uuid"], r["reason"]) for r in later.retired] == [(image_uuid, "image expired")]
-    # A clock set back before the memo was made does not trust it either.
-    sync(load_config(config), now=START + timedelta(hours=5))
-    assert len(list_reads) == reads + 2
+    assert later.planning == "full"
+    # A clock set back before the last plan was made does not trust it either.
+    assert sync(load_config(config), now=START + timedelta(hours=5)).planning == "full"
+    assert len(list_reads) == reads  # each blob parsed once, whatever the clock
 
     refusing = _site(tmp_path, registry, 'new_images = "refuse"')
-    reads = len(list_reads)
-    for hour in (6, 7):
-        sync(load_config(refusing), now=START + timedelta(hours=hour))
-    assert len(list_reads) == reads + 2  # the plan depends on the records: always read
-
-
-def test_plan_inputs_survive_their_json_form() -> None:
-    lists = [Imagelist.from_dict(json.loads(imagelist_bytes(
-        new_id(), version="3", images=[image_entry(new_id()), {
-            **image_entry(new_id()), "dc:date:expires": format_date(START + timedelta(days=2)),
-            "ad:extra": {"nested": [1, 2.5, None]}}],
-        created=START, expires=START + timedelta(days=5)))) for _ in range(2)]
-    wanted = desired_images("r", 7, lists, subscriptions=[Subscription("r")], known={},
-                            now=START)
-
-    assert wanted.valid_until == START + timedelta(days=2)
-    again = RegistryImages.from_json(json.loads(json.dumps(wanted.to_json())))
-    assert again == wanted
-    later = desired_images("r", 7, lists, subscriptions=[Subscription("r")], known={},
-                           now=START + timedelta(days=3))
-    assert later.valid_until == START + timedelta(days=5) and len(later.images) == 2
+    plannings = [sync(load_config(refusing), now=START + timedelta(hours=hour)).planning
+                 for hour in (6, 7)]
+    assert plannings == ["full", "changes"]  # another config, then its own last plan
 
 
 def test_decommissioned_list_retires_its_image_with_that_reason(
@@ -293,3 +279,161 @@ def test_decommissioned_list_retires_its_image_with_that_reason(
     assert [r["uuid"] for r in second.retired] == [image_uuid]
     state, reason = _records(config)[image_uuid]
     assert state == "expired" and reason.startswith(f"list {list_uuid} decommissioned")
+
+
+# --- planning from changes ------------------------------------------------------
+
+
+def _one_list_site(tmp_path: Path, registry: Registry, list_uuid: str) -> Path:
+    config = tmp_path / "one.toml"
+    config.write_text(f"""[site]
+state_dir = "state-one"
+
+[[registry]]
+name = "r"
+remotes = [{json.dumps(str(registry.sim.path))}]
+trust_root = "{registry.trust_root}"
+
+[[subscription]]
+registry = "r"
+imagelists = ["{list_uuid}"]
+""", encoding="utf-8")
+    return config
+
+
+def _held(config: Path) -> dict[str, tuple[str, str]]:
+    with SiteState.open(load_config(config).state_db) as state:
+        return {r.uuid: (r.state, r.sha512) for r in state.images()}
+
+
+def test_a_change_is_planned_from_the_changed_list_alone(
+        tmp_path: Path, image_server: ImageServer, list_reads: list[str]) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    lists = {new_id(): [_image(image_server, f"l{n}i{i}") for i in range(1 + n % 3)]
+             for n in range(8)}
+    registry.publish(lists)
+    config = _site(tmp_path, registry)
+    first = sync(load_config(config))
+    assert first.planning == "full" and len(first.downloaded) == 15
+    assert len(list_reads) == 8
+
+    changed = sorted(lists)[3]
+    old = lists[changed][0]
+    lists[changed] = [_image(image_server, "replacement"), *lists[changed][1:]]
+    registry.publish({changed: lists[changed]})
+    list_reads.clear()
+    second = sync(load_config(config))
+
+    assert second.planning == "changes" and second.planned_lists == {"r": 1}
+    assert len(list_reads) == 1 and changed in list_reads[0]
+    assert second.downloaded == [lists[changed][0]["dc:identifier"]]
+    assert [r["uuid"] for r in second.retired] == [old["dc:identifier"]]
+    assert second.plan.kept == 15 - 1  # the replaced image's list mates and the rest
+    held = _held(config)
+    assert held[str(old["dc:identifier"])][0] == "revoked"
+    assert sum(s == "cached" for s, _ in held.values()) == 15
+
+
+def test_lists_nobody_subscribes_to_are_never_parsed(
+        tmp_path: Path, image_server: ImageServer, list_reads: list[str]) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    lists = {new_id(): [_image(image_server, f"u{n}")] for n in range(6)}
+    registry.publish(lists)
+    wanted = sorted(lists)[2]
+    config = _one_list_site(tmp_path, registry, wanted)
+
+    report = sync(load_config(config))
+    registry.publish({sorted(lists)[4]: [_image(image_server, "unwatched")]})
+    again = sync(load_config(config))
+
+    assert report.downloaded == [lists[wanted][0]["dc:identifier"]]
+    assert again.planning == "changes" and again.downloaded == [] and again.retired == []
+    assert len(list_reads) == 1 and wanted in list_reads[0]
+
+
+def test_records_changed_behind_the_plan_make_a_full_plan(
+        tmp_path: Path, image_server: ImageServer) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    image = _image(image_server, "forgotten")
+    registry.publish({new_id(): [image]})
+    config = _site(tmp_path, registry)
+    sync(load_config(config))
+    assert sync(load_config(config)).planning == "changes"
+
+    # An operator starts the site's state afresh; the repositories stay.
+    for part in (tmp_path / "state").glob("state.sqlite*"):
+        part.unlink()
+    again = sync(load_config(config))
+
+    assert again.planning == "full" and "records" in again.planning_reason
+    assert _held(config)[str(image["dc:identifier"])][0] == "cached"
+
+
+def test_a_failed_download_is_planned_again_until_it_arrives(
+        tmp_path: Path, image_server: ImageServer) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    body = b"late image\n" * 50
+    late = {**image_entry(new_id(), title="late"), "hv:size": len(body),
+            "hv:uri": image_server.url("/late.img"),
+            "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
+    registry.publish({new_id(): [late], new_id(): [_image(image_server, "fine")]})
+    config = _site(tmp_path, registry)
+    image_server.serve("/late.img", b"", status=404)
+
+    first = sync(load_config(config))
+    assert list(first.failed) == [late["dc:identifier"]]
+    second = sync(load_config(config))
+    assert second.planning == "changes" and second.planned_lists == {"r": 1}
+    assert list(second.failed) == [late["dc:identifier"]]
+
+    image_server.serve("/late.img", body)
+    third = sync(load_config(config))
+    assert third.planning == "changes" and third.downloaded == [late["dc:identifier"]]
+    assert sync(load_config(config)).planned_lists == {"r": 0}
+
+
+def test_planning_from_changes_ends_where_a_full_plan_does(
+        tmp_path: Path, image_server: ImageServer) -> None:
+    """A property: after each random change both sites hold the same records (seeded)."""
+    import random
+
+    seed = random.randrange(1 << 32)
+    rng = random.Random(seed)
+    registry = _registry(tmp_path / "registry.git")
+    lists: dict[str, list[dict[str, object]]] = {
+        new_id(): [_image(image_server, f"p{n}i{i}") for i in range(rng.randint(0, 3))]
+        for n in range(6)}
+    registry.publish(lists)
+    changes = _site(tmp_path, registry)
+    (tmp_path / "full").mkdir()
+    full = _site(tmp_path / "full", registry)
+    counter = 0
+    for step in range(6):
+        for config in (changes, full):
+            report = sync(load_config(config))
+            assert report.exit_code == 0, f"seed {seed} step {step}"
+        assert _held(changes) == _held(full), f"seed {seed} step {step}"
+        # The second site forgets what it planned: it plans in full each time.
+        with ListIndex(tmp_path / "full" / "state" / "repos" / "r.lists.sqlite") as i:
+            i.forget_planned()
+        edit: dict[str, list[dict[str, object]]] = {}
+        for list_uuid in rng.sample(sorted(lists), rng.randint(1, 3)):
+            images = list(lists[list_uuid])
+            action = rng.choice(["add", "drop", "replace", "empty"])
+            counter += 1
+            if action == "add" or not images:
+                images.append(_image(image_server, f"s{counter}"))
+            elif action == "drop":
+                images.pop(rng.randrange(len(images)))
+            elif action == "replace":
+                images[rng.randrange(len(images))] = _image(image_server, f"s{counter}")
+            else:
+                images = []
+            lists[list_uuid] = edit[list_uuid] = images
+        if rng.random() < 0.3:  # an image moves from one list to another
+            source, dest = rng.sample(sorted(lists), 2)
+            if lists[source] and source not in edit and dest not in edit:
+                moved = lists[source].pop()
+                lists[dest] = [*lists[dest], moved]
+                edit[source], edit[dest] = lists[source], lists[dest]
+        registry.publish(edit)

@@ -127,7 +127,7 @@ def _print_sync(report: Any) -> None:
     for failure in report.handler_failures:
         output.warn(f"handler failed (retried next sync): {failure}")
     counts = (f"{len(report.downloaded)} downloaded, {len(report.retired)} retired, "
-              f"{len(plan.keep)} kept, {len(report.failed)} failed, "
+              f"{plan.kept} kept, {len(report.failed)} failed, "
               f"{len(report.events)} event(s)")
     output.summary(*sync_verdict(report, f"sync: {counts}"))
 

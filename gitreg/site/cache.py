@@ -150,6 +150,14 @@ class SiteCache:
         except (FileNotFoundError, NotADirectoryError):
             return False
 
+    def entry_count(self) -> int:
+        """The regular files in cache/ (from the directory's entry types: no stat each)."""
+        try:
+            with os.scandir(self.dirs.cache) as entries:
+                return sum(1 for e in entries if e.is_file(follow_symlinks=False))
+        except FileNotFoundError:
+            return 0
+
     def expired_files(self, image_uuid: str) -> list[Path]:
         """The retired copies of one image in expired/, oldest first."""
         name = check_image_name(image_uuid)

@@ -8,10 +8,15 @@ new tree by reading only the paths that differ
 (``RegistryStore.changed_paths``): a sync of a 10,000-list registry in which
 one list changed reads that list, not 10,000.
 
-The same file keeps the memo of the last plan inputs (the registry's
-desired images, ``gitreg.site.plan.RegistryImages``) under a key naming
-everything they depend on but the clock, with the time span in which no
-list or image expiry changes them: a sync with nothing new reads no list.
+Whether a list carries images is read from the verifier's facts (kept by
+blob id), not by parsing it. The same file keeps, by blob id, what the plan
+needs of each subscribed list (``gitreg.site.plan.ListSummary``): a list is
+parsed once, when its blob first appears. And it keeps what the site last
+planned (``Planned``): the tree whose images the site's records reflect,
+under a key naming everything that plan depended on but the clock and the
+lists, with the time span in which no list or image expiry changes it, and
+the lists whose images failed. The next sync plans only the lists that
+changed since (and those failed ones), not the registry.
 
 Both are derived data, kept in their own SQLite file next to the registry's
 local repository. It is updated
@@ -23,19 +28,22 @@ rebuilt from the whole tree. Losing it costs time, never correctness.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from gitreg.errors import RejectedError
 from gitreg.gitstore.store import RegistryStore
-from gitreg.model.imagelist import Imagelist
+from gitreg.site.plan import ListSummary
 from gitreg.sqlite_store import Schema, open_store
 from gitreg.verify import layout
 
 # Bump when what a row means changes: an index of another version is rebuilt.
-_VERSION = "1"
+_VERSION = "2"
 # The tables (gitreg.sqlite_store migrations; IF NOT EXISTS adopts the
 # indexes written before they were versioned).
 _SCHEMA_V1 = """
@@ -44,12 +52,48 @@ CREATE TABLE IF NOT EXISTS lists (list_uuid TEXT PRIMARY KEY, blob TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS plan_memo (key TEXT PRIMARY KEY, valid_from TEXT NOT NULL,
                                       valid_until TEXT, body TEXT NOT NULL);
 """
+# Version 2: list summaries and names by blob, and what was last planned
+# (the plan memo is gone: a sync plans from changes instead).
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS summary (blob TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS names (blob TEXT PRIMARY KEY, title TEXT NOT NULL,
+                                  series TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS planned (one INTEGER PRIMARY KEY CHECK (one = 1),
+                                    key TEXT NOT NULL, tree TEXT NOT NULL,
+                                    valid_from TEXT NOT NULL, valid_until TEXT,
+                                    dirty TEXT NOT NULL);
+DROP TABLE IF EXISTS plan_memo;
+"""
 # Derived data: losing the last transaction to a power cut only means the
 # next sync diffs from an older tree (synchronous=NORMAL).
-SCHEMA = Schema("list index", (_SCHEMA_V1,), derived=True, adopts_unversioned=True)
+SCHEMA = Schema("list index", (_SCHEMA_V1, _SCHEMA_V2), derived=True, adopts_unversioned=True)
 
-# Reads and parses the list blob ``oid`` found at ``path``.
-ListReader = Callable[[str, str], Imagelist]
+
+class _WithImages(Protocol):
+    @property
+    def images(self) -> Sequence[object]: ...
+
+
+# The facts (or the parse) of the list blob ``oid`` found at ``path``.
+ListReader = Callable[[str, str], _WithImages]
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the site last planned for a registry, and until when it holds."""
+
+    key: str
+    tree: str
+    valid_from: datetime
+    valid_until: datetime | None
+    # Lists whose images did not all arrive: planned again at the next sync.
+    dirty: frozenset[str]
+
+    def holds(self, key: str, now: datetime) -> bool:
+        """Whether a sync at ``now`` with plan key ``key`` may start from it."""
+        # A clock set back past the plan's own time could cross an expiry unseen.
+        return key == self.key and self.valid_from <= now and (
+            self.valid_until is None or now < self.valid_until)
 
 
 class ListIndex:
@@ -91,36 +135,70 @@ class ListIndex:
         self._save(tree, lists, previous=known[1] if known is not None else None)
         return lists
 
-    def remembered_plan(self, key: str, now: datetime) -> str | None:
-        """The memo stored under ``key`` if ``now`` is within its time span."""
+    def summaries(self, blobs: Collection[str]) -> dict[str, ListSummary]:
+        """The summaries kept for ``blobs`` (those it has; unreadable ones are left out)."""
+        found: dict[str, ListSummary] = {}
+        if not blobs:
+            return found
         try:
-            row = self._connect().execute(
-                "SELECT valid_from, valid_until, body FROM plan_memo WHERE key = ?",
-                (key,)).fetchone()
-            if row is None:
-                return None
-            valid_from, valid_until = datetime.fromisoformat(row[0]), row[1]
-        except (sqlite3.DatabaseError, OSError, ValueError):
-            return None
-        # A clock set back past the memo's own time could cross an expiry unseen.
-        if now < valid_from or (valid_until is not None
-                                and now >= datetime.fromisoformat(valid_until)):
-            return None
-        return str(row[2])
+            rows = self._connect().execute(
+                "SELECT blob, body FROM summary WHERE blob IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(blobs))),)).fetchall()
+            for blob, body in rows:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    found[blob] = ListSummary.from_json(json.loads(body))
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()
+            return {}
+        return found
 
-    def remember_plan(self, key: str, now: datetime, valid_until: datetime | None,
-                      body: str) -> None:
-        """Keep ``body`` as the only memo, valid from ``now`` until ``valid_until``."""
+    def keep_summaries(self, summaries: dict[str, ListSummary]) -> None:
+        """Keep the summaries of list blobs (blob ids name their content: never stale)."""
+        if not summaries:
+            return
         try:
             db = self._connect()
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                db.execute("DELETE FROM plan_memo")
-                db.execute("INSERT INTO plan_memo VALUES (?, ?, ?, ?)",
-                           (key, now.isoformat(),
-                            valid_until.isoformat() if valid_until else None, body))
+                db.executemany("INSERT OR REPLACE INTO summary VALUES (?, ?)",
+                               [(blob, json.dumps(s.to_json(), ensure_ascii=False))
+                                for blob, s in summaries.items()])
         except (sqlite3.DatabaseError, OSError):
-            self._discard()  # a memo is only ever a shortcut
+            self._discard()  # a summary is only ever a shortcut
+
+    def planned(self) -> Planned | None:
+        """What was last planned, or None (never, or unreadable: plan in full)."""
+        try:
+            row = self._connect().execute(
+                "SELECT key, tree, valid_from, valid_until, dirty FROM planned").fetchone()
+            if row is None:
+                return None
+            return Planned(row[0], row[1], datetime.fromisoformat(row[2]),
+                           datetime.fromisoformat(row[3]) if row[3] else None,
+                           frozenset(json.loads(row[4])))
+        except (sqlite3.DatabaseError, OSError, ValueError, TypeError):
+            return None
+
+    def set_planned(self, planned: Planned) -> None:
+        try:
+            db = self._connect()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT OR REPLACE INTO planned VALUES (1, ?, ?, ?, ?, ?)",
+                           (planned.key, planned.tree, planned.valid_from.isoformat(),
+                            planned.valid_until.isoformat() if planned.valid_until else None,
+                            json.dumps(sorted(planned.dirty))))
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()
+
+    def forget_planned(self) -> None:
+        """The next sync plans in full (the site's records changed behind the plan)."""
+        try:
+            db = self._connect()
+            with db:
+                db.execute("DELETE FROM planned")
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()
 
     # --- storage -----------------------------------------------------------
 

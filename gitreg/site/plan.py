@@ -1,11 +1,14 @@
 """What a sync must do: the desired images against what the site holds. Pure.
 
-``desired_images`` reads the verified lists of one registry's target state
-through the subscriptions (lists, ``images``, ``match``, ``new_images``) and
-drops what is expired (the list's or the image's ``dc:date:expires``); what
-it drops is remembered with the reason, so the planner can say why an image
-leaves. ``make_plan`` compares the union over registries with the state's
-image records and yields downloads, retirements and images kept.
+``desired_images`` reads what the plan needs of the verified lists of one
+registry's target state (``ListSummary``: kept by the site per list blob, so
+a list is parsed once, not at every sync) through the subscriptions (lists,
+``images``, ``match``, ``new_images``) and drops what is expired (the list's
+or the image's ``dc:date:expires``); what it drops is remembered with the
+reason, so the planner can say why an image leaves. A list no subscription
+wants needs no summary: its image UUIDs (the verifier's facts) are enough.
+``make_plan`` compares the union over registries with the state's image
+records and yields downloads, retirements and images kept.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gitreg.model.dates import format_date, parse_date
 from gitreg.model.imagelist import Imagelist
 from gitreg.site.config import Conflicts, Subscription
 from gitreg.site.state import ImageRecord, ImageState
@@ -23,9 +27,79 @@ from gitreg.verify.facts import CREATED_SKEW
 # Records whose image the site holds or is getting: the only ones a plan may
 # retire, so the only ones whose lists a plan must read.
 HELD_STATES: tuple[ImageState, ...] = ("cached", "pending", "failed")
-# Part of the key of a sync's memo of desired_images: bump it whenever
-# desired_images computes something else from the same inputs.
-DESIRED_IMAGES_VERSION = "2"
+# Part of the key under which a site remembers what it planned: bump it
+# whenever desired_images computes something else from the same inputs.
+DESIRED_IMAGES_VERSION = "3"
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """What a plan needs of one image of a list."""
+
+    uuid: str  # lower case
+    metadata: Mapping[str, Any]
+    sha512: str  # lower case
+    size: int
+    uri: str
+    expires: datetime | None
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    """What a plan needs of one list blob.
+
+    ``complete`` is False for a summary made from the verifier's facts (a
+    list no subscription wants): its images then carry only their UUIDs.
+    """
+
+    identifier: str  # lower case
+    version: str
+    created: datetime
+    expires: datetime
+    list_keys: Mapping[str, Any]
+    vo: str | None
+    images: tuple[ImageSummary, ...]
+    complete: bool = True
+
+    @classmethod
+    def of(cls, imagelist: Imagelist) -> ListSummary:
+        """The summary of a parsed list."""
+        names = imagelist.keys()
+        vo = imagelist.get("ad:vo")
+        return cls(
+            identifier=imagelist.identifier.lower(), version=imagelist.version,
+            created=imagelist.created, expires=imagelist.expires,
+            list_keys={k: imagelist.get(k) for k in names if k != "hv:images"},
+            vo=vo if isinstance(vo, str) and vo else None,
+            images=tuple(ImageSummary(
+                uuid=i.identifier.lower(), metadata=i.to_dict(), sha512=i.sha512.lower(),
+                size=i.size, uri=i.uri, expires=i.expires) for i in imagelist.images))
+
+    @classmethod
+    def of_facts(cls, identifier: str, version: str, created: datetime, expires: datetime,
+                 images: Sequence[str]) -> ListSummary:
+        """A summary of only the image UUIDs, for a list the site does not subscribe to."""
+        return cls(identifier=identifier.lower(), version=version, created=created,
+                   expires=expires,
+                   list_keys={}, vo=None, complete=False,
+                   images=tuple(ImageSummary(i.lower(), {}, "", 0, "", None) for i in images))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON, as the site's list index keeps it."""
+        return {"identifier": self.identifier, "version": self.version,
+                "created": format_date(self.created), "expires": format_date(self.expires),
+                "list_keys": self.list_keys, "vo": self.vo,
+                "images": [[i.uuid, i.metadata, i.sha512, i.size, i.uri,
+                            format_date(i.expires) if i.expires else None]
+                           for i in self.images]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ListSummary:
+        return cls(identifier=data["identifier"], version=data["version"],
+                   created=parse_date(data["created"]), expires=parse_date(data["expires"]),
+                   list_keys=data["list_keys"], vo=data["vo"],
+                   images=tuple(ImageSummary(u, m, h, n, r, parse_date(e) if e else None)
+                                for u, m, h, n, r, e in data["images"]))
 
 
 @dataclass(frozen=True)
@@ -78,27 +152,6 @@ class RegistryImages:
                     self.valid_until is None or moment < self.valid_until):
                 self.valid_until = moment
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON (for a sync's memo of the plan's inputs)."""
-        return {
-            "registry": self.registry,
-            "images": [[i.uuid, i.registry, i.priority, i.list_uuid, i.list_version, i.sha512,
-                        i.size, i.uri, i.metadata, i.list_keys, i.vo]
-                       for i in self.images.values()],
-            "dropped": self.dropped, "lists": sorted(self.lists),
-            "decommissioned": self.decommissioned,
-            "valid_until": self.valid_until.isoformat() if self.valid_until else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RegistryImages:
-        images = [DesiredImage(*row) for row in data["images"]]
-        until = data["valid_until"]
-        return cls(registry=data["registry"], images={i.uuid: i for i in images},
-                   dropped={k: (v[0], v[1]) for k, v in data["dropped"].items()},
-                   lists=set(data["lists"]), decommissioned=dict(data["decommissioned"]),
-                   valid_until=datetime.fromisoformat(until) if until else None)
-
 
 @dataclass(frozen=True)
 class Conflict:
@@ -119,9 +172,16 @@ class Plan:
     refresh: list[DesiredImage] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     claims: list[Conflict] = field(default_factory=list)
+    # Images held from lists a plan from changes did not look at: kept too.
+    unchanged: int = 0
+
+    @property
+    def kept(self) -> int:
+        return len(self.keep) + self.unchanged
 
 
-def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
+def desired_images(registry: str, priority: int,
+                   lists: Iterable[ListSummary | Imagelist], *,
                    subscriptions: Sequence[Subscription], known: Mapping[str, ImageRecord],
                    now: datetime, inert: Mapping[str, str] | None = None) -> RegistryImages:
     """The images of one registry's lists that the subscriptions want, at ``now``.
@@ -134,28 +194,31 @@ def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
     """
     result = RegistryImages(registry)
     seen_lists = {r.list_uuid for r in known.values() if r.registry == registry}
-    for imagelist in lists:
-        list_uuid = imagelist.identifier.lower()
+    for given in lists:
+        summary = given if isinstance(given, ListSummary) else ListSummary.of(given)
+        list_uuid = summary.identifier
         result.lists.add(list_uuid)
         if inert and list_uuid in inert:
-            for image in imagelist.images:
-                result.dropped[image.identifier.lower()] = ("expired", inert[list_uuid])
+            for image in summary.images:
+                result.dropped[image.uuid] = ("expired", inert[list_uuid])
             continue
-        if not imagelist.images:
-            result.decommissioned[list_uuid] = imagelist.version
+        if not summary.images:
+            result.decommissioned[list_uuid] = summary.version
         wanting = [s for s in subscriptions if s.wants_list(list_uuid)]
-        list_expired = imagelist.expires <= now
+        if not wanting:
+            # Nothing of the list is wanted: its image UUIDs say why they leave.
+            for image in summary.images:
+                result.dropped[image.uuid] = ("expired", "unsubscribed")
+            continue
+        if not summary.complete:
+            raise ValueError(f"list {list_uuid} is subscribed but only its facts were read")
+        list_expired = summary.expires <= now
         # As at the hook (rule list-dates): a list dated ahead of the reference
         # time (minus the skew the hook allows) waits for its date.
-        not_yet = imagelist.created > now + CREATED_SKEW
-        # Key by key: a copy of the whole list would copy every image too.
-        names = imagelist.keys()
-        list_keys = {k: imagelist.get(k) for k in names if k != "hv:images"}
-        vo = imagelist.get("ad:vo")
-        for image in imagelist.images:
-            image_uuid = image.identifier.lower()
-            metadata = image.to_dict()
-            chosen = [s for s in wanting if s.wants_image(image_uuid, metadata)]
+        not_yet = summary.created > now + CREATED_SKEW
+        for image in summary.images:
+            image_uuid = image.uuid
+            chosen = [s for s in wanting if s.wants_image(image_uuid, image.metadata)]
             if not chosen:
                 result.dropped[image_uuid] = ("expired", "unsubscribed")
                 continue
@@ -164,25 +227,25 @@ def desired_images(registry: str, priority: int, lists: Iterable[Imagelist], *,
                 result.dropped[image_uuid] = ("expired", "new image refused (new_images = "
                                               "\"refuse\")")
                 continue
-            result._depends_on(now, imagelist.expires, image.expires,
-                               imagelist.created - CREATED_SKEW)
+            result._depends_on(now, summary.expires, image.expires,
+                               summary.created - CREATED_SKEW)
             if not_yet:
                 result.dropped[image_uuid] = ("expired", f"list {list_uuid} is dated "
-                                              f"{imagelist.created:%Y-%m-%dT%H:%M:%SZ}, in "
+                                              f"{summary.created:%Y-%m-%dT%H:%M:%SZ}, in "
                                               "the future [rule: list-dates]")
                 continue
             if list_expired:
                 result.dropped[image_uuid] = ("expired", f"list {list_uuid} expired "
-                                              f"{imagelist.expires:%Y-%m-%dT%H:%M:%SZ}")
+                                              f"{summary.expires:%Y-%m-%dT%H:%M:%SZ}")
                 continue
-            if image.expired(now):
+            if image.expires is not None and image.expires <= now:
                 result.dropped[image_uuid] = ("expired", "image expired")
                 continue
             result.images[image_uuid] = DesiredImage(
                 uuid=image_uuid, registry=registry, priority=priority, list_uuid=list_uuid,
-                list_version=imagelist.version, sha512=image.sha512.lower(), size=image.size,
-                uri=image.uri, metadata=metadata, list_keys=list_keys,
-                vo=vo if isinstance(vo, str) and vo else None)
+                list_version=summary.version, sha512=image.sha512, size=image.size,
+                uri=image.uri, metadata=image.metadata, list_keys=summary.list_keys,
+                vo=summary.vo)
     return result
 
 

@@ -379,6 +379,27 @@ class SiteState:
             (registry, state))
         return [_image_record(row) for row in rows]
 
+    def images_of(self, *, lists: Collection[str] = (),
+                  uuids: Collection[str] = ()) -> list[ImageRecord]:
+        """The records from any of ``lists`` or with any of ``uuids`` (a sync's changed part)."""
+        if not lists and not uuids:
+            return []
+        rows = self._read(
+            "SELECT uuid, registry, list_uuid, list_version, sha512, size, state, reason, path, "
+            "metadata, vo, created_at, updated_at FROM image "
+            "WHERE list_uuid IN (SELECT value FROM json_each(?1)) "
+            "OR uuid IN (SELECT value FROM json_each(?2)) ORDER BY uuid",
+            (json.dumps(sorted(lists)), json.dumps(sorted(uuids))))
+        return [_image_record(row) for row in rows]
+
+    def image_fingerprint(self) -> list[tuple[str, int, str]]:
+        """Per state: how many records, and the last change (a sync's records unchanged?)."""
+        return [(str(r[0]), int(r[1]), str(r[2])) for r in self._read(
+            "SELECT state, COUNT(*), MAX(updated_at) FROM image GROUP BY state ORDER BY state")]
+
+    def count_images(self, state: ImageState) -> int:
+        return int(self._read("SELECT COUNT(*) FROM image WHERE state = ?", (state,))[0][0])
+
     def image(self, image_uuid: str) -> ImageRecord | None:
         rows = self._read(
             "SELECT uuid, registry, list_uuid, list_version, sha512, size, state, reason, path, "

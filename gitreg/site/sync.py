@@ -12,24 +12,20 @@ idempotent (journal keys, ``SiteCache.retire``, resumed downloads).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError
-from gitreg.gitstore.store import RegistryStore
 from gitreg.gitstore.verify_cache import SqliteCache
-from gitreg.model.imagelist import Imagelist, parse_imagelist
 from gitreg.site.cache import SiteCache
-from gitreg.site.config import RegistryConfig, SiteConfig, Subscription
+from gitreg.site.config import SiteConfig
 from gitreg.site.crash import armed, crash_point
 from gitreg.site.events import (
     EventType,
@@ -40,15 +36,14 @@ from gitreg.site.events import (
     run_handler,
 )
 from gitreg.site.list_index import ListIndex
-from gitreg.site.plan import (
-    DESIRED_IMAGES_VERSION,
-    HELD_STATES,
-    DesiredImage,
-    Plan,
-    RegistryImages,
-    Retirement,
-    desired_images,
-    make_plan,
+from gitreg.site.plan import DesiredImage, Plan, Retirement, make_plan
+from gitreg.site.planner import (
+    MAX_LIST_BYTES,
+    Planning,
+    Target,
+    plan_inputs,
+    plan_key,
+    remember,
 )
 from gitreg.site.remotes import (
     RegistryOutcome,
@@ -58,16 +53,13 @@ from gitreg.site.remotes import (
     prepare_dry_run,
 )
 from gitreg.site.state import ConflictRecord, ImageRecord, ImageState, SiteState
-from gitreg.verify import layout
 from gitreg.verify.context import VerifyContext
+from gitreg.verify.facts import ListFacts
 from gitreg.verify.history import Verifier
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-# A list blob larger than this is refused by every policy the registry allows
-# (the verifier already enforced the policy's own, smaller limit).
-MAX_LIST_BYTES = 64 * 1024 * 1024
 
 
 class DownloadProgress(Protocol):
@@ -90,6 +82,10 @@ class SyncReport:
     events: list[dict[str, str]] = field(default_factory=list)
     handler_failures: list[str] = field(default_factory=list)
     stray: list[str] = field(default_factory=list)
+    # How the plan was made: from the changed lists or in full, and why.
+    planning: Planning = "full"
+    planning_reason: str = ""
+    planned_lists: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -123,6 +119,7 @@ class SyncReport:
                 "retire": [{"uuid": r.record.uuid, "registry": r.record.registry,
                             "state": r.state, "reason": r.reason} for r in self.plan.retire],
                 "keep": [_image_json(i) for i in self.plan.keep],
+                "unchanged": self.plan.unchanged,
                 "conflicts": self.plan.conflicts,
             },
             "downloaded": self.downloaded,
@@ -131,6 +128,8 @@ class SyncReport:
             "events": self.events,
             "handler_failures": self.handler_failures,
             "stray": self.stray,
+            "planning": {"mode": self.planning, "reason": self.planning_reason,
+                         "lists": self.planned_lists},
         }
 
 
@@ -149,36 +148,55 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
     if not dry_run:
         cache.ensure_dirs()
     with cache.lock(create=not dry_run), _open_state(config, dry_run) as state, \
-            _repositories(config, dry_run=dry_run) as repositories:
-        records = {r.uuid: r for r in state.images()} if state else {}
-        if state is not None and not dry_run:
-            stray = cache.clean_stray(state.verified_uuids(), known=set(records))
-            report.stray = [str(s) for s in stray]
-        registries: list[RegistryImages] = []
+            _repositories(config, dry_run=dry_run) as repositories, ExitStack() as stack:
+        targets: list[Target] = []
         frozen: list[str] = []
         for registry in config.registries:
             known = state.registry(registry.name) if state else None
-            trusted = known.trusted_commit if known else None
-            named = {r.list_uuid for r in records.values()
-                     if r.registry == registry.name and r.state in HELD_STATES}
-            outcome, wanted = _registry_state(
-                config, registry.name, trusted, named, repositories=repositories,
-                merge_parents=known.merge_parents if known else (), records=records,
-                now=moment)
+            outcome, target = _registry_state(
+                config, registry.name, known.trusted_commit if known else None,
+                repositories=repositories, stack=stack,
+                merge_parents=known.merge_parents if known else (), now=moment)
             report.registries.append(outcome)
-            if wanted is None:
+            if target is None:
                 frozen.append(registry.name)
-                continue
-            registries.append(wanted)
+            else:
+                targets.append(target)
+        key = plan_key(config)
+        # A dry run is read by a person: it shows the whole plan.
+        inputs = plan_inputs(targets, state, key=key, now=moment, full=dry_run)
+        report.planning, report.planning_reason = inputs.planning, inputs.reason
+        report.planned_lists = inputs.lists
+        records = inputs.records
+        if state is not None and not dry_run and _may_hold_strays(state, cache, inputs.planning):
+            stray = cache.clean_stray(state.verified_uuids(),
+                                      known={r.uuid for r in state.images()})
+            report.stray = [str(s) for s in stray]
         cached = [u for u in records if cache.has(u)]
-        report.plan = make_plan(registries, records.values(), cached=cached,
+        report.plan = make_plan(inputs.registries, records.values(), cached=cached,
                                 conflicts=config.conflicts, frozen=frozen)
+        if inputs.planning == "changes" and state is not None:
+            report.plan.unchanged = state.count_images("cached") - sum(
+                r.state == "cached" for r in records.values())
         if dry_run or state is None:
             return report
         _Apply(config, state, cache, report=report, now=moment, records=records,
                progress=progress).run()
+        remember(targets, inputs, report.plan, report.failed, state, key=key, now=moment)
         _record_outcome(state, report, moment)
     return report
+
+
+def _may_hold_strays(state: SiteState, cache: SiteCache, planning: Planning) -> bool:
+    """Whether cache/ must be checked for files the state does not know as verified.
+
+    A plan in full always checks. A plan from changes checks when a record
+    is pending (what a sync killed mid-install leaves) or when cache/ holds
+    another number of entries than the state has cached records.
+    """
+    if planning == "full" or state.count_images("pending"):
+        return True
+    return cache.entry_count() != state.count_images("cached")
 
 
 def _record_outcome(state: SiteState, report: SyncReport, moment: datetime) -> None:
@@ -238,26 +256,28 @@ def _open_state(config: SiteConfig, dry_run: bool) -> Iterator[SiteState | None]
             yield state
 
 
-def _registry_state(config: SiteConfig, name: str, trusted: str | None,
-                    named: Collection[str], *, repositories: Path,
-                    merge_parents: tuple[str, ...] = (),
-                    records: Mapping[str, ImageRecord], now: datetime,
-                    ) -> tuple[RegistryOutcome, RegistryImages | None]:
+def _registry_state(config: SiteConfig, name: str, trusted: str | None, *,
+                    repositories: Path, stack: ExitStack, merge_parents: tuple[str, ...] = (),
+                    now: datetime) -> tuple[RegistryOutcome, Target | None]:
+    """Fetch and verify one registry; its verified state to plan for, if any.
+
+    The verifier (and its cache) stays open until the sync ends: the plan
+    reads the facts it keeps of each list blob.
+    """
     registry = config.registry(name)
     pinned = pinned_fingerprint(registry)
     store = open_local_repository(repositories / f"{name}.git")
     verify_cache = SqliteCache(repositories / f"{name}.verify.sqlite",
                                trust_root=pinned)
-    try:
-        verifier = Verifier(store, verify_cache, context=VerifyContext.for_site(now),
-                            pinned_policy=pinned)
-        outcome = fetch_registry(store, registry, verifier, trusted,
-                                 merge_parents=merge_parents)
-        verdict = verifier.judge_state(outcome.target) if outcome.target else None
-    finally:
-        verify_cache.close()
-    if outcome.target is None or verdict is None:
+    stack.callback(verify_cache.close)
+    verifier = Verifier(store, verify_cache, context=VerifyContext.for_site(now),
+                        pinned_policy=pinned)
+    outcome = fetch_registry(store, registry, verifier, trusted,
+                             merge_parents=merge_parents)
+    if outcome.target is None:
         return outcome, None
+    # What the target state is worth at the sync's reference time.
+    verdict = verifier.judge_state(outcome.target)
     refusal = verdict.refusal()
     if refusal is not None:
         # Not applied: the trusted commit and the installed images stay as they are.
@@ -266,84 +286,15 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None,
         outcome.merged, outcome.merge_parents = False, ()
         return outcome, None
     outcome.state_findings = [f"{f.message} [rule: {f.rule}]" for f in verdict.findings()]
-    inert = {list_id: f"{f.message} [rule: {f.rule}]" for list_id, f in verdict.inert.items()}
-    with ListIndex(repositories / f"{name}.lists.sqlite") as index:
-        return outcome, _wanted_images(store, outcome.target, index, registry,
-                                       subscriptions=config.subscriptions_for(name),
-                                       named=named, records=records, now=now, inert=inert,
-                                       valid_until=verdict.valid_until)
+    index = stack.enter_context(ListIndex(repositories / f"{name}.lists.sqlite"))
 
+    def facts(blob: str, path: str) -> ListFacts:
+        return verifier.facts(blob, path=path, max_size=MAX_LIST_BYTES)
 
-def _wanted_images(store: RegistryStore, commit: str, index: ListIndex,
-                   registry: RegistryConfig, *, subscriptions: Sequence[Subscription],
-                   named: Collection[str], records: Mapping[str, ImageRecord],
-                   now: datetime, inert: Mapping[str, str] | None = None,
-                   valid_until: datetime | None = None) -> RegistryImages:
-    """``desired_images`` of ``commit``, from the memo if nothing it depends on changed.
-
-    ``inert``/``valid_until``: the lists the trust core found inert at ``now``,
-    and until when that holds (the memo is not reused past it).
-    """
-    inert = inert or {}
-    key = _memo_key(commit, registry, subscriptions, named, inert)
-    if key is not None:
-        remembered = index.remembered_plan(key, now)
-        if remembered is not None:
-            try:
-                return RegistryImages.from_json(json.loads(remembered))
-            except (ValueError, KeyError, TypeError, IndexError):
-                pass  # an unreadable memo is recomputed
-    wanted = desired_images(registry.name, registry.priority,
-                            read_lists(store, commit, index=index, named=named),
-                            subscriptions=subscriptions, known=records, now=now,
-                            inert=inert)
-    until = min((m for m in (wanted.valid_until, valid_until) if m is not None), default=None)
-    if key is not None:
-        index.remember_plan(key, now, until, json.dumps(wanted.to_json()))
-    return wanted
-
-
-def _memo_key(commit: str, registry: RegistryConfig, subscriptions: Sequence[Subscription],
-              named: Collection[str], inert: Mapping[str, str]) -> str | None:
-    """Everything the desired images depend on but the clock; None if records matter too.
-
-    With new_images = "refuse" the result depends on which images the site
-    already knew, so it is computed each time.
-    """
-    if any(s.new_images != "accept" for s in subscriptions):
-        return None
-    text = repr((DESIRED_IMAGES_VERSION, commit, registry.name, registry.priority,
-                 tuple(subscriptions), sorted(named), sorted(inert.items())))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def read_lists(store: RegistryStore, commit: str, *, index: ListIndex | None = None,
-               named: Collection[str] = ()) -> list[Imagelist]:
-    """The imagelists of a verified commit that a plan needs, in tree order.
-
-    Without ``index``: every list. With it: the lists that carry images and
-    the lists in ``named`` (those the site's image records name); a list
-    with no image adds nothing else to a plan, so a sync reads what changed,
-    not the whole registry.
-    """
-    tree = store.commit(commit).tree
-    parsed: dict[str, Imagelist] = {}
-
-    def read(oid: str, path: str) -> Imagelist:
-        if oid not in parsed:
-            parsed[oid] = parse_imagelist(store.blob(oid, MAX_LIST_BYTES),
-                                          source=f"{commit[:12]}:{path}",
-                                          max_size=MAX_LIST_BYTES)
-        return parsed[oid]
-
-    if index is None:
-        return [read(e.oid, e.path) for e in store.entries(tree) if layout.is_list(e.path)]
-    wanted = dict(index.lists_with_images(store, tree, read))
-    for list_uuid in set(named) - set(wanted):
-        entry = store.entry(tree, layout.list_path(list_uuid))
-        if entry is not None:
-            wanted[list_uuid] = entry.oid
-    return [read(blob, layout.list_path(list_uuid)) for list_uuid, blob in sorted(wanted.items())]
+    return outcome, Target(
+        registry, store, outcome.target, index, facts, config.subscriptions_for(name),
+        inert={list_id: f"{f.message} [rule: {f.rule}]" for list_id, f in verdict.inert.items()},
+        verdict_until=verdict.valid_until)
 
 
 class _Apply:
