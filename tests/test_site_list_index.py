@@ -437,3 +437,27 @@ def test_planning_from_changes_ends_where_a_full_plan_does(
                 lists[dest] = [*lists[dest], moved]
                 edit[source], edit[dest] = lists[source], lists[dest]
         registry.publish(edit)
+
+
+def test_a_replaced_image_version_counts_as_retired(
+        tmp_path: Path, image_server: ImageServer) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    list_uuid = new_id()
+    image = _image(image_server, "v1")
+    registry.publish({list_uuid: [image]})
+    config = _site(tmp_path, registry)
+    sync(load_config(config))
+
+    body = b"version two\n" * 64
+    newer = {**image, "hv:version": "2", "hv:size": len(body),
+             "hv:uri": image_server.serve("/v2.img", body),
+             "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
+    registry.publish({list_uuid: [newer]})
+    report = sync(load_config(config))
+
+    image_uuid = str(image["dc:identifier"])
+    assert report.downloaded == [image_uuid]
+    assert [(r["uuid"], r["state"]) for r in report.retired] == [(image_uuid, "expired")]
+    assert report.retired[0]["reason"].startswith(f"replaced by list {list_uuid}")
+    assert len(list((tmp_path / "state" / "expired").glob(f"{image_uuid}.*"))) == 1
+    assert report.to_json()["retired"] == report.retired

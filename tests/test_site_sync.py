@@ -49,7 +49,7 @@ def test_first_sync_downloads_and_fires_available_events(world: SiteWorld) -> No
     assert post["VMCATCHER_EVENT_FILENAME"] == first
     assert post["VMCATCHER_EVENT_HV_SIZE"] == str(len(b"alpha image bytes\n" * 50))
     assert post["VMCATCHER_EVENT_SL_ARCH"] == "x86_64"
-    assert post["VMCATCHER_CACHE_DIR_CACHE"] == str(cache)
+    assert post["VMCATCHER_CACHE_DIR_CACHE"] == f"{cache}/"
     assert report["registries"][0]["remotes"][0]["state"] == "current"
 
     images = world.run_cli(["site", "images", "--config", config, "--json"])
@@ -160,7 +160,7 @@ def test_revocation_retires_image_with_expire_events(world: SiteWorld) -> None:
     assert prefix["VMCATCHER_EVENT_IL_DC_IDENTIFIER"] == list_uuid
     assert prefix["VMCATCHER_EVENT_SL_CHECKSUM_SHA512"] == sha512(b"alpha image bytes\n" * 50)
     assert postfix["VMCATCHER_EVENT_FILENAME"] == expired[0].name
-    assert postfix["VMCATCHER_CACHE_DIR_EXPIRE"] == str(world.state_dir / "expired")
+    assert postfix["VMCATCHER_CACHE_DIR_EXPIRE"] == f"{world.state_dir / 'expired'}/"
     status = world.run_cli(["site", "status", "--config", config, "--json"])
     assert '"revoked"' in status.stdout
 

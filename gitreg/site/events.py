@@ -103,6 +103,10 @@ def event_key(event_type: EventType | str, image_uuid: str, sha512: str,
     return f"{EventType(event_type)}:{image_uuid}:{sha512.lower()}:{list_version}"
 
 
+def _directory(path: os.PathLike[str] | str) -> str:
+    return os.path.join(os.fspath(path), "")
+
+
 def event_environment(event_type: EventType | str, image: Mapping[str, Any] | None,
                       imagelist: Mapping[str, Any] | None, *, filename: str | None = None,
                       vo: str | None = None, session_uuid: str,
@@ -119,9 +123,11 @@ def event_environment(event_type: EventType | str, image: Mapping[str, Any] | No
     env: dict[str, str] = {
         VAR_TYPE: kind.value,
         VAR_UUID_SESSION: _env_value(session_uuid) or "",
-        VAR_DIR_CACHE: str(cache_dirs.cache),
-        VAR_DIR_DOWNLOAD: str(cache_dirs.download),
-        VAR_DIR_EXPIRE: str(cache_dirs.expire),
+        # With a trailing slash, as in vmcatcher's documented configuration:
+        # handlers such as glancepush's gpvmcupdate append the file name.
+        VAR_DIR_CACHE: _directory(cache_dirs.cache),
+        VAR_DIR_DOWNLOAD: _directory(cache_dirs.download),
+        VAR_DIR_EXPIRE: _directory(cache_dirs.expire),
     }
     if kind not in IMAGE_EVENTS:
         return env

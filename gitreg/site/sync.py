@@ -453,8 +453,10 @@ class _Apply:
     def _install(self, image: DesiredImage) -> None:
         old = self.records.get(image.uuid)
         if old is not None and old.state == "cached" and self.cache.has(image.uuid):
-            self._expire_file(old, "expired", f"replaced by list {image.list_uuid} version "
-                              f"{image.list_version}")
+            reason = f"replaced by list {image.list_uuid} version {image.list_version}"
+            self._expire_file(old, "expired", reason)
+            # The old version went to expired/ with its Expire events: a retirement.
+            self.report.retired.append({"uuid": old.uuid, "state": "expired", "reason": reason})
         self._record(image, "pending", path=str(self.cache.partial_path(image.uuid)))
 
         def key(kind: EventType) -> str:
