@@ -92,9 +92,9 @@ def test_available_event_carries_vmcatchers_variables(appdb_list: dict, site: Si
         "VMCATCHER_EVENT_IL_DC_IDENTIFIER": "76fdee70-8119-5d33-aaaa-3c57e1c60df1",
         "VMCATCHER_EVENT_VO": "some1.vo.net",
         "VMCATCHER_EVENT_UUID_SESSION": SESSION,
-        "VMCATCHER_CACHE_DIR_CACHE": str(site.dirs.cache),
-        "VMCATCHER_CACHE_DIR_DOWNLOAD": str(site.dirs.download),
-        "VMCATCHER_CACHE_DIR_EXPIRE": str(site.dirs.expire),
+        "VMCATCHER_CACHE_DIR_CACHE": f"{site.dirs.cache}/",
+        "VMCATCHER_CACHE_DIR_DOWNLOAD": f"{site.dirs.download}/",
+        "VMCATCHER_CACHE_DIR_EXPIRE": f"{site.dirs.expire}/",
     }
     assert set(env) == set(ALL_VARIABLES)
 
@@ -125,9 +125,9 @@ def test_process_events_carry_no_image(kind: EventType, site: SiteCache) -> None
     assert env == {
         "VMCATCHER_EVENT_TYPE": kind.value,
         "VMCATCHER_EVENT_UUID_SESSION": SESSION,
-        "VMCATCHER_CACHE_DIR_CACHE": str(site.dirs.cache),
-        "VMCATCHER_CACHE_DIR_DOWNLOAD": str(site.dirs.download),
-        "VMCATCHER_CACHE_DIR_EXPIRE": str(site.dirs.expire),
+        "VMCATCHER_CACHE_DIR_CACHE": f"{site.dirs.cache}/",
+        "VMCATCHER_CACHE_DIR_DOWNLOAD": f"{site.dirs.download}/",
+        "VMCATCHER_CACHE_DIR_EXPIRE": f"{site.dirs.expire}/",
     }
 
 
