@@ -126,6 +126,8 @@ def _print_sync(report: Any) -> None:
         output.warn(f"image {image_uuid} failed: {reason}")
     for failure in report.handler_failures:
         output.warn(f"handler failed (retried next sync): {failure}")
+    for failure in report.handlers_given_up:
+        output.warn(f"handler failed, not retried any more: {failure}")
     counts = (f"{len(report.downloaded)} downloaded, {len(report.retired)} retired, "
               f"{plan.kept} kept, {len(report.failed)} failed, "
               f"{len(report.events)} event(s)")

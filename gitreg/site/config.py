@@ -88,12 +88,27 @@ class Subscription:
         return all(_as_text(image.get(key)) == value for key, value in self.match.items())
 
 
+# vmcatcher's event names (gitreg.site.events.EventType), in the order of a sync.
+HANDLER_EVENTS: tuple[str, ...] = ("ProcessPrefix", "AvailablePrefix", "AvailablePostfix",
+                                   "ExpirePrefix", "ExpirePostfix", "ProcessPostfix")
+# A delivery that failed this many times is given up (and reported once):
+# handlers commonly exit non-zero on events they do not handle.
+DEFAULT_MAX_ATTEMPTS = 5
+
+
 @dataclass(frozen=True)
 class Handler:
-    """An event handler: a program run without a shell, with a time limit."""
+    """An event handler: a program run without a shell, with a time limit.
+
+    ``events``: the event types it is given (others are never journaled for
+    it); ``max_attempts``: deliveries that failed this often are given up
+    (0: retried at every sync, forever).
+    """
 
     command: tuple[str, ...]
     timeout: float = DEFAULT_HANDLER_TIMEOUT
+    events: tuple[str, ...] = HANDLER_EVENTS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
     @property
     def name(self) -> str:
@@ -261,13 +276,26 @@ def _parse_subscription(reader: _Reader, where: str, entry: Mapping[str, Any],
 
 def _parse_handler(reader: _Reader, where: str, entry: Mapping[str, Any]) -> Handler | None:
     before = len(reader.problems)
-    reader.unknown_keys(where, entry, ("command", "timeout"))
+    reader.unknown_keys(where, entry, ("command", "timeout", "events", "max_attempts"))
     command = reader.command(f"{where}.command", entry.get("command"))
     timeout = reader.duration(f"{where}.timeout", entry.get("timeout"),
                               default=DEFAULT_HANDLER_TIMEOUT)
-    if len(reader.problems) != before or command is None:
+    def event_name(path: str, text: str) -> str | None:
+        if text in HANDLER_EVENTS:
+            return text
+        reader.problem(path, f"unknown event {text!r}{_did_you_mean(text, HANDLER_EVENTS)} "
+                             f"(events: {', '.join(HANDLER_EVENTS)})")
         return None
-    return Handler(command=tuple(command), timeout=timeout)
+
+    events = reader.string_list(f"{where}.events", entry.get("events"),
+                                default=list(HANDLER_EVENTS), non_empty=True,
+                                item=event_name)
+    attempts = reader.integer(f"{where}.max_attempts", entry.get("max_attempts"),
+                              default=DEFAULT_MAX_ATTEMPTS, low=0, high=1000)
+    if len(reader.problems) != before or command is None or events is None:
+        return None
+    return Handler(command=tuple(command), timeout=timeout, max_attempts=attempts,
+                   events=tuple(e for e in HANDLER_EVENTS if e in events))
 
 
 class _Reader:

@@ -104,7 +104,8 @@ def event_key(event_type: EventType | str, image_uuid: str, sha512: str,
 
 
 def _directory(path: os.PathLike[str] | str) -> str:
-    return os.path.join(os.fspath(path), "")
+    text = os.fspath(path)
+    return text if text.endswith("/") else f"{text}/"
 
 
 def event_environment(event_type: EventType | str, image: Mapping[str, Any] | None,

@@ -527,6 +527,17 @@ class SiteState:
                     "SELECT 1 FROM delivery WHERE event_seq = ? AND handler = ?", (seq, handler)):
                 raise GitregError(f"event {key}: handler {handler!r} has no delivery")
 
+    def give_up_delivery(self, key: str, handler: str, attempts: int, *,
+                         now: datetime | None = None) -> None:
+        """Stop retrying a failed delivery (``dropped``, its last failure kept in the detail)."""
+        with self.transaction():
+            self._write(
+                "UPDATE delivery SET status = 'dropped', "
+                "detail = ? || detail, updated_at = ? "
+                "WHERE event_seq = ? AND handler = ? AND status = 'failed'",
+                (f"given up after {attempts} failed attempts: ", _stamp(now),
+                 self._event_seq(key), handler))
+
     def drop_handlers(self, configured: Collection[str], *,
                       now: datetime | None = None) -> int:
         """Mark open deliveries to handlers no longer configured as dropped; return how many."""

@@ -81,6 +81,8 @@ class SyncReport:
     retired: list[dict[str, str]] = field(default_factory=list)
     events: list[dict[str, str]] = field(default_factory=list)
     handler_failures: list[str] = field(default_factory=list)
+    # Deliveries that failed for the last time (max_attempts): not retried.
+    handlers_given_up: list[str] = field(default_factory=list)
     stray: list[str] = field(default_factory=list)
     # How the plan was made: from the changed lists or in full, and why.
     planning: Planning = "full"
@@ -127,6 +129,7 @@ class SyncReport:
             "retired": self.retired,
             "events": self.events,
             "handler_failures": self.handler_failures,
+            "handlers_given_up": self.handlers_given_up,
             "stray": self.stray,
             "planning": {"mode": self.planning, "reason": self.planning_reason,
                          "lists": self.planned_lists},
@@ -336,7 +339,8 @@ class _Apply:
         if env is None:
             env = event_environment(kind, None, None, session_uuid=self.report.session,
                                     cache_dirs=self.cache.dirs)
-        if self.state.enqueue_event(key, kind, env, list(self.handlers), now=self.now):
+        wanting = [name for name, h in self.handlers.items() if kind.value in h.events]
+        if self.state.enqueue_event(key, kind, env, wanting, now=self.now):
             self.report.events.append({"type": kind.value, "key": key})
 
     def _deliver(self) -> None:
@@ -352,10 +356,18 @@ class _Apply:
                 env.update(delivery_variables(event.key, attempt))
                 outcome = run_handler(handler, env)
                 self.state.mark_delivered(event.key, handler_name, outcome)
-                if not outcome.ok:
-                    self.report.handler_failures.append(
-                        f"{event.type.value} {event.key}: handler {handler_name}: "
+                if outcome.ok:
+                    continue
+                what = (f"{event.type.value} {event.key}: handler {handler_name}: "
                         f"{outcome.describe()}")
+                if 0 < handler.max_attempts <= attempt:
+                    # A handler that refuses an event for good (many exit 1 on
+                    # events they do not handle) must not fail every sync.
+                    self.state.give_up_delivery(event.key, handler_name, attempt, now=self.now)
+                    self.report.handlers_given_up.append(
+                        f"{what} (attempt {attempt} of {handler.max_attempts}: given up)")
+                else:
+                    self.report.handler_failures.append(what)
 
     def _image_env(self, kind: EventType, metadata: Mapping[str, Any], *, list_uuid: str,
                    list_keys: Mapping[str, Any] | None, vo: str | None,
