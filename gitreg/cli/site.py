@@ -1,4 +1,4 @@
-"""`gitreg site sync|status|images`: what a cloud site runs from cron."""
+"""`gitreg site sync|status|images|hold|release`: what a cloud site runs from cron."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ def status_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
         reason = f": {image['reason']}" if image["reason"] else ""
         output.data(f"image {image['uuid']}{title} [{image['registry']}]: "
                     f"{image['state']}{reason}")
+    for held in data["held"]:
+        reason = f": {held['reason']}" if held["reason"] else ""
+        output.data(f"image {held['uuid']} held since {held['held_at']}{reason} "
+                    "(its failures do not fail a sync; `gitreg site release` ends it)")
     for conflict in data["conflicts"]:
         output.warn(f"conflict: {conflict['detail']}")
     if data["pending_events"]:
@@ -65,7 +69,7 @@ def _status(site: Any) -> dict[str, Any]:
     """The state database as status reports it (nothing is created on a fresh site)."""
     from gitreg.site.state import SiteState
 
-    data: dict[str, Any] = {"registries": [], "images": [], "conflicts": [],
+    data: dict[str, Any] = {"registries": [], "images": [], "conflicts": [], "held": [],
                             "pending_events": 0}
     if not site.state_db.exists():
         data["registries"] = [{"name": r.name, "trusted_commit": None, "advanced_at": None,
@@ -94,7 +98,59 @@ def _status(site: Any) -> dict[str, Any]:
                               "seen_at": _time(c.seen_at)}
                              for c in state.conflicts()]
         data["pending_events"] = len(state.pending_events())
+        data["held"] = [{"uuid": u, "reason": reason, "held_at": _time(since)}
+                        for u, (reason, since) in state.holds().items()]
     return data
+
+
+_IMAGE = typer.Argument(..., help="The image's UUID (as `gitreg site status` shows it).")
+
+
+@site_app.command("hold")
+def hold_command(image: str = _IMAGE, config: Path = _CONFIG,
+                 reason: str = typer.Option("", "--reason", help="Why, shown by status.")
+                 ) -> None:
+    """Acknowledge an image whose download fails: a sync failing only on held images exits 0."""
+    from gitreg.cli import output
+    from gitreg.site.state import SiteState
+
+    with SiteState.open(_known_image(config, image)) as state:
+        state.hold(image, reason)
+    output.ok(f"image {image.lower()} held: its failures no longer fail a sync")
+
+
+@site_app.command("release")
+def release_command(image: str = _IMAGE, config: Path = _CONFIG) -> None:
+    """End a hold: the image's failures fail a sync again."""
+    from gitreg.cli import output
+    from gitreg.errors import UsageError
+    from gitreg.site.config import load_config
+    from gitreg.site.state import SiteState
+
+    site = load_config(config)
+    released = False
+    if site.state_db.exists():
+        with SiteState.open(site.state_db) as state:
+            released = state.release(image)
+    if not released:
+        raise UsageError(f"image {image.lower()} is not held", hint="`gitreg site status` "
+                         "lists the held images")
+    output.ok(f"image {image.lower()} released")
+
+
+def _known_image(config: Path, image: str) -> Path:
+    """The state database, if the site has a record of ``image`` (else a usage error)."""
+    from gitreg.errors import UsageError
+    from gitreg.site.config import load_config
+    from gitreg.site.state import SiteState
+
+    site = load_config(config)
+    if site.state_db.exists():
+        with SiteState.open(site.state_db) as state:
+            if state.image(image.lower()) is not None:
+                return site.state_db
+    raise UsageError(f"no image {image.lower()} in the site's records of {config}",
+                     hint="`gitreg site status` lists the images the site knows")
 
 
 @site_app.command("images")

@@ -123,13 +123,14 @@ def _print_sync(report: Any) -> None:
         output.summary(*sync_verdict(report, f"sync (dry run): {counts}"))
         return
     for image_uuid, reason in sorted(report.failed.items()):
-        output.warn(f"image {image_uuid} failed: {reason}")
+        held = " (held: does not fail the sync)" if image_uuid in report.held else ""
+        output.warn(f"image {image_uuid} failed{held}: {reason}")
     for failure in report.handler_failures:
         output.warn(f"handler failed (retried next sync): {failure}")
     for failure in report.handlers_given_up:
         output.warn(f"handler failed, not retried any more: {failure}")
     counts = (f"{len(report.downloaded)} downloaded, {len(report.retired)} retired, "
-              f"{plan.kept} kept, {len(report.failed)} failed, "
+              f"{plan.kept} kept, {_failed(report)}, "
               f"{len(report.events)} event(s)")
     output.summary(*sync_verdict(report, f"sync: {counts}"))
 
@@ -153,6 +154,11 @@ def sync_verdict(report: Any, counts: str) -> tuple[str, str]:
     status = "FAILED" if nothing else "PARTIAL"
     why = f" ({'; '.join(reasons)})" if reasons else ""
     return status, f"{counts}; exit {code}{why}"
+
+
+def _failed(report: Any) -> str:
+    held = len(report.failed) - len(report.unacknowledged_failures)
+    return f"{len(report.failed)} failed" + (f" ({held} held)" if held else "")
 
 
 class _RichProgress:

@@ -109,8 +109,18 @@ CREATE TABLE conflict (
 );
 """
 
+# Version 3: images an operator holds (`gitreg site hold`): their failures
+# are acknowledged and do not fail a sync.
+_SCHEMA_V3 = """
+CREATE TABLE hold (
+    image_uuid TEXT PRIMARY KEY,
+    reason     TEXT NOT NULL DEFAULT '',
+    held_at    TEXT NOT NULL
+);
+"""
+
 # Index i holds the script that takes the schema from version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2)
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
 SCHEMA_VERSION = SCHEMA.version
 
@@ -450,6 +460,26 @@ class SiteState:
     def forget_image(self, image_uuid: str) -> bool:
         """Delete an image's record; True if there was one."""
         return self._write("DELETE FROM image WHERE uuid = ?", (image_uuid,)).rowcount > 0
+
+    # --- holds -------------------------------------------------------------
+
+    def hold(self, image_uuid: str, reason: str = "", *, now: datetime | None = None) -> None:
+        """Acknowledge an image's failures (kept, with a new reason, if already held)."""
+        with self.transaction():
+            self._write("INSERT INTO hold (image_uuid, reason, held_at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (image_uuid) DO UPDATE SET reason = excluded.reason",
+                        (image_uuid.lower(), reason, _stamp(now)))
+
+    def release(self, image_uuid: str) -> bool:
+        """End a hold; True if the image was held."""
+        with self.transaction():
+            return self._write("DELETE FROM hold WHERE image_uuid = ?",
+                               (image_uuid.lower(),)).rowcount > 0
+
+    def holds(self) -> dict[str, tuple[str, datetime]]:
+        """Held image UUIDs -> (reason, since when)."""
+        return {str(r[0]): (str(r[1]), _parse(r[2])) for r in self._read(
+            "SELECT image_uuid, reason, held_at FROM hold ORDER BY image_uuid")}
 
     # --- event journal -----------------------------------------------------
 

@@ -78,6 +78,8 @@ class SyncReport:
     plan: Plan = field(default_factory=Plan)
     downloaded: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # Image UUIDs held by the operator: their failures do not fail the sync.
+    held: set[str] = field(default_factory=set)
     retired: list[dict[str, str]] = field(default_factory=list)
     events: list[dict[str, str]] = field(default_factory=list)
     handler_failures: list[str] = field(default_factory=list)
@@ -98,9 +100,14 @@ class SyncReport:
                 code = max(code, EXIT_REJECTED if registry.any_invalid else EXIT_OPERATIONAL)
             if registry.refused:
                 code = max(code, EXIT_REJECTED)
-        if self.failed and code == EXIT_OK:
+        if self.unacknowledged_failures and code == EXIT_OK:
             code = EXIT_REJECTED
         return code
+
+    @property
+    def unacknowledged_failures(self) -> dict[str, str]:
+        """Failed images the operator does not hold (`gitreg site hold`)."""
+        return {k: v for k, v in self.failed.items() if k not in self.held}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,7 +132,8 @@ class SyncReport:
                 "conflicts": self.plan.conflicts,
             },
             "downloaded": self.downloaded,
-            "failed": [{"uuid": k, "reason": v} for k, v in sorted(self.failed.items())],
+            "failed": [{"uuid": k, "reason": v, "held": k in self.held}
+                       for k, v in sorted(self.failed.items())],
             "retired": self.retired,
             "events": self.events,
             "handler_failures": self.handler_failures,
@@ -185,6 +193,7 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
             return report
         _Apply(config, state, cache, report=report, now=moment, records=records,
                progress=progress).run()
+        report.held = set(state.holds())
         remember(targets, inputs, report.plan, report.failed, state, key=key, now=moment)
         _record_outcome(state, report, moment)
     return report
