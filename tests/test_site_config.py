@@ -214,7 +214,7 @@ timeout = 0
         "registry[2].remotes[2]": "must be a string, not an integer",
         "registry[2].trust_root": problems["registry[2].trust_root"],
         "subscription[0].registry": "no [[registry]] named 'godo' (did you mean 'good'?)",
-        "subscription[0].imagelists[1]": "'not-a-uuid' is not a UUID",
+        "subscription[0].imagelists": "'*' already means every list; give it alone",
         "subscription[0].images[0]": "'also-not' is not a UUID",
         "subscription[0].new_images": "must be one of 'accept', 'refuse', not 'maybe'",
         'subscription[0].match."sl:arch"': "must be a string, not an integer",

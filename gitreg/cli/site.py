@@ -1,4 +1,4 @@
-"""`gitreg site sync|status|images|hold|release`: what a cloud site runs from cron."""
+"""`gitreg site sync|status|images|available|hold|release`: a cloud site's commands."""
 
 from __future__ import annotations
 
@@ -101,6 +101,39 @@ def _status(site: Any) -> dict[str, Any]:
         data["held"] = [{"uuid": u, "reason": reason, "held_at": _time(since)}
                         for u, (reason, since) in state.holds().items()]
     return data
+
+
+@site_app.command("available")
+def available_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
+    """The lists and images of each registry's trusted state (vmcatcher_image -l)."""
+    from datetime import UTC, datetime
+
+    from gitreg.cli import output
+    from gitreg.site.available import available
+    from gitreg.site.config import load_config
+
+    offers = available(load_config(config), now=datetime.now(UTC))
+    if json_output:
+        output.data_json([{"registry": o.registry, "trusted_commit": o.commit,
+                           "lists": o.lists} for o in offers])
+        return
+    for offer in offers:
+        if offer.commit is None:
+            output.data(f"registry {offer.registry}: nothing trusted yet (run gitreg site sync)")
+            continue
+        output.data(f"registry {offer.registry} (trusted {offer.commit[:12]}): "
+                    f"{len(offer.lists)} list(s)")
+        for row in offer.lists:
+            marks = [m for m, on in (("subscribed", row["subscribed"]),
+                                     ("expired", row["expired"])) if on]
+            shown = f" [{', '.join(marks)}]" if marks else ""
+            output.data(f"  list {row['uuid']} {row['title']!r} v{row['version']}, "
+                        f"expires {row['expires']}{shown}")
+            for image in row["images"]:
+                series = f" series {image['series']!r}" if image["series"] else ""
+                output.data(f"    image {image['uuid']} {image['title']!r} "
+                            f"v{image['version']}{series} ({image['os']} "
+                            f"{image['osversion']} {image['arch']}, {image['size']} bytes)")
 
 
 _IMAGE = typer.Argument(..., help="The image's UUID (as `gitreg site status` shows it).")

@@ -9,6 +9,7 @@ the same config works whatever directory cron starts in.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import shlex
@@ -500,7 +501,16 @@ class _Reader:
         return str(file)
 
     def list_selector(self, path: str, text: str) -> str | None:
-        return "*" if text == "*" else self.uuid_text(path, text)
+        """``*``, a list UUID (normalised), or a name: a list's title or an image series.
+
+        Names are resolved at each sync against the registry (gitreg.site.names).
+        """
+        if text == "*":
+            return text
+        if len(text) == 36:
+            with contextlib.suppress(ValueError):
+                return str(uuid.UUID(text))
+        return text
 
     def uuid_text(self, path: str, text: str) -> str | None:
         # Only the canonical 8-4-4-4-12 form: uuid.UUID also takes braces and URNs.

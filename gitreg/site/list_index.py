@@ -166,6 +166,32 @@ class ListIndex:
         except (sqlite3.DatabaseError, OSError):
             self._discard()  # a summary is only ever a shortcut
 
+    def names(self, blobs: Collection[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Blob -> (title, series names) kept for ``blobs`` (for subscriptions by name)."""
+        if not blobs:
+            return {}
+        try:
+            rows = self._connect().execute(
+                "SELECT blob, title, series FROM names "
+                "WHERE blob IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(set(blobs))),)).fetchall()
+            return {str(b): (str(t), tuple(json.loads(s))) for b, t, s in rows}
+        except (sqlite3.DatabaseError, OSError, ValueError, TypeError):
+            self._discard()
+            return {}
+
+    def keep_names(self, names: dict[str, tuple[str, tuple[str, ...]]]) -> None:
+        if not names:
+            return
+        try:
+            db = self._connect()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR REPLACE INTO names VALUES (?, ?, ?)",
+                               [(b, t, json.dumps(list(s))) for b, (t, s) in names.items()])
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()
+
     def planned(self) -> Planned | None:
         """What was last planned, or None (never, or unreadable: plan in full)."""
         try:

@@ -32,6 +32,7 @@ from gitreg.gitstore.store import RegistryStore
 from gitreg.model.imagelist import parse_imagelist
 from gitreg.site.config import RegistryConfig, SiteConfig, Subscription
 from gitreg.site.list_index import ListIndex, Planned
+from gitreg.site.names import ListNames, resolve, uses_names
 from gitreg.site.plan import (
     DESIRED_IMAGES_VERSION,
     HELD_STATES,
@@ -90,12 +91,41 @@ class PlanInputs:
     parsed: int = 0
 
 
-def plan_key(config: SiteConfig) -> str:
-    """Everything a plan depends on besides lists, records and the clock."""
+def plan_key(config: SiteConfig, targets: Sequence[Target]) -> str:
+    """Everything a plan depends on besides lists, records and the clock.
+
+    The targets' subscriptions are those resolved from names: a title that
+    moves to another list changes the key, and the sync plans in full.
+    """
     text = repr((DESIRED_IMAGES_VERSION, config.conflicts,
                  tuple((r.name, r.priority) for r in config.registries),
-                 tuple(config.subscriptions)))
+                 tuple(config.subscriptions), tuple((t.name, t.subscriptions) for t in targets)))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def resolve_names(target: Target) -> None:
+    """Replace the names in the target's subscriptions by the lists or series they name.
+
+    The names of each list blob are parsed once and kept in the list index.
+    """
+    if not uses_names(target.subscriptions):
+        return
+    tree = target.store.commit(target.commit).tree
+    blobs = target.index.lists_with_images(target.store, tree, target.facts)
+    kept = target.index.names(set(blobs.values()))
+    new: dict[str, tuple[str, tuple[str, ...]]] = {}
+    catalogue: list[ListNames] = []
+    for list_uuid, blob in sorted(blobs.items()):
+        found = kept.get(blob) or new.get(blob)
+        if found is None:
+            imagelist = parse_imagelist(
+                target.store.blob(blob, MAX_LIST_BYTES), max_size=MAX_LIST_BYTES,
+                source=f"{target.commit[:12]}:{layout.list_path(list_uuid)}")
+            found = new[blob] = (imagelist.title, tuple(sorted(
+                {i.series for i in imagelist.images if i.series})))
+        catalogue.append(ListNames(list_uuid, found[0], found[1]))
+    target.index.keep_names(new)
+    target.subscriptions = resolve(target.subscriptions, catalogue, registry=target.name)
 
 
 def records_fingerprint(state: SiteState) -> str:

@@ -44,6 +44,7 @@ from gitreg.site.planner import (
     plan_inputs,
     plan_key,
     remember,
+    resolve_names,
 )
 from gitreg.site.remotes import (
     RegistryOutcome,
@@ -173,7 +174,9 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
                 frozen.append(registry.name)
             else:
                 targets.append(target)
-        key = plan_key(config)
+        for target in targets:
+            resolve_names(target)
+        key = plan_key(config, targets)
         # A dry run is read by a person: it shows the whole plan.
         inputs = plan_inputs(targets, state, key=key, now=moment, full=dry_run)
         report.planning, report.planning_reason = inputs.planning, inputs.reason
