@@ -96,6 +96,10 @@ class UntrustedSignerError(SignatureError):
     """The signature is valid but the signer is not trusted for this data."""
 
 
+class WeakDigestError(SignatureError):
+    """The signature uses a digest refused by default (SHA-1), whether or not it matches."""
+
+
 class InvalidKeyError(RejectedError):
     """Key material (an SSH key line, an armoured OpenPGP key, a certificate) is
     malformed, unsupported or not the key it claims to be."""

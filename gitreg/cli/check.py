@@ -17,7 +17,7 @@ AT_HELP = ("Judge the list's dates (and the signer's certificate) at this UTC ti
            "\"expired\".")
 
 
-def check(
+def check(  # noqa: PLR0917 (typer maps each parameter to an option)
     file: Path = typer.Argument(..., help="A plain JSON or S/MIME-signed imagelist."),
     ca_dir: Path | None = typer.Option(
         None, "--ca-dir", help="CA directory (IGTF layout): also verify the signature "
@@ -26,6 +26,9 @@ def check(
     max_size: int = typer.Option(1 << 20, "--max-size", min=1,
                                  help="Largest list accepted, in bytes."),
     at: str | None = typer.Option(None, "--at", metavar="TIME", help=AT_HELP),
+    allow_sha1: bool = typer.Option(
+        False, "--allow-sha1", help="Accept a SHA-1 signature (legacy lists; with a "
+        "warning: SHA-1 signatures can be forged)."),
 ) -> None:
     """Validate an imagelist: exit 0 if valid, 1 with every problem otherwise."""
     from gitreg.cli import output
@@ -41,7 +44,8 @@ def check(
     if size > cap:
         result = oversized(str(file), size, max_size)
     else:
-        result = assess(data, source=str(file), ca_dir=ca_dir, now=now, max_size=max_size)
+        result = assess(data, source=str(file), ca_dir=ca_dir, now=now, max_size=max_size,
+                        allow_sha1=allow_sha1)
     for warning in result.warnings:
         output.warn(warning if warning.startswith(str(file)) else f"{file}: {warning}")
     if json_output:

@@ -35,6 +35,9 @@ def import_(  # noqa: PLR0917 (typer maps each parameter to an option)
     timeout: float = typer.Option(30.0, "--timeout", min=0.1,
                                   help="Give up on a URL after this many seconds."),
     at: str | None = typer.Option(None, "--at", metavar="TIME", help=AT_HELP),
+    allow_sha1: bool = typer.Option(
+        False, "--allow-sha1", help="Accept a SHA-1 signature (migrating legacy lists; "
+        "with a warning: SHA-1 signatures can be forged)."),
 ) -> None:
     """Verify a signed imagelist fail-closed and write its canonical JSON.
 
@@ -65,8 +68,12 @@ def import_(  # noqa: PLR0917 (typer maps each parameter to an option)
         if local.is_dir():
             raise UsageError(f"{source}: is a directory, not a file")
     data = fetch_bytes(source, max_size=message_cap(max_size), timeout=timeout)
+    if allow_sha1 and not no_verify:
+        output.warn("--allow-sha1: a SHA-1 signature is accepted; SHA-1 signatures can be "
+                    "forged, so use it only to migrate a legacy list")
     imagelist = import_signed(data, source=source, ca_dir=ca_dir, now=now,
-                              verify=not no_verify, max_size=max_size)
+                              verify=not no_verify, max_size=max_size,
+                              allow_sha1=allow_sha1)
     for warning in imagelist.warnings:
         output.warn(warning)
     body = imagelist.canonical_bytes()

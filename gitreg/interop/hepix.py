@@ -20,6 +20,7 @@ from gitreg.errors import (
     SignatureError,
     UntrustedSignerError,
     UsageError,
+    WeakDigestError,
 )
 from gitreg.model.dates import format_date
 from gitreg.model.imagelist import ENDORSER, ENDORSER_X509, WRAPPER, Imagelist, parse_imagelist
@@ -87,19 +88,20 @@ def oversized(source: str, size: int, max_size: int, *, signed: bool = False) ->
 
 
 def assess(data: bytes, *, source: str, ca_dir: Path | None, now: datetime,
-           max_size: int = DEFAULT_MAX_SIZE) -> Assessment:
+           max_size: int = DEFAULT_MAX_SIZE, allow_sha1: bool = False) -> Assessment:
     """Check one plain or S/MIME-signed list; collect every problem, raise nothing
     about the data (a CA directory that cannot be read is still an error).
 
     With ``ca_dir`` the signature is verified against that directory only and
     the signer must be the list's endorser. A signature that fails does not
     stop the list itself from being checked, so every problem is reported.
+    A SHA-1 signature is a problem unless ``allow_sha1``, then a warning.
     """
     result = Assessment(source=source, signed=is_smime(data))
     payload = data
     if result.signed:
         try:
-            payload = _open_smime(data, source, ca_dir, now, result)
+            payload = _open_smime(data, source, ca_dir, now, result, allow_sha1=allow_sha1)
         except InvalidDocumentError as exc:
             result.problems.extend(exc.problems)
             return result
@@ -162,6 +164,8 @@ def _endorser_names(payload: bytes) -> tuple[str, str] | None:
 
 
 def _signature_problem(exc: SignatureError) -> str:
+    if isinstance(exc, WeakDigestError):
+        return exc.message  # says "signature uses SHA-1, refused": not a bad signature
     if isinstance(exc, UntrustedSignerError):
         # The chain is checked before the signature (as OpenSSL does): an
         # edited list and an untouched one fail alike here, so say what that means.
@@ -170,8 +174,12 @@ def _signature_problem(exc: SignatureError) -> str:
     return f"bad signature: {exc.message}"
 
 
+SHA1_WARNING = ("signature uses SHA-1, accepted because of --allow-sha1: SHA-1 signatures "
+                "can be forged; have the list re-signed with SHA-256")
+
+
 def _open_smime(data: bytes, source: str, ca_dir: Path | None, now: datetime,
-                result: Assessment) -> bytes:
+                result: Assessment, *, allow_sha1: bool = False) -> bytes:
     from gitreg.interop.smime import parse_smime, verify_smime
 
     if ca_dir is None:
@@ -180,13 +188,16 @@ def _open_smime(data: bytes, source: str, ca_dir: Path | None, now: datetime,
     from gitreg.signing.x509 import CAStore
 
     store = CAStore.from_directory(ca_dir)
-    payload, signer = verify_smime(data, store, at=now)
+    payload, signer = verify_smime(data, store, at=now, allow_sha1=allow_sha1)
     result.signer = signer
+    if signer.digest == "sha1":
+        result.warnings.append(SHA1_WARNING)
     return payload
 
 
 def import_signed(data: bytes, *, source: str, ca_dir: Path | None, now: datetime,
-                  verify: bool = True, max_size: int = DEFAULT_MAX_SIZE) -> Imagelist:
+                  verify: bool = True, max_size: int = DEFAULT_MAX_SIZE,
+                  allow_sha1: bool = False) -> Imagelist:
     """Verify fail-closed and return the list (``gitreg import``).
 
     Raises the first typed error: an unsigned list (SignatureError), a bad or
@@ -207,7 +218,7 @@ def import_signed(data: bytes, *, source: str, ca_dir: Path | None, now: datetim
         from gitreg.signing.x509 import CAStore, check_binding
 
         payload, signer = verify_smime(data, CAStore.from_directory(ca_dir), at=now,
-                                       source=source)
+                                       source=source, allow_sha1=allow_sha1)
         imagelist = parse_imagelist(payload, source=source, max_size=max_size)
         check_binding(signer, dn=imagelist.endorser_dn, ca=imagelist.endorser_ca,
                       source=source)

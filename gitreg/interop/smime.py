@@ -330,15 +330,18 @@ def parse_smime(message: bytes, *, source: str = "") -> SMimeParts:
 
 
 def verify_smime(message: bytes, store: CAStore, *, at: datetime,
-                 source: str = "") -> tuple[bytes, X509SignerInfo]:
+                 source: str = "", allow_sha1: bool = False) -> tuple[bytes, X509SignerInfo]:
     """Verify a signed message against ``store`` only; return (payload, signer).
+
+    SHA-1 signatures are refused (``WeakDigestError``) unless ``allow_sha1``.
 
     The signer binding (``hv:dn``/``hv:ca``) is the caller's to check with
     ``gitreg.signing.x509.check_binding`` once the payload is parsed.
     """
     parts = parse_smime(message, source=source)
     try:
-        info = verify_cms(parts.content, parts.signature_der, store, at=at)
+        info = verify_cms(parts.content, parts.signature_der, store, at=at,
+                          allow_sha1=allow_sha1)
     except SignatureError as exc:
         if not source:
             raise

@@ -83,11 +83,38 @@ def _read_key_file(path: Path) -> bytes:
         raise UsageError(f"cannot read key file {path}: {exc}") from exc
 
 
+# What a public half looks like, so a signing option given one says so instead
+# of passing cryptography's "MalformedFraming" on.
+_PUBLIC_FORMS: tuple[tuple[tuple[bytes, ...], str, str], ...] = (
+    ((b"ssh-", b"ecdsa-sha2-", b"sk-ssh-", b"sk-ecdsa-", b"---- BEGIN SSH2 PUBLIC KEY"),
+     "an SSH public key", "give the private key file (usually the same name without .pub)"),
+    ((b"-----BEGIN PGP PUBLIC KEY BLOCK-----",),
+     "an OpenPGP public key", "sign with openpgp:<fingerprint>: gpg holds the secret key"),
+    ((b"-----BEGIN CERTIFICATE-----",),
+     "an X.509 certificate", "sign lists with x509:CERT.pem:KEY.pem"),
+    ((b"-----BEGIN PUBLIC KEY-----", b"-----BEGIN RSA PUBLIC KEY-----"),
+     "a public key", "give the private key file"),
+)
+
+
+def public_key_problem(data: bytes, path: Path) -> UsageError | None:
+    """The error for a public key (or certificate) given where a private key is needed."""
+    head = data.lstrip()[:_SNIFF_BYTES]
+    for prefixes, what, hint in _PUBLIC_FORMS:
+        if head.startswith(prefixes):
+            return UsageError(f"{path} is {what}; signing needs a private key", hint=hint)
+    return None
+
+
 def load_ssh_signer(path: Path, passphrase: bytes | None = None) -> SSHSigner:
     """The signer of an SSH private key file; for an encrypted key without
     ``passphrase``, the passphrase comes from ``passphrase_for`` (environment or
     terminal). A wrong passphrase is a ``UsageError`` naming the file."""
-    if passphrase is not None or not is_encrypted(_read_key_file(path)):
+    data = _read_key_file(path)
+    problem = public_key_problem(data, path)
+    if problem is not None:
+        raise problem
+    if passphrase is not None or not is_encrypted(data):
         return SSHSigner.from_file(path, passphrase)
     given = passphrase_for(path)
     try:

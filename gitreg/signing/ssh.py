@@ -412,8 +412,10 @@ class SSHSigner(Signer):
             # cryptography says TypeError for a missing or unexpected passphrase.
             raise UsageError(f"SSH private key {path}: {exc}") from exc
         except ValueError as exc:
-            raise UsageError(f"cannot load SSH private key {path}: {exc} "
-                             "(wrong passphrase or not a private key)") from exc
+            # cryptography's text ("MalformedFraming", a URL) means nothing to an
+            # endorser; it stays on the chain for --verbose.
+            raise UsageError(f"cannot load SSH private key {path}: wrong passphrase, or not "
+                             "an OpenSSH or PEM private key") from exc
         if not isinstance(key, Ed25519PrivateKey | RSAPrivateKey):
             raise UsageError(f"SSH private key {path} is a {type(key).__name__}; gitreg "
                              "signs with Ed25519 or RSA keys")

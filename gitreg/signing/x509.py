@@ -42,6 +42,7 @@ from gitreg.errors import (
     SignatureError,
     UntrustedSignerError,
     UsageError,
+    WeakDigestError,
 )
 from gitreg.signing.interface import (
     NAMESPACE_IMAGELIST,
@@ -53,7 +54,8 @@ from gitreg.signing.interface import (
 # What asn1crypto raises for malformed input, and cryptography for bad keys.
 # cryptography's InvalidVersion (a certificate claiming X.509 v4+) is no ValueError.
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError,
-                 OverflowError, UnicodeDecodeError, binascii.Error, x509.InvalidVersion)
+                 OverflowError, UnicodeDecodeError, binascii.Error, x509.InvalidVersion,
+                 x509.DuplicateExtension)
 
 # --- Distinguished names in OpenSSL slash form -------------------------------
 
@@ -254,6 +256,70 @@ def _raw_names(cert_der: bytes) -> tuple[bytes, bytes]:
     return issuer, cert_der[validity_end:subject_end]
 
 
+# id-ce-authorityKeyIdentifier (2.5.29.35), as its DER OID body.
+_OID_AKI_BODY = bytes([0x55, 0x1D, 0x23])
+
+
+class RefusedCertificateError(ValueError):
+    """A certificate gitreg refuses before ``cryptography`` reads it (see ``serial_problem``)."""
+
+
+def _positive(integer: bytes) -> bool:
+    return bool(integer) and not integer[0] & 0x80 and any(integer)
+
+
+def serial_problem(cert_der: bytes) -> str | None:
+    """Why a certificate's serial number (or the one its authority key
+    identifier names) is not positive, or None.
+
+    RFC 5280 forbids such serials; some real IGTF certificates (GridKa-CA)
+    carry one in the authority key identifier. ``cryptography`` warns on them
+    today and will refuse them: gitreg refuses them itself, from the DER, so
+    the verdict is the same with every ``cryptography`` version.
+    """
+    try:
+        _, pos, _ = _read_tlv(cert_der, 0)           # Certificate
+        _, pos, tbs_end = _read_tlv(cert_der, pos)   # TBSCertificate
+        tag, body, end = _read_tlv(cert_der, pos)
+        if tag == 0xA0:  # [0] version
+            tag, body, end = _read_tlv(cert_der, end)
+        if tag != 0x02 or not _positive(cert_der[body:end]):
+            return "its serial number is not a positive integer (RFC 5280 forbids that)"
+        pos = end
+        extensions = None
+        while pos < tbs_end:
+            tag, body, pos = _read_tlv(cert_der, pos)
+            if tag == 0xA3:  # [3] extensions
+                extensions = body
+        if extensions is None:
+            return None
+        _, pos, ext_end = _read_tlv(cert_der, extensions)
+        while pos < ext_end:
+            _, field, pos = _read_tlv(cert_der, pos)
+            _, oid_start, oid_end = _read_tlv(cert_der, field)
+            if cert_der[oid_start:oid_end] != _OID_AKI_BODY:
+                continue
+            tag, value, value_end = _read_tlv(cert_der, oid_end)
+            if tag == 0x01:  # critical BOOLEAN
+                tag, value, value_end = _read_tlv(cert_der, value_end)
+            _, inner, inner_end = _read_tlv(cert_der, value)   # AuthorityKeyIdentifier
+            while inner < inner_end:
+                tag, body, inner = _read_tlv(cert_der, inner)
+                if tag == 0x82 and not _positive(cert_der[body:inner]):
+                    return ("its authority key identifier names a serial number that is "
+                            "not positive (RFC 5280 forbids that)")
+    except ValueError:
+        return None  # not this check's to judge: cryptography reports malformed DER
+    return None
+
+
+def _checked_certificate(der: bytes) -> x509.Certificate:
+    problem = serial_problem(der)
+    if problem is not None:
+        raise RefusedCertificateError(problem)
+    return x509.load_der_x509_certificate(der)
+
+
 def _dns_of_der(cert: x509.Certificate, der: bytes) -> tuple[str, str]:
     try:
         issuer, subject = _raw_names(der)
@@ -293,7 +359,7 @@ def _load_material(data: bytes, *, crl_file: bool,
     if b"-----BEGIN" in data:
         for label, der in _pem_blocks(data):
             if label == _PEM_CERTIFICATE:
-                certs.append(x509.load_der_x509_certificate(der))
+                certs.append(_checked_certificate(der))
             elif label == _PEM_CRL:
                 crls.append(x509.load_der_x509_crl(der))
         if not certs and not crls:
@@ -301,7 +367,7 @@ def _load_material(data: bytes, *, crl_file: bool,
     elif crl_file:
         crls.append(x509.load_der_x509_crl(data))
     else:
-        certs.append(x509.load_der_x509_certificate(data))
+        certs.append(_checked_certificate(data))
     return certs, crls
 
 
@@ -379,7 +445,7 @@ def _authority_of_der(der: bytes) -> _Authority:
     Keyed on the exact bytes, so a certificate differing in any bit (a rogue
     copy of a name, another serial) is parsed and judged on its own.
     """
-    return _Authority.of(x509.load_der_x509_certificate(der), der)
+    return _Authority.of(_checked_certificate(der), der)
 
 
 @dataclass(frozen=True, eq=False)
@@ -426,6 +492,8 @@ class X509SignerInfo:
     certificate: x509.Certificate
     # Signer first, trust anchor last.
     chain: tuple[x509.Certificate, ...] = ()
+    # The message digest the signer used ("sha256", ...; "sha1" only when allowed).
+    digest: str = ""
 
 
 # Extensions we either enforce or may safely ignore when marked critical.
@@ -451,8 +519,11 @@ class CAStore:
 
     def __init__(self, certificates: Iterable[x509.Certificate],
                  crls: Iterable[x509.CertificateRevocationList] = (), *,
-                 source: str = "", crl_sources: Sequence[str] = ()) -> None:
+                 source: str = "", crl_sources: Sequence[str] = (),
+                 refused: Sequence[str] = ()) -> None:
         self.source = source
+        # CA files left out (``RefusedCertificateError``): named when a chain fails.
+        self.refused = tuple(refused)
         seen: set[bytes] = set()
         self._authorities: list[_Authority] = []
         self._by_subject: dict[str, list[_Authority]] = {}
@@ -613,6 +684,8 @@ class CAStore:
             problems.append(problem)
         reasons = "; ".join(dict.fromkeys(problems)) or "no path to a trust anchor"
         where = f" (CA store {self.source})" if self.source else ""
+        if self.refused:
+            where += f"; left out of the CA store: {'; '.join(self.refused)}"
         raise UntrustedSignerError(f"signer {leaf.dn}: {reasons}{where}")
 
     def _chain_search(self, leaf: _Authority, untrusted: Sequence[_Authority],
@@ -801,6 +874,7 @@ def _load_directory(directory: Path, entries: Sequence[Path]) -> CAStore:
     crls: list[x509.CertificateRevocationList] = []
     crl_sources: list[str] = []
     problems: list[Problem] = []
+    refused: list[str] = []
     for path in entries:
         if not path.is_file():
             continue
@@ -811,6 +885,11 @@ def _load_directory(directory: Path, entries: Sequence[Path]) -> CAStore:
         try:
             found_certs, found_crls = _load_material(data, crl_file=_ca_file_kind(
                 path.name) == "crl")
+        except RefusedCertificateError as exc:
+            # One such CA must not disable the other hundred of an IGTF directory:
+            # it is left out, and a chain that needs it says why.
+            refused.append(f"{path}: {exc}")
+            continue
         except _PARSE_ERRORS as exc:
             problems.append(Problem("", f"not a certificate or CRL: {exc}", str(path)))
             continue
@@ -821,7 +900,8 @@ def _load_directory(directory: Path, entries: Sequence[Path]) -> CAStore:
         details = "; ".join(str(p) for p in problems)
         raise InvalidKeyError(f"CA directory {directory}: {details}")
     try:
-        return CAStore(certs, crls, source=str(directory), crl_sources=crl_sources)
+        return CAStore(certs, crls, source=str(directory), crl_sources=crl_sources,
+                       refused=refused)
     except _PARSE_ERRORS as exc:
         raise InvalidKeyError(f"CA directory {directory}: unreadable names: {exc}") from exc
 
@@ -859,8 +939,13 @@ _DIGESTS: Mapping[str, tuple[Callable[[bytes], Any], type[hashes.HashAlgorithm]]
     "sha384": (hashlib.sha384, hashes.SHA384),
     "sha512": (hashlib.sha512, hashes.SHA512),
 }
-_RSA_PKCS1 = {"rsassa_pkcs1v15", "sha256_rsa", "sha384_rsa", "sha512_rsa"}
-_ECDSA = {"ecdsa", "sha256_ecdsa", "sha384_ecdsa", "sha512_ecdsa"}
+# Accepted only when the caller allows it (migrating legacy lists): SHA-1
+# collisions are practical, so a SHA-1 signature proves little.
+_WITH_SHA1: Mapping[str, tuple[Callable[[bytes], Any], type[hashes.HashAlgorithm]]] = {
+    **_DIGESTS, "sha1": (hashlib.sha1, hashes.SHA1),
+}
+_RSA_PKCS1 = {"rsassa_pkcs1v15", "sha1_rsa", "sha256_rsa", "sha384_rsa", "sha512_rsa"}
+_ECDSA = {"ecdsa", "sha1_ecdsa", "sha256_ecdsa", "sha384_ecdsa", "sha512_ecdsa"}
 _CMS_ARMOUR = re.compile(rb"-----BEGIN (PKCS7|CMS)-----(.*?)-----END \1-----", re.DOTALL)
 # A detached list signature is a few KiB; anything this large is not one.
 _MAX_CMS_BYTES = 1024 * 1024
@@ -1180,6 +1265,10 @@ def _load_embedded(signed: _SignedData) -> list[_Authority]:
     for index, der in enumerate(signed.certificates):
         try:
             certs.append(_authority_of_der(der))
+        except RefusedCertificateError as exc:
+            raise UntrustedSignerError(f"CMS signature: certificate {index} "
+                                       f"({_dn_from_der(_raw_names(der)[1])}) is refused: "
+                                       f"{exc}") from exc
         except _PARSE_ERRORS as exc:
             raise SignatureError(f"CMS signature: certificate {index} is malformed: {exc}"
                                  ) from exc
@@ -1240,10 +1329,11 @@ def _check_signed_attributes(signer: _SignerInfo, digest: bytes, content_type: s
 
 
 def _check_signature(signer: _SignerInfo, message: bytes, cert: x509.Certificate,
-                     who: str) -> None:
+                     who: str, digests: Mapping[str, tuple[Callable[[bytes], Any],
+                                                           type[hashes.HashAlgorithm]]]) -> None:
     key = cert.public_key()
     algorithm = signer.signature_algorithm
-    hash_type = _DIGESTS[signer.digest][1]
+    hash_type = digests[signer.digest][1]
     try:
         if algorithm in _RSA_PKCS1 and isinstance(key, rsa.RSAPublicKey):
             if algorithm != "rsassa_pkcs1v15" and not algorithm.startswith(signer.digest):
@@ -1276,10 +1366,11 @@ def _check_signature(signer: _SignerInfo, message: bytes, cert: x509.Certificate
 
 
 def verify_cms(data: bytes, cms: bytes, store: CAStore, *,
-               at: datetime) -> X509SignerInfo:
+               at: datetime, allow_sha1: bool = False) -> X509SignerInfo:
     """Verify a CMS signature (DER, or PEM ``-----BEGIN PKCS7-----``) of ``data``.
 
-    Exactly one signer; SHA-256/384/512; signed attributes checked when present;
+    Exactly one signer; SHA-256/384/512 (SHA-1 only with ``allow_sha1``, else
+    ``WeakDigestError``); signed attributes checked when present;
     the signer certificate must chain to ``store`` at ``at`` (the caller's time),
     with CRLs of the store enforced. Raises SignatureError (malformed, wrong
     digest or signature) or UntrustedSignerError (chain, expiry, revocation).
@@ -1302,17 +1393,22 @@ def verify_cms(data: bytes, cms: bytes, store: CAStore, *,
     except _PARSE_ERRORS as exc:
         raise UntrustedSignerError(f"signer {subject_dn}: malformed certificate in the "
                                    f"chain: {exc}") from exc
-    if signer.digest not in _DIGESTS:
+    digests = _WITH_SHA1 if allow_sha1 else _DIGESTS
+    if signer.digest == "sha1" and not allow_sha1:
+        raise WeakDigestError(f"signer {subject_dn}: signature uses SHA-1, refused",
+                              hint="SHA-1 signatures can be forged; re-sign the list with "
+                                   "SHA-256 (to migrate a legacy list: --allow-sha1)")
+    if signer.digest not in digests:
         raise SignatureError(f"signer {subject_dn}: digest algorithm {signer.digest} is not "
                              "accepted (use SHA-256, SHA-384 or SHA-512)")
-    digest = _DIGESTS[signer.digest][0](data).digest()
+    digest = digests[signer.digest][0](data).digest()
     if signer.signed_attrs is None:
         message = data
     else:
         _check_signed_attributes(signer, digest, signed.content_type, subject_dn)
         message = signer.signed_attrs
-    _check_signature(signer, message, cert, subject_dn)
-    return X509SignerInfo(subject_dn, leaf.issuer_dn, cert, chain)
+    _check_signature(signer, message, cert, subject_dn, digests)
+    return X509SignerInfo(subject_dn, leaf.issuer_dn, cert, chain, signer.digest)
 
 
 def check_binding(info: X509SignerInfo, *, dn: str, ca: str, source: str = "") -> None:
