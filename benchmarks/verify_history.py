@@ -23,6 +23,7 @@ history is smaller by default (--openpgp-lists); the output says so.
     .venv/bin/python benchmarks/verify_history.py                        # ~2 min
     .venv/bin/python benchmarks/verify_history.py --openpgp-lists 10000  # + ~6 min
     .venv/bin/python benchmarks/verify_history.py --lists 1000 --json out.json
+    .venv/bin/python benchmarks/verify_history.py --schemes ssh --lists 2000 --per-commit 0 --pools
 
 Exit status: 0 if every history verified, 2 if one did not (or openssl refused a list).
 """
@@ -74,7 +75,7 @@ class Timing:
 def build_history(where: Path, scheme: str, lists: int, *, list_signer: object,
                   commit_signer: object, endorser_keys: Sequence[object],
                   endorser_fields: object | None, workers: int = 1,
-                  sample_size: int = 0) -> History:
+                  sample_size: int = 0, per_commit: int = BATCH) -> History:
     """A registry whose one endorser published ``lists`` lists signed by ``list_signer``."""
     from gitreg.model.policy import Limits
     from gitreg.signing.interface import PublicKey, Signer
@@ -100,10 +101,10 @@ def build_history(where: Path, scheme: str, lists: int, *, list_signer: object,
         return list_id, data, list_signer.sign(data, namespace=NAMESPACE)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, lists, BATCH):
+        for start in range(0, lists, per_commit):
             changes: dict[str, bytes | None] = {}
             for index, (list_id, data, signature) in enumerate(
-                    pool.map(signed, ids[start:start + BATCH]), start=start):
+                    pool.map(signed, ids[start:start + per_commit]), start=start):
                 changes[layout.list_path(list_id)] = data
                 changes[layout.sig_path(list_id)] = signature
                 if step and index % step == 0 and len(sample) < sample_size:
@@ -120,6 +121,44 @@ def time_verify(history: History) -> Timing:
         raise RuntimeError(f"gitreg verify refused the {history.scheme} history:\n"
                            f"{run.done.stderr}")
     return Timing(f"gitreg verify ({history.scheme})", history.lists, run.wall, run.cpu)
+
+
+# One whole process verifying a history with the pre-verification pool of
+# ``mode``: how `gitreg verify` would run with each (it uses threads).
+_POOL_RUN = """
+import multiprocessing, os, sys
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from gitreg.gitstore.store import RegistryStore
+from gitreg.verify.batch import Preverifier
+from gitreg.model.dates import utcnow
+from gitreg.verify.cache import MemoryCache
+from gitreg.verify.context import VerifyContext
+from gitreg.verify.history import Verifier
+path, mode = sys.argv[1:3]
+context = VerifyContext.for_history(utcnow())
+store = RegistryStore.open(path)
+head = store.ref("refs/heads/main")
+workers = os.cpu_count() or 1
+if mode == "none":
+    Verifier(store, MemoryCache(), context=context).verify_range(None, head)
+else:
+    pool = (ThreadPoolExecutor(workers) if mode == "threads" else
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")))
+    with pool:
+        Verifier(store, MemoryCache(), context=context,
+                 preverify=Preverifier(pool)).verify_range(None, head)
+"""
+POOL_MODES = ("none", "threads", "processes")
+
+
+def time_pool(history: History, mode: str) -> Timing:
+    """The verifier with pre-verification on ``mode`` (or none), as a whole process."""
+    run = run_timed([sys.executable, "-c", _POOL_RUN, str(history.path), mode])
+    if run.done.returncode != 0:
+        raise RuntimeError(f"verifying the {history.scheme} history with {mode} failed:\n"
+                           f"{run.done.stderr}")
+    return Timing(f"Verifier, pre-verification: {mode} ({history.scheme})", history.lists,
+                  run.wall, run.cpu)
 
 
 def openssl_verify(where: Path, ca_file: Path) -> Callable[[bytes, bytes], None]:
@@ -149,8 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="X.509 lists verified by one openssl process each (default 200)")
     parser.add_argument("--schemes", default="ssh,x509,openpgp",
                         help="comma-separated subset of ssh,x509,openpgp")
+    parser.add_argument("--per-commit", type=int, default=BATCH,
+                        help=f"lists per signed commit (default {BATCH}; 0: all in one)")
+    parser.add_argument("--pools", action="store_true",
+                        help="also time the verifier without pre-verification, with a "
+                             "thread pool and with a process pool (whole processes)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    per_commit = args.per_commit or max(args.lists, args.openpgp_lists)
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
 
     from benchmarks.verify_signatures import make_gpg_key, make_x509
@@ -170,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     history = build_history(where, "ssh", args.lists, list_signer=signer,
                                             commit_signer=signer,
                                             endorser_keys=[signer.public_key()],
-                                            endorser_fields=None)
+                                            endorser_fields=None, per_commit=per_commit)
                 elif scheme == "x509":
                     x509_signer = X509Signer(material.cert_pem, material.key_pem,
                                              ca_certs_pem=[material.ca_file.read_bytes()])
@@ -182,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         where, "x509", args.lists, list_signer=x509_signer,
                         commit_signer=commits, endorser_keys=keys,
                         endorser_fields=ListEndorser(dn=material.dn, ca=material.ca_dn),
-                        sample_size=args.baseline)
+                        sample_size=args.baseline, per_commit=per_commit)
                 elif scheme == "openpgp":
                     home = where / "gnupg"
                     fingerprint = make_gpg_key(home)
@@ -190,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     history = build_history(where, "openpgp", args.openpgp_lists,
                                             list_signer=gpg_signer, commit_signer=gpg_signer,
                                             endorser_keys=[gpg_signer.public_key()],
-                                            endorser_fields=None, workers=4)
+                                            endorser_fields=None, workers=4,
+                                            per_commit=per_commit)
                 else:
                     parser.error(f"unknown scheme {scheme!r}")
                 say(f"{scheme}: {history.lists} lists built in {history.build_seconds:.1f} s")
@@ -219,9 +265,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     baseline_wall += time.perf_counter() - wall0
                     baseline_cpu += cpu_seconds() - cpu0
                 else:
-                    timing = time_verify(histories[index - 1])
+                    history = histories[index - 1]
+                    timing = time_verify(history)
                     say(f"{timing.what}: {timing.wall:.1f} s")
                     timings.append(timing)
+                    for mode in POOL_MODES if args.pools and history.scheme != "openpgp" else ():
+                        timing = time_pool(history, mode)
+                        say(f"{timing.what}: {timing.wall:.1f} s")
+                        timings.append(timing)
         except RuntimeError as exc:
             say(str(exc))
             return 2

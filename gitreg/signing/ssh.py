@@ -189,8 +189,13 @@ def _dearmor(signature: bytes) -> bytes:
         raise SignatureError(f"malformed SSH signature armour: {exc}") from exc
 
 
+@lru_cache(maxsize=256)
 def parse_signature(signature: bytes) -> SSHSignature:
-    """Parse an armoured SSHSIG signature strictly (no crypto check yet)."""
+    """Parse an armoured SSHSIG signature strictly (no crypto check yet).
+
+    Cached (the result is immutable): finding the signer and verifying, done
+    one after the other, then parse once.
+    """
     reader = _WireReader(_dearmor(signature), "SSH signature")
     if reader.raw(len(_MAGIC)) != _MAGIC:
         raise SignatureError("SSH signature does not start with the SSHSIG magic")
@@ -348,7 +353,11 @@ class SSHPublicKey(PublicKey):
     def verify(self, data: bytes, signature: bytes, *, namespace: str,
                at: datetime) -> VerifiedSignature:
         del at  # an SSH key has no validity period; the policy's endorser expiry applies
-        parsed = parse_signature(signature)
+        return self.verify_parsed(data, parse_signature(signature), namespace=namespace)
+
+    def verify_parsed(self, data: bytes, parsed: SSHSignature, *,
+                      namespace: str) -> VerifiedSignature:
+        """``verify`` for a signature the caller has parsed already (parse once)."""
         if parsed.public_key != self._blob:
             raise SignatureError(f"SSH signature was made by key {parsed.key_id}, "
                                  f"not by {self.key_id}")

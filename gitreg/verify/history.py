@@ -65,15 +65,19 @@ class Verifier:
         context: VerifyContext,
         pinned_policy: str | None = None,
         observer: Observer | None = None,
+        preverify: Callable[[Verifier, list[str]], None] | None = None,
     ) -> None:
         """``context``: the reference time and mode of this run (``gitreg.verify.context``).
         ``pinned_policy``: ``sha256:<hex>`` the root commit's policy must match.
+        ``preverify``: fills the cache for a range before the walk
+        (``gitreg.verify.batch.Preverifier``: parallel list checks).
         """
         self.source = source
         self.cache = cache
         self.context = context
         self.pinned_policy = pinned_policy
         self.observer = observer
+        self.preverify = preverify
         self._states: dict[str, TreeState] = {}
         self._policies: dict[str, PolicyEnvelope] = {}
         self._facts: dict[str, ListFacts] = {}
@@ -95,6 +99,8 @@ class Verifier:
                                   trusted=trusted, head=head)
             self._ensure_indexed(self.source.commit(trusted).tree)
         oids = self.source.commits_between(trusted, head)
+        if self.preverify is not None:
+            self.preverify(self, oids)
         # A verdict that checked expiry against this run's clock may not hold
         # at another time: a commit of a refused push, pushed again once its
         # lists expired, must be judged again.
