@@ -28,18 +28,17 @@ from gitreg.errors import (
 from gitreg.interop.smime import parse_smime
 from gitreg.signing.interface import NAMESPACE_IMAGELIST, detect_scheme
 from gitreg.signing.x509 import (
-    _PARSE_ERRORS,
     CAStore,
     X509PublicKey,
     X509Signer,
     X509SignerInfo,
-    _parse_signed_data_asn1,
-    _read_signed_data,
     check_binding,
     dn_openssl,
     sign_cms,
     verify_cms,
 )
+from gitreg.signing.x509.cms import _parse_signed_data_asn1
+from gitreg.signing.x509.der import _PARSE_ERRORS, _read_signed_data
 from tests.fixtures.x509_pki import (
     NOW,
     TestPKI,
