@@ -36,23 +36,13 @@ from gitreg.model import strictjson
 from gitreg.model.dates import DATE_FORMAT, format_date, parse_date
 from gitreg.model.globs import glob_matches, glob_problem, is_literal
 from gitreg.model.registry_info import uuid_problem
+from gitreg.signing import schemes
 from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
 
 POLICY_FILE = "policy.json"
-SCHEMES = ("ssh", "openpgp", "x509")
+SCHEMES = tuple(schemes.SCHEMES)
 SIG_SUFFIX = ".sig"
 
-# Key ids exactly as PublicKey.key_id spells them (see signing/interface.py).
-_KEY_ID_SHAPES: Mapping[str, re.Pattern[str]] = {
-    "ssh": re.compile(r"SHA256:[A-Za-z0-9+/]{43}"),
-    "openpgp": re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}"),
-    "x509": re.compile(r"/[^/=]+=.*"),
-}
-_KEY_ID_HINT = {
-    "ssh": 'the "SHA256:..." fingerprint ssh-keygen -lf prints',
-    "openpgp": "the upper-case hex fingerprint of the primary key",
-    "x509": "the subject DN in OpenSSL slash form (/C=../O=../CN=..)",
-}
 _ENDORSER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 
 _SIGNED_REQUIRED = ("version", "expires", "registry", "root", "keys", "endorsers", "rules")
@@ -208,8 +198,10 @@ def _check_keys(c: _Checker, keys: Any, path: str) -> None:
             c.add(_member(at, "scheme"), f"must be one of {', '.join(SCHEMES)}, "
                                          f"not {_q(scheme)}")
             continue
-        if not _KEY_ID_SHAPES[scheme].fullmatch(key_id):
-            c.add(at, f"{_q(key_id)} is not a {scheme} key id ({_KEY_ID_HINT[scheme]})")
+        # Key ids exactly as PublicKey.key_id spells them (signing/schemes.py).
+        info = schemes.SCHEMES[scheme]
+        if not info.key_id_shape.fullmatch(key_id):
+            c.add(at, f"{_q(key_id)} is not a {scheme} key id ({info.key_id_hint})")
 
 
 def _check_root(c: _Checker, root: Any, path: str, keys: Mapping[str, Any]) -> None:

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from gitreg.errors import SignatureError
-
 Scheme = Literal["ssh", "openpgp", "x509"]
 
 # SSHSIG namespaces: imagelists get their own, so a commit signature can never
@@ -22,9 +20,6 @@ NAMESPACE_IMAGELIST = "gitreg-imagelist"
 NAMESPACE_POLICY = "gitreg-policy"
 NAMESPACE_GIT = "git"
 
-_SSH_ARMOUR = b"-----BEGIN SSH SIGNATURE-----"
-_PGP_ARMOUR = b"-----BEGIN PGP SIGNATURE-----"
-_PKCS7_ARMOURS = (b"-----BEGIN PKCS7-----", b"-----BEGIN CMS-----")
 
 
 @dataclass(frozen=True)
@@ -67,6 +62,11 @@ class PublicKey(ABC):
     def to_policy(self) -> dict[str, Any]:
         """JSON-able key material for ``policy.json`` (includes ``"scheme"``)."""
 
+    def matches_named(self, named: str) -> bool:
+        """Whether a signature naming its signer ``named`` (``schemes.named_signer``)
+        names this key. OpenPGP overrides it: a signature may name a subkey."""
+        return named == self.key_id
+
 
 class Signer(ABC):
     """Signing side of one key."""
@@ -88,15 +88,7 @@ class Signer(ABC):
 
 
 def detect_scheme(signature: bytes) -> Scheme:
-    """Tell the scheme of a detached signature by its armour."""
-    head = signature.lstrip()[:4096]
-    if head.startswith(_SSH_ARMOUR):
-        return "ssh"
-    if head.startswith(_PGP_ARMOUR):
-        return "openpgp"
-    if head.startswith(_PKCS7_ARMOURS) or head[:1] == b"\x30":
-        return "x509"
-    lowered = head.lower()
-    if b"multipart/signed" in lowered or lowered.startswith(b"mime-version"):
-        return "x509"
-    raise SignatureError("unrecognised signature format (not SSHSIG, OpenPGP or S/MIME/CMS)")
+    """Tell the scheme of a detached signature by its armour (``schemes.detect_scheme``)."""
+    from gitreg.signing.schemes import detect_scheme as detect
+
+    return detect(signature)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gitreg.errors import InvalidKeyError, SignatureError, UntrustedSignerError, UsageError
-from gitreg.signing import openpgp, ssh
-from gitreg.signing.interface import PublicKey, Signer, VerifiedSignature, detect_scheme
+from gitreg.signing import openpgp, schemes, ssh
+from gitreg.signing.interface import PublicKey, Signer, VerifiedSignature
 from gitreg.signing.openpgp import OpenPGPPublicKey, OpenPGPSigner
 from gitreg.signing.passphrase import is_encrypted, openssh_container, passphrase_for
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
@@ -44,20 +44,7 @@ def public_key_from_policy(entry: Mapping[str, Any]) -> PublicKey:
 
 @lru_cache(maxsize=1024)
 def _public_key_from_canonical(canonical: str) -> PublicKey:
-    entry = json.loads(canonical)
-    scheme = entry.get("scheme")
-    if scheme == "ssh":
-        return SSHPublicKey.from_policy(entry)
-    if scheme == "openpgp":
-        return OpenPGPPublicKey.from_policy(entry)
-    if scheme == "x509":
-        # Imported late: only X.509 needs asn1crypto.
-        from gitreg.signing.x509 import X509PublicKey
-
-        key: PublicKey = X509PublicKey.from_policy(entry)
-        return key
-    raise InvalidKeyError(f"policy key has unknown scheme {scheme!r} "
-                          "(expected 'ssh', 'openpgp' or 'x509')")
+    return schemes.key_from_policy(json.loads(canonical))
 
 
 def _openpgp_fingerprint(spec: str) -> str:
@@ -180,17 +167,10 @@ def select_key(signature: bytes, keys: Iterable[PublicKey]) -> PublicKey | None:
 
     Raises ``SignatureError`` for a malformed signature.
     """
-    scheme = detect_scheme(signature)
-    if scheme == "ssh":
-        key_id = ssh.signature_key_id(signature)
-        return next((k for k in keys if k.scheme == "ssh" and k.key_id == key_id), None)
-    if scheme == "openpgp":
-        issuer = openpgp.signature_issuer(signature)
-        if issuer is None:
-            return None
-        return next((k for k in keys if isinstance(k, OpenPGPPublicKey)
-                     and k.matches_issuer(issuer)), None)
-    return None
+    scheme, named = schemes.named_signer(signature)
+    if named is None:
+        return None
+    return next((k for k in keys if k.scheme == scheme and k.matches_named(named)), None)
 
 
 def _untrusted_ssh(data: bytes, signature: bytes, namespace: str,
@@ -214,18 +194,19 @@ def verify_any(data: bytes, signature: bytes, keys: Iterable[PublicKey], *,
     otherwise (X.509, an OpenPGP signature without issuer) each key of the
     scheme is tried. ``UntrustedSignerError`` when the signer is not listed.
     """
-    scheme = detect_scheme(signature)
+    scheme, named = schemes.named_signer(signature)
     candidates = [k for k in keys if k.scheme == scheme]
-    chosen = select_key(signature, candidates)
+    chosen = None if named is None else next(
+        (k for k in candidates if k.matches_named(named)), None)
     if chosen is not None:
         return chosen.verify(data, signature, namespace=namespace, at=at)
     if scheme == "ssh":
+        # The key is in the signature: a stranger's valid one is told from a bad one.
         raise _untrusted_ssh(data, signature, namespace, len(candidates), at)
-    if scheme == "openpgp":
-        issuer = openpgp.signature_issuer(signature)
-        if issuer is not None:
-            raise UntrustedSignerError(f"OpenPGP signature by {issuer}, which is not among "
-                                       f"the {len(candidates)} allowed OpenPGP keys")
+    if named is not None:
+        title = schemes.SCHEMES[scheme].title
+        raise UntrustedSignerError(f"{title} signature by {named}, which is not among "
+                                   f"the {len(candidates)} allowed {title} keys")
     if not candidates:
         raise UntrustedSignerError(f"{scheme} signature, but no {scheme} key is allowed here")
     failures: list[SignatureError] = []

@@ -420,6 +420,9 @@ class OpenPGPPublicKey(PublicKey):
         return any(fpr == issuer or (len(issuer) == 16 and fpr.endswith(issuer))
                    for fpr in (self._fingerprint, *self._subkeys))
 
+    def matches_named(self, named: str) -> bool:
+        return self.matches_issuer(named)
+
     def to_policy(self) -> dict[str, Any]:
         return {"scheme": self.scheme, "fingerprint": self._fingerprint,
                 "public_key": self._armored}

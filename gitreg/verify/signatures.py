@@ -15,7 +15,7 @@ from datetime import datetime
 from gitreg.errors import InvalidKeyError, PolicyViolationError, SignatureError
 from gitreg.model.policy import Policy
 from gitreg.model.strictjson import canonical_dumps
-from gitreg.signing.interface import detect_scheme
+from gitreg.signing import schemes
 from gitreg.verify.cache import VerificationCache
 
 
@@ -31,29 +31,22 @@ def named_signer(policy: Policy, signature: bytes) -> tuple[str | None, str | No
     signing subkey); X.509 ones name nobody cheaply: ``(None, None)``.
     Raises ``SignatureError`` for a malformed signature.
     """
-    scheme = detect_scheme(signature)
-    if scheme == "ssh":
-        from gitreg.signing.ssh import signature_key_id
-
-        named = signature_key_id(signature)
-        return (named if named in policy.keys else None), named
-    if scheme == "openpgp":
-        from gitreg.signing.openpgp import OpenPGPPublicKey, signature_issuer
-
-        issuer = signature_issuer(signature)
-        if issuer is None:
-            return None, None
-        for key_id, entry in policy.keys.items():
-            if entry.get("scheme") != "openpgp":
-                continue
-            try:
-                key = policy.public_key(key_id)
-            except InvalidKeyError:
-                continue  # broken material names nobody; check_signature reports it
-            if isinstance(key, OpenPGPPublicKey) and key.matches_issuer(issuer):
-                return key_id, issuer
-        return None, issuer
-    return None, None
+    scheme, named = schemes.named_signer(signature)
+    if named is None:
+        return None, None
+    entry = policy.keys.get(named)
+    if entry is not None and entry.get("scheme") == scheme:
+        return named, named
+    for key_id, entry in policy.keys.items():
+        if entry.get("scheme") != scheme:
+            continue
+        try:
+            key = policy.public_key(key_id)
+        except InvalidKeyError:
+            continue  # broken material names nobody; check_signature reports it
+        if key.matches_named(named):
+            return key_id, named
+    return None, named
 
 
 def check_signature(
