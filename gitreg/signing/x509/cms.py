@@ -180,9 +180,8 @@ def _load_embedded(signed: _SignedData) -> list[_Authority]:
         try:
             certs.append(_authority_of_der(der))
         except RefusedCertificateError as exc:
-            raise UntrustedSignerError(f"CMS signature: certificate {index} "
-                                       f"({_dn_from_der(_raw_names(der)[1])}) is refused: "
-                                       f"{exc}") from exc
+            raise UntrustedSignerError(f"CMS signature: certificate {index}"
+                                       f"{_subject_of(der)} is refused: {exc}") from exc
         except _PARSE_ERRORS as exc:
             raise SignatureError(f"CMS signature: certificate {index} is malformed: {exc}"
                                  ) from exc
@@ -377,3 +376,11 @@ def _armour(der: bytes) -> bytes:
     body = base64.b64encode(der)
     lines = [body[i:i + 64] for i in range(0, len(body), 64)]
     return b"\n".join([b"-----BEGIN PKCS7-----", *lines, b"-----END PKCS7-----"]) + b"\n"
+
+
+def _subject_of(der: bytes) -> str:
+    """`` (subject DN)`` for a message, or nothing if the names do not parse."""
+    try:
+        return f" ({_dn_from_der(_raw_names(der)[1])})"
+    except _PARSE_ERRORS:
+        return ""
