@@ -32,9 +32,10 @@ RULES_DIGESTS = {
     2: "9c93f1c7964a9968fbd0a439b7f2587a7a0dbde641bdbda823210e0f698e9833",
     3: "4d4cf079944c093cd2dea4190bd9e1774e1e330562673fb1758d813da9ada5db",
     4: "dfc32ff0a94185a85dcf6381498f5399675fd30014758f677b0f4cd13a29faa2",
-    5: "064d264664b9af55d3be10b4ccef410059bee20325f552c6bd4823fffc14ebf4",
     # The merge rule: an equivocation takes the smaller blob, never the merge base.
     5: "624d6fd93bb92f57eca90657c2ed5737eccaf5a54efc2321c3d71d9d7dfcfe6d",
+    # Signatures: a cached verdict is looked up before parsing; preverify hook.
+    6: "064d264664b9af55d3be10b4ccef410059bee20325f552c6bd4823fffc14ebf4",
 }
 
 
