@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.fixtures.sshd",
     "tests.fixtures.image_server",
     "tests.fixtures.git_server",
+    "tests.fixtures.glance",
     "tests.site_registry",
 ]
 

@@ -199,7 +199,7 @@ timeout = "soon"
 timeout = 0
 """))
     assert problems == {
-        "colour": "unknown key",
+        "colour": "unknown key (did you mean 'cloud'?)",
         "site.download_worker": "unknown key (did you mean 'download_workers'?)",
         "site.download_workers": "must be an integer, not a boolean",
         "site.conflicts": "must be one of 'report', 'priority', not 'merge'",

@@ -129,6 +129,15 @@ def _print_sync(report: Any) -> None:
         output.warn(f"handler failed (retried next sync): {failure}")
     for failure in report.handlers_given_up:
         output.warn(f"handler failed, not retried any more: {failure}")
+    for cloud in report.clouds:
+        if cloud.error:
+            output.warn(f"cloud {cloud.name}: {cloud.error} (the cache stays; the next sync "
+                        "retries)")
+        for image_uuid, reason in sorted(cloud.failed.items()):
+            output.warn(f"cloud {cloud.name}: image {image_uuid} refused: {reason}")
+        output.info(f"cloud {cloud.name}: {len(cloud.uploaded)} uploaded, "
+                    f"{len(cloud.updated)} updated, {len(cloud.retired)} retirement step(s), "
+                    f"{cloud.writes} write request(s)")
     counts = (f"{len(report.downloaded)} downloaded, {len(report.retired)} retired, "
               f"{plan.kept} kept, {_failed(report)}, "
               f"{len(report.events)} event(s)")
@@ -150,6 +159,9 @@ def sync_verdict(report: Any, counts: str) -> tuple[str, str]:
                for registry in report.registries if not registry.any_valid]
     if report.failed:
         reasons.append(f"{len(report.failed)} image(s) failed")
+    reasons += [f"cloud {c.name} unreachable" for c in report.clouds if c.error]
+    reasons += [f"cloud {c.name}: {len(c.failed)} image(s) refused"
+                for c in report.clouds if c.failed]
     nothing = bool(report.registries) and all(not r.any_valid for r in report.registries)
     status = "FAILED" if nothing else "PARTIAL"
     why = f" ({'; '.join(reasons)})" if reasons else ""

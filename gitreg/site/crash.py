@@ -18,6 +18,8 @@ real site. The points:
 - ``download``: an image download has written part of its file in partial/;
 - ``install``: a verified image was renamed from partial/ into cache/, the
   state still records it ``pending``;
+- ``cloud-upload``: a cloud adapter uploaded an image and checked its
+  digest, the site state does not record it yet;
 - ``state-commit``: inside the final transaction (remote records and the
   trusted commit's advance), before it commits.
 """
@@ -28,7 +30,8 @@ import os
 import signal
 
 CRASH_ENV = "GITREG_TEST_CRASH_AT"
-POINTS = frozenset({"fetch", "retire", "download", "install", "state-commit"})
+POINTS = frozenset({"fetch", "retire", "download", "install", "state-commit",
+                    "cloud-upload"})
 
 
 def armed(point: str) -> bool:

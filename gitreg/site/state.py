@@ -116,11 +116,26 @@ CREATE TABLE hold (
     image_uuid TEXT PRIMARY KEY,
     reason     TEXT NOT NULL DEFAULT '',
     held_at    TEXT NOT NULL
+# Version 4: what each cloud adapter registered (gitreg.adapters.records).
+_SCHEMA_V4 = """
+CREATE TABLE cloud_image (
+    cloud        TEXT NOT NULL,
+    image_uuid   TEXT NOT NULL,
+    sha512       TEXT NOT NULL,
+    remote_id    TEXT,
+    uploaded_sha512 TEXT,
+    disk_format  TEXT,
+    state        TEXT NOT NULL CHECK (state IN ('registered', 'retiring', 'failed')),
+    reason       TEXT NOT NULL DEFAULT '',
+    retired_at   TEXT,
+    members      TEXT NOT NULL DEFAULT '',
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (cloud, image_uuid, sha512)
 );
 """
 
 # Index i holds the script that takes the schema from version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
 SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
 SCHEMA_VERSION = SCHEMA.version
 

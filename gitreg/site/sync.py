@@ -61,6 +61,7 @@ from gitreg.verify.history import Verifier
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
+    from gitreg.adapters.reconcile import CloudOutcome
 
 
 class DownloadProgress(Protocol):
@@ -91,6 +92,7 @@ class SyncReport:
     planning: Planning = "full"
     planning_reason: str = ""
     planned_lists: dict[str, int] = field(default_factory=dict)
+    clouds: list[CloudOutcome] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -101,7 +103,10 @@ class SyncReport:
                 code = max(code, EXIT_REJECTED if registry.any_invalid else EXIT_OPERATIONAL)
             if registry.refused:
                 code = max(code, EXIT_REJECTED)
-        if self.unacknowledged_failures and code == EXIT_OK:
+        if any(c.error for c in self.clouds):
+            code = max(code, EXIT_OPERATIONAL)
+        if (self.unacknowledged_failures or any(c.failed for c in self.clouds)) \
+                and code == EXIT_OK:
             code = EXIT_REJECTED
         return code
 
@@ -142,6 +147,7 @@ class SyncReport:
             "stray": self.stray,
             "planning": {"mode": self.planning, "reason": self.planning_reason,
                          "lists": self.planned_lists},
+            "clouds": [c.to_json() for c in self.clouds],
         }
 
 
@@ -198,6 +204,8 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
                progress=progress).run()
         report.held = set(state.holds())
         remember(targets, inputs, report.plan, report.failed, state, key=key, now=moment)
+        if config.clouds:
+            report.clouds = _clouds(config, state, report, moment)
         _record_outcome(state, report, moment)
     return report
 
@@ -212,6 +220,16 @@ def _may_hold_strays(state: SiteState, cache: SiteCache, planning: Planning) -> 
     if planning == "full" or state.count_images("pending"):
         return True
     return cache.entry_count() != state.count_images("cached")
+def _clouds(config: SiteConfig, state: SiteState, report: SyncReport,
+            moment: datetime) -> list[CloudOutcome]:
+    """Hand the cached images to the cloud adapters (gitreg.adapters)."""
+    from gitreg.adapters import reconcile_clouds
+
+    plan = report.plan
+    return reconcile_clouds(
+        config, state, now=moment,
+        list_keys={i.uuid: i.list_keys for i in (*plan.keep, *plan.download, *plan.refresh)},
+        commits={r.name: r.target for r in report.registries})
 
 
 def _record_outcome(state: SiteState, report: SyncReport, moment: datetime) -> None:
