@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.fixtures.image_server",
     "tests.fixtures.git_server",
     "tests.fixtures.glance",
+    "tests.fixtures.opennebula",
     "tests.site_registry",
 ]
 

@@ -1,76 +1,39 @@
 """The Glance adapter against a real Glance 33 on 127.0.0.1 (tests/fixtures/glance.py).
 
-The registry is a real one served over HTTP (tests/site_registry.py); every
-sync is the real pipeline (fetch, verify, plan, download, apply) and then the
-adapter's Image API v2 calls, which pass through a counting proxy so that
-"a re-run writes nothing" is counted on the wire. Each test uses its own
-cloud name (the ``gitreg_cloud`` property), so tests sharing the session's
-Glance never see each other's images. Simulated time: syncs run in-process
-with ``now`` so grace periods pass without waiting.
+The adapter's Image API v2 calls pass through a counting proxy, so "a re-run
+writes nothing" is counted on the wire, and the proxy can take Glance down
+at an exact request. tests/fixtures/cloud_site.py builds the registry and
+the site; see tests/test_adapter_opennebula.py for the same scenario against
+the OpenNebula stand-in.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import subprocess
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from gitreg.site.config import load_config
-from gitreg.site.sync import sync
+from tests.fixtures.cloud_site import DAY, T0, CloudSite, add, qcow2
 from tests.fixtures.glance import CountingProxy, GlanceServer
 from tests.site_registry import SiteWorld
 
 pytestmark = pytest.mark.slow
 
-T0 = datetime.now(UTC).replace(microsecond=0)
-DAY = timedelta(days=1)
 
-
-class CloudSite:
-    """A site following the test registry with one ``[[cloud]]`` at Glance, via the proxy."""
-
+class GlanceSite(CloudSite):
     def __init__(self, world: SiteWorld, glance: GlanceServer, proxy: CountingProxy,
-                 *, cloud: str = "", env: pytest.MonkeyPatch) -> None:
-        self.world = world
+                 env: pytest.MonkeyPatch) -> None:
+        super().__init__(world, 'type = "glance"\ncloud = "test"')
         self.glance = glance
         self.proxy = proxy
-        self.name = f"os-{uuid.uuid4().hex[:8]}"
-        self.list_uuid = world.new_list("Demo")
-        self.config: Path | None = None
-        self.cloud_toml = cloud
         clouds = glance.clouds_yaml(world.root / "clouds.yaml", endpoint=proxy.url)
         env.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-
-    def write_config(self, *, cloud: bool = True) -> Path:
-        if self.config is None:
-            self.config = self.world.site_config([self.world.server("a")])
-            self.base = self.config.read_text()
-        extra = (f'\n[[cloud]]\nname = "{self.name}"\ntype = "glance"\ncloud = "test"\n'
-                 f"{self.cloud_toml}\n") if cloud else ""
-        self.config.write_text(self.base + extra)
-        return self.config
-
-    def publish(self, message: str = "update") -> None:
-        self.world.publish(message)
-        if "a" in self.world.urls:
-            self.world.push("a")
-        else:  # the first publication seeds the server
-            self.write_config()
-
-    def sync(self, now: datetime | None = None) -> dict[str, Any]:
-        report = sync(load_config(self.config or self.write_config()), now=now or T0)
-        return report.to_json()
-
-    def cloud(self, report: dict[str, Any]) -> dict[str, Any]:
-        (found,) = [c for c in report["clouds"] if c["name"] == self.name]
-        return found
 
     def images(self) -> list[dict[str, Any]]:
         return [i for i in self.glance.images() if i.get("gitreg_cloud") == self.name]
@@ -80,38 +43,14 @@ class CloudSite:
         return found
 
 
+
 @pytest.fixture
 def site(world: SiteWorld, glance_server: GlanceServer, glance_proxy: CountingProxy,
-         monkeypatch: pytest.MonkeyPatch) -> CloudSite:
-    return CloudSite(world, glance_server, glance_proxy, env=monkeypatch)
+         monkeypatch: pytest.MonkeyPatch) -> GlanceSite:
+    return GlanceSite(world, glance_server, glance_proxy, monkeypatch)
 
 
-def qcow2(path: Path, *, backing: Path | None = None, size: str = "2M") -> bytes:
-    args = ["qemu-img", "create", "-q", "-f", "qcow2"]
-    if backing is not None:
-        args += ["-b", str(backing), "-F", "qcow2"]
-    subprocess.run([*args, str(path), size], check=True)
-    return path.read_bytes()
-
-
-def add(site: CloudSite, name: str, body: bytes, *, fmt: str = "raw", version: str = "1",
-        series: str | None = None, image_uuid: str | None = None, **keys: str) -> str:
-    world = site.world
-    url = world.images.serve(f"/{name}.img", body)
-    image_file = world.root / f"{name}.img"
-    image_file.write_bytes(body)
-    image = world.cli("image", "add", site.list_uuid, "--uri", url, "--file", image_file,
-                      "--title", name, "--os", "Linux", "--osversion", "22.04",
-                      "--arch", "amd64", "--format", fmt, "--version", version,
-                      *(["--series", series] if series else []),
-                      *(["--uuid", image_uuid] if image_uuid else []),
-                      "--comments", "default user: ubuntu").strip()
-    for key, value in keys.items():
-        world.cli("image", "set", site.list_uuid, image, key.replace("_", ":", 1), value)
-    return image
-
-
-def test_full_cycle_registers_every_property_and_a_rerun_writes_nothing(site: CloudSite) -> None:
+def test_full_cycle_registers_every_property_and_a_rerun_writes_nothing(site: GlanceSite) -> None:
     body = os.urandom(3 * 1024 * 1024)
     image = add(site, "ubuntu-22.04", body, sl_osname="Ubuntu", hv_ram_minimum="2048",
                 ad_mpuri="https://appdb.example.org/store/vm/image/x:1/")
@@ -130,7 +69,7 @@ def test_full_cycle_registers_every_property_and_a_rerun_writes_nothing(site: Cl
     assert "gitreg" in glance["tags"]
     expected = {
         "os_distro": "ubuntu", "os_version": "22.04", "architecture": "x86_64",
-        "hypervisor_type": "qemu-kvm", "image_original_user": "ubuntu",
+        "hypervisor_type": "qemu", "image_original_user": "ubuntu",
         "image_description": "ubuntu-22.04", "uuid_validity": "none",
         "gitreg_image": image, "gitreg_imagelist": site.list_uuid, "gitreg_registry": "test",
         "gitreg_version": "1", "gitreg_sha512": hashlib.sha512(body).hexdigest(),
@@ -156,7 +95,7 @@ def test_full_cycle_registers_every_property_and_a_rerun_writes_nothing(site: Cl
 
 
 def test_qcow2_is_converted_for_a_raw_only_cloud_and_a_backing_file_is_refused(
-        site: CloudSite, tmp_path: Path) -> None:
+        site: GlanceSite, tmp_path: Path) -> None:
     site.cloud_toml = 'disk_formats = ["raw"]'
     plain = add(site, "plain", qcow2(tmp_path / "plain.qcow2"), fmt="qcow2")
     base = tmp_path / "base.qcow2"
@@ -185,7 +124,7 @@ def test_qcow2_is_converted_for_a_raw_only_cloud_and_a_backing_file_is_refused(
     assert (site.world.state_dir / "cache" / backed).exists()
 
 
-def test_a_new_version_of_a_series_takes_the_fixed_name(site: CloudSite) -> None:
+def test_a_new_version_of_a_series_takes_the_fixed_name(site: GlanceSite) -> None:
     old = add(site, "alma-9.3", os.urandom(70000), version="9.3", series="AlmaLinux 9")
     site.publish("9.3")
     site.sync()
@@ -201,7 +140,7 @@ def test_a_new_version_of_a_series_takes_the_fixed_name(site: CloudSite) -> None
 
 
 def test_revocation_hides_then_deactivates_then_deletes_and_restores_in_time(
-        site: CloudSite) -> None:
+        site: GlanceSite) -> None:
     site.cloud_toml = 'retire = { hide = "0d", deactivate = "2d", delete = "5d" }'
     body = os.urandom(50000)
     image = add(site, "revoked", body)
@@ -234,7 +173,7 @@ def test_revocation_hides_then_deactivates_then_deletes_and_restores_in_time(
     assert site.images() == []
 
 
-def test_wrong_bytes_never_become_an_active_image(site: CloudSite) -> None:
+def test_wrong_bytes_never_become_an_active_image(site: GlanceSite) -> None:
     body = os.urandom(200000)
     image = add(site, "tampered", body)
     site.publish("image")
@@ -254,7 +193,7 @@ def test_wrong_bytes_never_become_an_active_image(site: CloudSite) -> None:
 
 
 def test_glance_stopped_mid_sync_is_reported_and_the_next_run_converges(
-        site: CloudSite) -> None:
+        site: GlanceSite) -> None:
     images = [add(site, f"img-{i}", os.urandom(40000 + i)) for i in range(3)]
     site.publish("three")
     site.proxy.stop_glance_after_writes = 4  # the first image: POST, PUT, PATCH + 1
@@ -274,7 +213,7 @@ def test_glance_stopped_mid_sync_is_reported_and_the_next_run_converges(
 
 
 def test_sigkill_between_upload_and_record_leaves_no_duplicate(
-        site: CloudSite, run_cli: Any) -> None:
+        site: GlanceSite, run_cli: Any) -> None:
     image = add(site, "killed", os.urandom(90000))
     site.publish("image")
     config = site.write_config()
@@ -294,4 +233,8 @@ def test_sigkill_between_upload_and_record_leaves_no_duplicate(
     done = run_cli(["site", "sync", "--config", config, "--json"])
     assert done.returncode == 0, done.stderr
     (kept,) = site.images()
-    assert kept["id"] == uploaded["id"] and kept["os_hidden"] is False
+    assert kept["id"] in (uploaded["id"], created["id"])
+    assert (kept["status"], kept["os_hidden"]) == ("active", False)
+    assert kept["os_hash_value"] == uploaded["os_hash_value"]
+    (cleaned,) = json.loads(done.stdout)["clouds"][0]["cleaned"]
+    assert cleaned["reason"].startswith("duplicate of ") and cleaned["id"] != kept["id"]

@@ -121,15 +121,17 @@ class GlanceBackend(CloudBackend):
     # --- HTTP -----------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204),
-                 **kwargs: Any) -> Any:
+                 retries: int = 2, **kwargs: Any) -> Any:
         if method == "GET":
             self.reads += 1
         else:
             self.writes += 1
         url = path if path.startswith("http") else f"{self.endpoint}{path}"
         try:
-            response = self.session.request(url, method, raise_exc=False, connect_retries=0,
-                                            timeout=TIMEOUT, **kwargs)
+            # A kept-alive connection the server has closed fails at once; a
+            # retry on a new one is safe for every call but the file upload.
+            response = self.session.request(url, method, raise_exc=False,
+                                            connect_retries=retries, timeout=TIMEOUT, **kwargs)
         except self._errors as exc:
             raise CloudUnreachableError(f"cloud {self.cloud}: {method} {path}: "
                                         f"{type(exc).__name__}: {exc}") from None
@@ -163,9 +165,15 @@ class GlanceBackend(CloudBackend):
             body[key] = int(value) if key in _INTEGER_FIELDS else value
         created = _remote(self._request("POST", "/v2/images", json=body).json())
         data = _CheckedFile(upload)
+        # The body cannot be sent twice: send it on a fresh connection, not on a
+        # kept-alive one the server may have closed (uWSGI closes after a body).
+        pool = getattr(self.session, "session", None)
+        if pool is not None:
+            pool.close()
         try:
-            self._request("PUT", f"/v2/images/{created.id}/file", data=data,
-                          headers={"Content-Type": "application/octet-stream"})
+            self._request("PUT", f"/v2/images/{created.id}/file", data=data, retries=0,
+                          headers={"Content-Type": "application/octet-stream",
+                                   "Connection": "close"})
         except _WrongBytesError as exc:
             self.delete(created)
             raise ImageRefusedError(f"upload stopped before its end: {exc}; nothing "

@@ -202,6 +202,8 @@ class OpenNebulaBackend(CloudBackend):
         return f"EXPIRED_{since.astimezone(UTC):%Y%m%dT%H%M%SZ}_{remote.name}"
 
     def deactivate(self, remote: RemoteImage) -> None:
+        if remote.in_use:
+            return  # OpenNebula disables only unused images; hidden, it gets no new VMs
         self._call("image.enable", int(remote.id), False)
         remote.status = "deactivated"
 

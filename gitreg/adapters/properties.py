@@ -160,11 +160,11 @@ def image_properties(image: VerifiedImage, *, cloud: str) -> dict[str, str]:
 
 
 def _hypervisor(value: Any) -> str | None:
-    """``hypervisor_type`` as Nova spells it: the first listed, lower case (QEMU,KVM -> qemu)."""
+    """``hypervisor_type`` as Nova spells it: the first listed, lower case (QEMU-KVM -> qemu)."""
     text = _text(value)
     if text is None:
         return None
-    first = re.split(r"[,/ ]+", text.strip())[0].lower()
+    first = re.split(r"[,/ -]+", text.strip())[0].lower()
     return first or None
 
 

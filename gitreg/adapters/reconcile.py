@@ -164,7 +164,8 @@ class Reconciler:
             self.outcome.failed[image.uuid] = record.reason
             return
         expected = record.uploaded_sha512 if record and record.uploaded_sha512 else None
-        keep = self._clean(group, {image.sha512, *([expected] if expected else [])})
+        keep = self._clean(group, {image.sha512, *([expected] if expected else [])},
+                           prefer=record.remote_id if record else None)
         if keep is None:
             try:
                 keep = self._upload(image, place)
@@ -185,10 +186,14 @@ class Reconciler:
         self._converge(image, place, keep)
         self._share(image, keep, record)
 
-    def _clean(self, group: list[RemoteImage], digests: set[str]) -> RemoteImage | None:
-        """Delete interrupted uploads, wrong bytes and duplicates; the one to keep, if any."""
+    def _clean(self, group: list[RemoteImage], digests: set[str], *,
+               prefer: str | None) -> RemoteImage | None:
+        """Delete interrupted uploads, wrong bytes and duplicates; the one to keep, if any.
+
+        Of several good copies the recorded one stays, else an active one.
+        """
         keep: RemoteImage | None = None
-        for remote in sorted(group, key=lambda r: (r.status != "active", r.id)):
+        for remote in sorted(group, key=lambda r: (r.id != prefer, r.status != "active", r.id)):
             if remote.status == "incomplete":
                 why = "interrupted upload"
             elif remote.sha512 not in digests:

@@ -116,6 +116,9 @@ CREATE TABLE hold (
     image_uuid TEXT PRIMARY KEY,
     reason     TEXT NOT NULL DEFAULT '',
     held_at    TEXT NOT NULL
+);
+"""
+
 # Version 4: what each cloud adapter registered (gitreg.adapters.records).
 _SCHEMA_V4 = """
 CREATE TABLE cloud_image (
