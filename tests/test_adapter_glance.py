@@ -238,3 +238,27 @@ def test_sigkill_between_upload_and_record_leaves_no_duplicate(
     assert kept["os_hash_value"] == uploaded["os_hash_value"]
     (cleaned,) = json.loads(done.stdout)["clouds"][0]["cleaned"]
     assert cleaned["reason"].startswith("duplicate of ") and cleaned["id"] != kept["id"]
+
+
+def test_shared_images_are_shared_with_the_project_of_their_vo(site: GlanceSite) -> None:
+    site.cloud_toml = 'visibility = "shared"\nprojects = { "vo.example.org" = "project-a" }'
+    site.world.cli("list", "set", site.list_uuid, "ad:vo", "vo.example.org")
+    image = add(site, "shared", os.urandom(30000))
+    site.publish("shared image")
+    report = site.sync()
+    assert site.cloud(report)["error"] is None, report
+    glance = site.image(image)
+    assert glance["visibility"] == "shared" and glance["vmcatcher_event_vo"] == "vo.example.org"
+    members = requests.get(f"{site.glance.url}/v2/images/{glance['id']}/members",
+                           timeout=30).json()["members"]
+    assert [(m["member_id"], m["status"]) for m in members] == [("project-a", "accepted")]
+    # The VO now maps to another project: the old member goes, the new one comes.
+    site.cloud_toml = 'visibility = "shared"\nprojects = { "vo.example.org" = "project-b" }'
+    site.write_config()
+    site.sync()
+    members = requests.get(f"{site.glance.url}/v2/images/{glance['id']}/members",
+                           timeout=30).json()["members"]
+    assert [(m["member_id"], m["status"]) for m in members] == [("project-b", "accepted")]
+    site.proxy.requests.clear()
+    site.sync()
+    assert site.proxy.writes == []
