@@ -60,7 +60,7 @@ _REPLACE_FREQUENCIES = {"yearly", "quarterly", "monthly", "weekly", "daily", "cr
 
 def architecture(value: Any) -> str | None:
     """The canonical architecture (amd64 -> x86_64, ...); None if not given."""
-    text = _text(value)
+    text = text_value(value)
     if text is None:
         return None
     return ARCHITECTURES.get(text.lower(), text.lower())
@@ -69,7 +69,7 @@ def architecture(value: Any) -> str | None:
 def os_distro(image: Mapping[str, Any]) -> str | None:
     """libosinfo-style ``os_distro`` from ``sl:osname``, else ``sl:os`` unless generic."""
     for key in ("sl:osname", "sl:os"):
-        text = _text(image.get(key))
+        text = text_value(image.get(key))
         if text is None or text.lower() in _GENERIC_OS:
             continue
         lowered = " ".join(text.lower().split())
@@ -92,7 +92,7 @@ def ram_mib(value: Any) -> int | None:
 
 def cores(value: Any) -> int | None:
     """``hv:core_minimum`` as an integer number of cores."""
-    text = _text(value)
+    text = text_value(value)
     if text is None or not text.isdigit():
         return None
     return int(text)
@@ -100,7 +100,7 @@ def cores(value: Any) -> int | None:
 
 def original_user(comments: Any) -> str | None:
     """The login user when ``sl:comments`` says so ("default user: ubuntu")."""
-    text = _text(comments)
+    text = text_value(comments)
     if text is None:
         return None
     match = _ORIGINAL_USER.search(text)
@@ -115,7 +115,7 @@ def min_disk_gib(virtual_size: int | None, size: int) -> int:
 def expiry(image: VerifiedImage) -> str | None:
     """The image's expiry (its own ``dc:date:expires``, else its list's) as YYYY-MM-DD."""
     for keys in (image.metadata, image.list_keys or {}):
-        text = _text(keys.get("dc:date:expires"))
+        text = text_value(keys.get("dc:date:expires"))
         if text:
             return text[:10]
     return None
@@ -129,31 +129,31 @@ def image_properties(image: VerifiedImage, *, cloud: str) -> dict[str, str]:
         "gitreg_registry": image.registry,
         "gitreg_imagelist": image.list_uuid,
         "gitreg_image": image.uuid,
-        "gitreg_version": _text(meta.get("hv:version")),
+        "gitreg_version": text_value(meta.get("hv:version")),
         "gitreg_list_version": image.list_version,
         "gitreg_sha512": image.sha512.lower(),
-        "gitreg_series": _text(meta.get("gitreg:series")),
+        "gitreg_series": text_value(meta.get("gitreg:series")),
         "os_distro": os_distro(meta),
-        "os_version": _text(meta.get("sl:osversion")),
+        "os_version": text_value(meta.get("sl:osversion")),
         "architecture": architecture(meta.get("sl:arch")),
         "hypervisor_type": _hypervisor(meta.get("hv:hypervisor")),
-        "image_source": _text(meta.get("hv:uri")),
-        "image_description": _text(meta.get("dc:description")),
+        "image_source": text_value(meta.get("hv:uri")),
+        "image_description": text_value(meta.get("dc:description")),
         "provided_until": expiry(image),
         "uuid_validity": "none",
         "image_original_user": original_user(meta.get("sl:comments")),
     }
-    created = _text(meta.get("dc:date:created")) or _text((image.list_keys or {}).get(
+    created = text_value(meta.get("dc:date:created")) or text_value((image.list_keys or {}).get(
         "dc:date:created"))
     props["image_build_date"] = created[:10] if created else None
     core_minimum = cores(meta.get("hv:core_minimum"))
     if core_minimum is not None:
         props["gitreg_core_minimum"] = str(core_minimum)
-    frequency = _text(meta.get("gitreg:replace_frequency"))
+    frequency = text_value(meta.get("gitreg:replace_frequency"))
     if frequency in _REPLACE_FREQUENCIES:
         props["replace_frequency"] = frequency
     for key, variable in IMAGE_VARIABLES.items():
-        props[variable.lower()] = _text(meta.get(key))
+        props[variable.lower()] = text_value(meta.get(key))
     props["vmcatcher_event_il_dc_identifier"] = image.list_uuid
     props["vmcatcher_event_vo"] = image.vo
     return {k: v[:MAX_PROPERTY_LENGTH] for k, v in props.items() if v}
@@ -161,14 +161,15 @@ def image_properties(image: VerifiedImage, *, cloud: str) -> dict[str, str]:
 
 def _hypervisor(value: Any) -> str | None:
     """``hypervisor_type`` as Nova spells it: the first listed, lower case (QEMU-KVM -> qemu)."""
-    text = _text(value)
+    text = text_value(value)
     if text is None:
         return None
     first = re.split(r"[,/ -]+", text.strip())[0].lower()
     return first or None
 
 
-def _text(value: Any) -> str | None:
+def text_value(value: Any) -> str | None:
+    """A key's value as stripped text; None for absent, empty or structured values."""
     if value is None or isinstance(value, bool | dict | list):
         return None
     text = str(value).strip()

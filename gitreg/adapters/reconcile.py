@@ -36,6 +36,7 @@ from gitreg.adapters.interface import (
     Upload,
     VerifiedImage,
 )
+from gitreg.adapters.properties import text_value
 from gitreg.adapters.records import CloudRecord, CloudRecords
 from gitreg.model.versions import version_key
 from gitreg.site.config import CloudConfig
@@ -87,8 +88,8 @@ def series_placements(images: Sequence[VerifiedImage]) -> dict[Key, Placement]:
     """
     groups: dict[tuple[str, ...], list[VerifiedImage]] = defaultdict(list)
     for image in images:
-        series = _text(image.metadata.get("gitreg:series"))
-        title = _text(image.metadata.get("dc:title")) or image.uuid
+        series = text_value(image.metadata.get("gitreg:series"))
+        title = text_value(image.metadata.get("dc:title")) or image.uuid
         groups[("series", series) if series else ("list", image.list_uuid, title)].append(image)
     placed: dict[Key, Placement] = {}
     for group_key, members in groups.items():
@@ -238,7 +239,7 @@ class Reconciler:
         return remote
 
     def _prepare(self, image: VerifiedImage) -> tuple[Upload, diskimage.DiskInfo, str]:
-        declared = _text(image.metadata.get("hv:format"))
+        declared = text_value(image.metadata.get("hv:format"))
         info = diskimage.inspect(image.path, declared=declared)
         formats = self.config.disk_formats
         if not formats or info.format in formats:
@@ -345,14 +346,7 @@ _MANAGED_KEYS = frozenset({"os_distro", "os_version", "architecture", "hyperviso
 
 
 def _version(image: VerifiedImage) -> str:
-    return _text(image.metadata.get("hv:version")) or image.list_version
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    text = str(value).strip()
-    return text or None
+    return text_value(image.metadata.get("hv:version")) or image.list_version
 
 
 def wanted_images(records: Sequence[Any], list_keys: Mapping[str, Mapping[str, Any]],

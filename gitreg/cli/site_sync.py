@@ -131,8 +131,8 @@ def _print_sync(report: Any) -> None:
         output.warn(f"handler failed, not retried any more: {failure}")
     for cloud in report.clouds:
         if cloud.error:
-            output.warn(f"cloud {cloud.name}: {cloud.error} (the cache stays; the next sync "
-                        "retries)")
+            # The adapters' errors already name the cloud.
+            output.warn(f"{cloud.error} (the cache stays; the next sync retries)")
         for image_uuid, reason in sorted(cloud.failed.items()):
             output.warn(f"cloud {cloud.name}: image {image_uuid} refused: {reason}")
         output.info(f"cloud {cloud.name}: {len(cloud.uploaded)} uploaded, "
