@@ -109,7 +109,7 @@ def test_site_state_of_version_1_migrates_and_keeps_its_rows(tmp_path: Path) -> 
     _old_file(path, state_module._SCHEMA_V1 + "PRAGMA user_version = 1;", [
         ("INSERT INTO registry VALUES (?, ?, ?)", ("r", COMMIT, "2026-01-01T00:00:00Z"))])
     with SiteState.open(path) as state:
-        assert state.schema_version == state_module.SCHEMA_VERSION == 3
+        assert state.schema_version == state_module.SCHEMA_VERSION == 4
         record = state.registry("r")
         assert record is not None
         assert (record.trusted_commit, record.merge_parents) == (COMMIT, ())
