@@ -16,6 +16,7 @@ import pytest
 
 from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.site import state as state_module
+from gitreg.site.list_index import SCHEMA as LIST_INDEX_SCHEMA
 from gitreg.site.list_index import ListIndex
 from gitreg.site.state import SiteState
 from gitreg.sqlite_store import Schema, StoreVersionError, open_store
@@ -68,7 +69,7 @@ def test_unversioned_list_index_is_adopted_with_its_rows(tmp_path: Path) -> None
         ("INSERT INTO lists VALUES (?, ?)", (LIST, BLOB))])
     with ListIndex(path) as index:
         assert index._load() == (TREE, {LIST: BLOB})  # no rebuild: the rows are used
-    assert _user_version(path) == 1
+    assert _user_version(path) == len(LIST_INDEX_SCHEMA.migrations)  # adopted, then migrated on
 
 
 def test_unversioned_verify_cache_is_adopted_with_its_verdicts(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from gitreg.sqlite_store import Schema, open_store
 from gitreg.verify import layout
 
 # Bump when what a row means changes: an index of another version is rebuilt.
-_VERSION = "2"
+_VERSION = "1"
 # The tables (gitreg.sqlite_store migrations; IF NOT EXISTS adopts the
 # indexes written before they were versioned).
 _SCHEMA_V1 = """
