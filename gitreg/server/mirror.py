@@ -15,10 +15,7 @@ advertises it.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +25,14 @@ from gitreg.errors import (
     EXIT_OPERATIONAL,
     EXIT_REJECTED,
     GitregError,
-    RejectedError,
-    UnreachableError,
     UsageError,
+)
+from gitreg.server.upstreams import (
+    UpstreamOutcome,
+    exclusive,
+    fetch_and_judge,
+    stored_urls,
+    tracking_name,
 )
 
 UPSTREAM_KEY = "gitreg.upstream"
@@ -40,15 +42,6 @@ UPSTREAM_REF_PREFIX = "refs/gitreg/upstreams"
 CACHE_FILE = Path("gitreg") / "verify-cache.sqlite"
 LOCK_FILE = Path("gitreg") / "mirror-sync.lock"
 FETCH_TIMEOUT = 300.0
-
-
-@dataclass
-class UpstreamOutcome:
-    url: str
-    state: str  # current | ahead | stale | fork | invalid | unreachable
-    detail: str
-    commit: str | None = None
-    rule: str | None = None
 
 
 @dataclass
@@ -121,34 +114,18 @@ def init_mirror(path: Path, upstreams: Sequence[str], trust_root: str) -> None:
 
 def upstreams_of(path: Path) -> list[str]:
     """The upstream URLs stored by ``gitreg mirror init`` (``git config gitreg.upstream``)."""
-    from gitreg.gitstore.command import run_git
-
-    run = run_git(["-C", path, "config", "--get-all", UPSTREAM_KEY], timeout=60,
-                  what=str(path))
-    return [line.strip() for line in run.stdout.splitlines() if line.strip()]
+    return stored_urls(path, UPSTREAM_KEY)
 
 
 def upstream_ref(url: str) -> tuple[str, str]:
-    name = "up-" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    name = tracking_name("up", url)
     return name, f"{UPSTREAM_REF_PREFIX}/{name}/main"
-
-
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    lock = path / LOCK_FILE
-    lock.parent.mkdir(exist_ok=True)
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"{path}: another mirror sync is running") from None
-        yield
 
 
 def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
     """Fetch every upstream, verify, advance ``main`` to the newest valid state."""
-    from gitreg.gitstore.acceptance import choose, judge_head
-    from gitreg.gitstore.remote import fetch, remote_ref
+    from gitreg.gitstore.acceptance import choose
+    from gitreg.gitstore.remote import remote_ref
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
@@ -168,7 +145,7 @@ def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
     if not urls:
         raise UsageError(f"{path}: no upstreams configured",
                          hint="add them with `gitreg mirror init PATH --from URL ...`")
-    with _exclusive(path):
+    with exclusive(path, LOCK_FILE, "another mirror sync is running"):
         clear_stale_locks(path)
         before = store.ref(MAIN)
         report = MirrorReport(str(path), before, before)
@@ -176,32 +153,15 @@ def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
         try:
             verifier = Verifier(store, cache, context=VerifyContext.for_site(utcnow()),
                                 pinned_policy=pinned)
-            valid: list[str] = []
-            for url in urls:
-                name, _ = upstream_ref(url)
-                try:
-                    head = fetch(path, url, name=name, timeout=timeout).new
-                except UnreachableError as exc:
-                    report.upstreams.append(UpstreamOutcome(url, "unreachable", exc.message))
-                    continue
-                except RejectedError as exc:
-                    report.upstreams.append(UpstreamOutcome(url, "invalid", exc.message,
-                                                            rule="objects"))
-                    continue
-                except GitregError as exc:
-                    report.upstreams.append(UpstreamOutcome(url, "unreachable", exc.message))
-                    continue
-                verdict = judge_head(store, verifier, before, head)
-                report.upstreams.append(UpstreamOutcome(url, verdict.verdict, verdict.detail,
-                                                        commit=verdict.commit or head,
-                                                        rule=verdict.rule))
-                report.equivocations.extend(verdict.equivocations)
-                if verdict.valid or verdict.verdict == "stale":
-                    valid.append(head)
-                else:
-                    # Never advertise a forged head (info/refs lists every ref).
-                    _git(["-C", path, "update-ref", "-d", remote_ref(name)], str(path))
-            choice = choose(store, verifier, before, valid)
+            judged = fetch_and_judge(path, store, verifier, before, urls,
+                                     name_of=lambda url: upstream_ref(url)[0],
+                                     timeout=timeout)
+            report.upstreams = judged.outcomes
+            report.equivocations.extend(judged.equivocations)
+            for name in judged.refused:
+                # Never advertise a forged head (info/refs lists every ref).
+                _git(["-C", path, "update-ref", "-d", remote_ref(name)], str(path))
+            choice = choose(store, verifier, before, judged.heads)
         finally:
             cache.close()
         report.merged = choice.merged

@@ -14,10 +14,7 @@ accepted it does not stop the replicas from converging.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +24,14 @@ from gitreg.errors import (
     EXIT_OPERATIONAL,
     EXIT_REJECTED,
     GitregError,
-    RejectedError,
-    UnreachableError,
     UsageError,
+)
+from gitreg.server.upstreams import (
+    UpstreamOutcome,
+    exclusive,
+    fetch_and_judge,
+    stored_urls,
+    tracking_name,
 )
 
 PEER_KEY = "gitreg.peer"
@@ -40,22 +42,11 @@ FETCH_TIMEOUT = 300.0
 
 
 @dataclass
-class PeerOutcome:
-    url: str
-    # current | ahead | stale | fork | invalid | unreachable
-    state: str
-    detail: str
-    commit: str | None = None
-    rule: str | None = None
-    fork_base: str | None = None
-
-
-@dataclass
 class PeersReport:
     repository: str
     before: str | None
     after: str | None
-    peers: list[PeerOutcome] = field(default_factory=list)
+    peers: list[UpstreamOutcome] = field(default_factory=list)
     merged: bool = False
     merge_parents: tuple[str, ...] = ()
     equivocations: list[dict[str, Any]] = field(default_factory=list)
@@ -89,16 +80,13 @@ class PeersReport:
 
 def peer_ref(url: str) -> tuple[str, str]:
     """The fetch name and tracking ref of peer ``url`` (stable whatever the peer order)."""
-    name = "peer-" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    name = tracking_name("peer", url)
     return name, f"{PEER_REF_PREFIX}/{name}/main"
 
 
 def configured_peers(path: Path) -> list[str]:
     """The peer URLs stored by ``gitreg server init --peer`` (``git config gitreg.peer``)."""
-    from gitreg.gitstore.command import run_git
-
-    run = run_git(["-C", path, "config", "--get-all", PEER_KEY], timeout=60, what=str(path))
-    return [line.strip() for line in run.stdout.splitlines() if line.strip()]
+    return stored_urls(path, PEER_KEY)
 
 
 def store_peers(path: Path, peers: Sequence[str]) -> None:
@@ -113,25 +101,10 @@ def store_peers(path: Path, peers: Sequence[str]) -> None:
             raise GitregError(f"{path}: cannot store peer {url}: {run.stderr.strip()}")
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    lock = path / LOCK_FILE
-    lock.parent.mkdir(exist_ok=True)
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"{path}: another sync-peers is running",
-                             hint="it converges on its own; the next run picks up the rest") \
-                from None
-        yield
-
-
 def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
                timeout: float = FETCH_TIMEOUT) -> PeersReport:
     """Fetch every peer, verify, and advance ``main``; see the module docstring."""
-    from gitreg.gitstore.acceptance import choose, judge_head
-    from gitreg.gitstore.remote import fetch
+    from gitreg.gitstore.acceptance import choose
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
@@ -154,7 +127,8 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
     if pinned is None:
         raise UsageError(f"{path}: no trust root configured (git config {TRUST_ROOT_KEY})",
                          hint="create the repository with `gitreg server init`")
-    with _exclusive(path):
+    with exclusive(path, LOCK_FILE, "another sync-peers is running",
+                   hint="it converges on its own; the next run picks up the rest"):
         clear_stale_locks(path)
         before = store.ref(MAIN)
         report = PeersReport(str(path), before, before)
@@ -162,29 +136,11 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
         try:
             verifier = Verifier(store, cache, context=VerifyContext.for_site(utcnow()),
                                 pinned_policy=pinned)
-            valid: list[str] = []
-            for url in urls:
-                name, _ = peer_ref(url)
-                try:
-                    head = fetch(path, url, name=name, timeout=timeout).new
-                except UnreachableError as exc:
-                    report.peers.append(PeerOutcome(url, "unreachable", exc.message))
-                    continue
-                except RejectedError as exc:
-                    report.peers.append(PeerOutcome(url, "invalid", exc.message,
-                                                    rule="objects"))
-                    continue
-                except GitregError as exc:
-                    report.peers.append(PeerOutcome(url, "unreachable", exc.message))
-                    continue
-                verdict = judge_head(store, verifier, before, head)
-                report.peers.append(PeerOutcome(url, verdict.verdict, verdict.detail,
-                                                commit=verdict.commit or head,
-                                                rule=verdict.rule,
-                                                fork_base=verdict.fork_base))
-                if verdict.valid or verdict.verdict == "stale":
-                    valid.append(head)
-            choice = choose(store, verifier, before, valid, provisional=False)
+            judged = fetch_and_judge(path, store, verifier, before, urls,
+                                     name_of=lambda url: peer_ref(url)[0],
+                                     timeout=timeout)
+            report.peers = judged.outcomes
+            choice = choose(store, verifier, before, judged.heads, provisional=False)
         finally:
             cache.close()
         report.merged = choice.merged

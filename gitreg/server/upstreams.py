@@ -1,0 +1,101 @@
+"""What `gitreg server sync-peers` and `gitreg mirror sync` share.
+
+Both keep a list of URLs in the repository's git config, hold one lock per
+repository, and fetch each URL's ``main`` into its own tracking ref and judge
+it by the acceptance rule (``gitreg.gitstore.acceptance``) from the
+repository's own ``main``; they differ only in how they choose and move.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gitreg.errors import GitregError, RejectedError, UnreachableError, UsageError
+
+if TYPE_CHECKING:
+    from gitreg.gitstore.store import RegistryStore
+    from gitreg.verify.history import Verifier
+
+
+@dataclass
+class UpstreamOutcome:
+    url: str
+    state: str  # current | ahead | stale | fork | invalid | unreachable
+    detail: str
+    commit: str | None = None
+    rule: str | None = None
+    fork_base: str | None = None
+
+
+@dataclass
+class JudgedUpstreams:
+    outcomes: list[UpstreamOutcome] = field(default_factory=list)
+    heads: list[str] = field(default_factory=list)  # valid or stale: what to choose from
+    refused: list[str] = field(default_factory=list)  # fetch names of invalid heads
+    equivocations: list[str] = field(default_factory=list)
+
+
+def stored_urls(path: Path, key: str) -> list[str]:
+    """The URLs stored under ``git config --get-all KEY`` of repository ``path``."""
+    from gitreg.gitstore.command import run_git
+
+    run = run_git(["-C", path, "config", "--get-all", key], timeout=60, what=str(path))
+    return [line.strip() for line in run.stdout.splitlines() if line.strip()]
+
+
+def tracking_name(prefix: str, url: str) -> str:
+    """A fetch name for ``url`` that does not depend on the order of the URLs."""
+    return f"{prefix}-" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+@contextmanager
+def exclusive(path: Path, lock_file: Path, busy: str, hint: str = "") -> Iterator[None]:
+    """One run at a time per repository; a second one stops at once with ``busy``."""
+    lock = path / lock_file
+    lock.parent.mkdir(exist_ok=True)
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{path}: {busy}", hint=hint) from None
+        yield
+
+
+def fetch_and_judge(path: Path, store: RegistryStore, verifier: Verifier, trusted: str | None,
+                    urls: Sequence[str], *, name_of: Callable[[str], str],
+                    timeout: float) -> JudgedUpstreams:
+    """Fetch every URL's ``main`` and judge it against ``trusted``."""
+    from gitreg.gitstore.acceptance import judge_head
+    from gitreg.gitstore.remote import fetch
+
+    judged = JudgedUpstreams()
+    for url in urls:
+        name = name_of(url)
+        try:
+            head = fetch(path, url, name=name, timeout=timeout).new
+        except UnreachableError as exc:
+            judged.outcomes.append(UpstreamOutcome(url, "unreachable", exc.message))
+            continue
+        except RejectedError as exc:
+            judged.outcomes.append(UpstreamOutcome(url, "invalid", exc.message, rule="objects"))
+            continue
+        except GitregError as exc:
+            judged.outcomes.append(UpstreamOutcome(url, "unreachable", exc.message))
+            continue
+        verdict = judge_head(store, verifier, trusted, head)
+        judged.outcomes.append(UpstreamOutcome(url, verdict.verdict, verdict.detail,
+                                               commit=verdict.commit or head,
+                                               rule=verdict.rule,
+                                               fork_base=verdict.fork_base))
+        judged.equivocations.extend(verdict.equivocations)
+        if verdict.valid or verdict.verdict == "stale":
+            judged.heads.append(head)
+        else:
+            judged.refused.append(name)
+    return judged
