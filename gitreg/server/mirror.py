@@ -27,6 +27,7 @@ from gitreg.errors import (
     GitregError,
     UsageError,
 )
+from gitreg.server.hook import CACHE_FILE, MAIN, TRUST_ROOT_KEY
 from gitreg.server.upstreams import (
     UpstreamOutcome,
     exclusive,
@@ -36,10 +37,7 @@ from gitreg.server.upstreams import (
 )
 
 UPSTREAM_KEY = "gitreg.upstream"
-TRUST_ROOT_KEY = "gitreg.trustroot"
-MAIN = "refs/heads/main"
 UPSTREAM_REF_PREFIX = "refs/gitreg/upstreams"
-CACHE_FILE = Path("gitreg") / "verify-cache.sqlite"
 LOCK_FILE = Path("gitreg") / "mirror-sync.lock"
 FETCH_TIMEOUT = 300.0
 

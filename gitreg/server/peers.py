@@ -26,6 +26,7 @@ from gitreg.errors import (
     GitregError,
     UsageError,
 )
+from gitreg.server.hook import CACHE_FILE, MAIN, TRUST_ROOT_KEY
 from gitreg.server.upstreams import (
     UpstreamOutcome,
     exclusive,
@@ -36,7 +37,6 @@ from gitreg.server.upstreams import (
 
 PEER_KEY = "gitreg.peer"
 PEER_REF_PREFIX = "refs/gitreg/peers"
-MAIN = "refs/heads/main"
 LOCK_FILE = Path("gitreg") / "sync-peers.lock"
 FETCH_TIMEOUT = 300.0
 
@@ -108,7 +108,6 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
-    from gitreg.server.hook import CACHE_FILE, TRUST_ROOT_KEY
     from gitreg.site.remotes import clear_stale_locks
     from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
