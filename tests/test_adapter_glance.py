@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fixtures.cloud_site import DAY, T0, CloudSite, add, qcow2
+from tests.fixtures.cloud_site import DAY, CloudSite, add, qcow2
 from tests.fixtures.glance import CountingProxy, GlanceServer
 from tests.site_registry import SiteWorld
 
@@ -149,26 +149,26 @@ def test_revocation_hides_then_deactivates_then_deletes_and_restores_in_time(
     first_id = site.image(image)["id"]
     site.world.remove_image(site.list_uuid, image)
     site.publish("revoke")
-    site.sync(T0 + timedelta(hours=1))
+    site.sync(site.t0 + timedelta(hours=1))
     glance = site.image(image)
     assert (glance["status"], glance["os_hidden"], glance["name"]) == (
         "active", True, "revoked (1)")
-    site.sync(T0 + 2 * DAY + timedelta(hours=2))
+    site.sync(site.t0 + 2 * DAY + timedelta(hours=2))
     assert site.image(image)["status"] == "deactivated"
     # Published again within the grace period: the same Glance image comes back.
     add(site, "revoked", body, image_uuid=image)
     site.publish("restore")
-    report = site.sync(T0 + 3 * DAY)
+    report = site.sync(site.t0 + 3 * DAY)
     assert site.cloud(report)["restored"] == [image] and site.cloud(report)["uploaded"] == []
     glance = site.image(image)
     assert (glance["id"], glance["status"], glance["os_hidden"], glance["name"]) == (
         first_id, "active", False, "revoked")
     site.world.remove_image(site.list_uuid, image)
     site.publish("revoke again")
-    site.sync(T0 + 4 * DAY)
-    site.sync(T0 + 6 * DAY)
+    site.sync(site.t0 + 4 * DAY)
+    site.sync(site.t0 + 6 * DAY)
     assert site.image(image)["status"] == "deactivated"  # the clock restarted at day 4
-    report = site.sync(T0 + 9 * DAY + timedelta(hours=1))
+    report = site.sync(site.t0 + 9 * DAY + timedelta(hours=1))
     assert {"uuid": image, "id": first_id, "action": "deleted"} in site.cloud(report)["retired"]
     assert site.images() == []
 

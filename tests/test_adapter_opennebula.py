@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cloud_site import DAY, T0, CloudSite, add, qcow2
+from tests.fixtures.cloud_site import DAY, CloudSite, add, qcow2
 from tests.fixtures.opennebula import DISABLED, READY, OpenNebulaStandIn
 from tests.site_registry import SiteWorld
 
@@ -109,24 +109,23 @@ def test_series_retirement_and_restoration(site: NebulaSite) -> None:
     assert site.image(old)["PERMISSIONS"] == [1, 1, 0, 0, 0, 0, 0, 0, 0]  # hidden: owner only
     site.world.remove_image(site.list_uuid, old)
     site.publish("revoke 9.3")
-    site.sync(T0 + timedelta(hours=1))
+    site.sync(site.t0 + timedelta(hours=1))
     assert site.image(old)["NAME"].startswith("EXPIRED_")
-    site.sync(T0 + 2 * DAY + timedelta(hours=2))
+    site.sync(site.t0 + 2 * DAY + timedelta(hours=2))
     assert site.image(old)["STATE"] == DISABLED
     site.one.use(site.image(new)["id"])  # a VM runs from 9.4
     site.world.remove_image(site.list_uuid, new)
     site.publish("revoke 9.4")
-    site.sync(T0 + 3 * DAY)
-    site.sync(T0 + 9 * DAY)
+    site.sync(site.t0 + 3 * DAY)
+    site.sync(site.t0 + 9 * DAY)
     assert [i["TEMPLATE"]["GITREG_IMAGE"] for i in site.images()] == [new]  # still in use
     assert site.image(new)["NAME"].startswith("EXPIRED_")
     site.one.images[site.image(new)["id"]]["RUNNING_VMS"] = 0
     site.one.images[site.image(new)["id"]]["STATE"] = READY
-    site.sync(T0 + 10 * DAY)
+    site.sync(site.t0 + 10 * DAY)
     assert site.images() == [] and site.one.templates == {}
 
 
-@pytest.mark.skip(reason="intermittent under pytest-xdist load (passes alone); issue 10 follow-up")
 def test_a_restored_image_is_enabled_again_not_uploaded(site: NebulaSite) -> None:
     site.cloud_toml = 'retire = { hide = "0d", deactivate = "1d", delete = "5d" }'
     body = os.urandom(40000)
@@ -136,18 +135,17 @@ def test_a_restored_image_is_enabled_again_not_uploaded(site: NebulaSite) -> Non
     first = site.image(image)["id"]
     site.world.remove_image(site.list_uuid, image)
     site.publish("revoke")
-    site.sync(T0 + timedelta(hours=1))  # the grace periods start here
-    site.sync(T0 + DAY + timedelta(hours=2))
+    site.sync(site.t0 + timedelta(hours=1))  # the grace periods start here
+    site.sync(site.t0 + DAY + timedelta(hours=2))
     assert site.image(image)["STATE"] == DISABLED
     add(site, "back", body, image_uuid=image)
     site.publish("restore")
-    report = site.sync(T0 + 3 * DAY)
+    report = site.sync(site.t0 + 3 * DAY)
     assert site.cloud(report)["restored"] == [image]
     one = site.image(image)
     assert (one["id"], one["STATE"], one["NAME"]) == (first, READY, "back")
 
 
-@pytest.mark.skip(reason="intermittent under pytest-xdist load (passes alone); issue 10 follow-up")
 def test_stand_in_down_mid_sync_is_reported_and_the_next_run_converges(
         site: NebulaSite) -> None:
     images = [add(site, f"img-{i}", os.urandom(30000 + i)) for i in range(3)]
@@ -195,5 +193,5 @@ def test_a_real_opennebula(world: SiteWorld) -> None:
     assert site.cloud(site.sync())["writes"] == 0
     world.remove_image(site.list_uuid, image)
     site.publish("revoke")
-    retired = site.cloud(site.sync(T0 + DAY))
+    retired = site.cloud(site.sync(site.t0 + DAY))
     assert {"deleted"} <= {r["action"] for r in retired["retired"]}, retired
