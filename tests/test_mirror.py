@@ -52,6 +52,7 @@ def test_site_syncs_from_a_dumb_http_mirror_and_a_forgery_changes_nothing(
     code, report, _ = _mirror_sync(world, mirror)
     head = git("-C", world.servers["a"], "rev-parse", "main").stdout.strip()
     assert code == 0 and report["after"] == head, report
+    assert [u["state"] for u in report["upstreams"]] == ["current"]  # type: ignore[index]
     assert (mirror / "info" / "refs").read_text().split()[0] == head
 
     site = world.site_config([f"{base}/test.git"])

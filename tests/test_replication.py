@@ -55,7 +55,7 @@ def test_fork_after_sync_is_merged_and_everyone_reaches_one_commit(world: SiteWo
     assert registry["merged"] is True and report["downloaded"] == [two_b]
     merge = registry["target"]
     forked = {r["url"]: r for r in registry["remotes"]}[b_url]
-    assert forked["state"] == "diverged" and forked["commit"] == b_head
+    assert forked["state"] == "forked" and forked["commit"] == b_head
     assert forked["fork_base"] is not None and "forked from the trusted history" \
         in forked["detail"]
     status = world.run_cli(["site", "status", "--config", site1]).stdout
@@ -76,9 +76,11 @@ def test_fork_after_sync_is_merged_and_everyone_reaches_one_commit(world: SiteWo
     code, peers_a = _sync_peers(world, "a")
     assert code == 0, peers_a
     assert peers_a["merged"] is True and peers_a["after"] == merge
-    assert [p["state"] for p in peers_a["peers"]] == ["fork"]  # type: ignore[index]
+    assert [p["state"] for p in peers_a["peers"]] == ["forked"]  # type: ignore[index]
     code, peers_b = _sync_peers(world, "b")
     assert code == 0 and peers_b["after"] == merge and peers_b["merged"] is False
+    [peer_a] = peers_b["peers"]  # type: ignore[misc]
+    assert peer_a["state"] == "current" and "fast-forwarded" in peer_a["detail"]
     assert _main(world.servers["a"]) == _main(world.servers["b"]) == merge
     parents = git("-C", world.servers["a"], "log", "-1", "--format=%P", merge).stdout.split()
     assert sorted(parents) == parents == sorted([a_head, b_head])
@@ -91,7 +93,12 @@ def test_fork_after_sync_is_merged_and_everyone_reaches_one_commit(world: SiteWo
     one_c = world.add_image(list_one, "one-c", b"one c\n" * 9)
     new_head = world.publish("bob adds one-c")
     world.push("a")
-    assert _sync_peers(world, "b")[0] == 0
+    code, behind = _sync_peers(world, "a")
+    assert code == 0 and behind["advanced"] is False
+    assert [p["state"] for p in behind["peers"]] == ["stale"]  # type: ignore[index]
+    done = world.run_cli(["server", "sync-peers", world.servers["b"]])
+    assert done.returncode == 0 and done.stdout.strip() == new_head
+    assert f"peer {a_url}: current" in done.stderr
     assert _main(world.servers["b"]) == new_head
     for site in (site1, site2):
         code, report = world.sync(site)
@@ -125,7 +132,7 @@ def test_site_killed_while_holding_its_own_merge_is_not_stuck(world: SiteWorld) 
     registry = report["registries"][0]
     assert registry["trusted_before"] == own_merge and registry["target"] != own_merge
     assert one_c in {p.name for p in (world.state_dir / "cache").iterdir()}
-    assert {r["state"] for r in registry["remotes"]} == {"diverged"}
+    assert {r["state"] for r in registry["remotes"]} == {"forked"}
 
 
 @pytest.mark.slow

@@ -155,7 +155,7 @@ def test_dry_run_changes_nothing_and_a_lost_repository_is_rebuilt(world: SiteWor
     code, report = world.sync(config)
     assert code == 0, report
     [outcome] = report["registries"]
-    assert [r["state"] for r in outcome["remotes"]] == ["diverged", "diverged"]
+    assert [r["state"] for r in outcome["remotes"]] == ["forked", "forked"]
     assert outcome["target"] == merge
     assert len(outcome["recovery"]) == 1 and "rebuilt the local merge" in outcome["recovery"][0]
     assert report["downloaded"] == [] and report["retired"] == []
@@ -173,7 +173,7 @@ def test_dry_run_changes_nothing_and_a_lost_repository_is_rebuilt(world: SiteWor
     assert code == 0, report
     [outcome] = report["registries"]
     assert "verified again from the pinned trust root" in outcome["recovery"][0]
-    assert [r["state"] for r in outcome["remotes"]] == ["diverged", "diverged"]
+    assert [r["state"] for r in outcome["remotes"]] == ["forked", "forked"]
     assert outcome["target"] == merge
     assert report["downloaded"] == [] and report["retired"] == []
     assert _status(world, config)["registries"][0]["merge_parents"] \

@@ -17,7 +17,7 @@ import pytest
 from gitreg.errors import GitregError
 from gitreg.site.config import Handler
 from gitreg.site.events import HandlerOutcome, delivery_variables, event_key, run_handlers
-from gitreg.site.state import SCHEMA_VERSION, SiteState
+from gitreg.site.state import SCHEMA_VERSION, EquivocationRecord, SiteState
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 IMAGE = "c0482bc2-bf41-5d49-aaaa-a750174a186b"
@@ -376,3 +376,19 @@ def test_new_handlers_do_not_get_old_events_and_removed_ones_are_dropped(db: Pat
         state.enqueue_event("k2", "ExpirePrefix", {}, [])  # no handlers: journaled, not pending
         assert [e.key for e in state.events()] == ["k1", "k2"]
         assert [e.key for e in state.pending_events()] == ["k1"]
+
+
+def test_equivocations_are_kept_and_seen_again_only_moves_last_seen(db: Path) -> None:
+    seen = EquivocationRecord("fedcloud", f"imagelists/{LIST}.json", "2", ("b" * 40, "a" * 40),
+                              ("d" * 40, "c" * 40), "a" * 40, "two contents with hv:version '2'")
+    with SiteState.open(db) as state:
+        state.record_equivocations([seen], now=NOW)
+        state.record_equivocations([seen], now=NOW + timedelta(hours=2))
+        state.record_equivocations([], now=NOW + timedelta(hours=3))
+    with SiteState.open(db) as state:
+        [kept] = state.equivocations("fedcloud")
+        assert state.equivocations("other") == []
+    assert (kept.blobs, kept.commits) == (("a" * 40, "b" * 40), ("c" * 40, "d" * 40))
+    assert (kept.path, kept.version, kept.chosen, kept.reason) == \
+        (seen.path, "2", "a" * 40, "equivocation")
+    assert (kept.first_seen, kept.last_seen) == (NOW, NOW + timedelta(hours=2))

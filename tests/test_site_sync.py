@@ -3,6 +3,7 @@ a real image server and a handler script that records every event."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,7 @@ def test_wrong_bytes_fail_that_image_only(world: SiteWorld) -> None:
 
 
 @pytest.mark.slow
-def test_diverged_replicas_are_merged(world: SiteWorld) -> None:
+def test_forked_replicas_are_merged(world: SiteWorld) -> None:
     (list_one, list_two), _, config = world.on_two_replicas("One", "Two")
     assert world.sync(config)[0] == 0
 
@@ -221,13 +222,13 @@ def test_diverged_replicas_are_merged(world: SiteWorld) -> None:
     assert code == 0, report
     registry = report["registries"][0]
     assert registry["merged"] is True
-    assert {r["state"] for r in registry["remotes"]} == {"diverged"}
+    assert {r["state"] for r in registry["remotes"]} == {"forked"}
     assert sorted(report["downloaded"]) == sorted([one_b, two_b])
     # The next sync with nothing new re-derives the same merge: no work.
     code, again = world.sync(config)
     assert code == 0 and again["downloaded"] == [] and again["retired"] == []
     assert again["registries"][0]["target"] == registry["target"]
-    assert {r["state"] for r in again["registries"][0]["remotes"]} == {"diverged"}
+    assert {r["state"] for r in again["registries"][0]["remotes"]} == {"forked"}
 
     # One replica moves on from its side of the local merge: merged again.
     one_c = world.add_image(list_one, "one-c", b"one c\n" * 9)
@@ -236,7 +237,7 @@ def test_diverged_replicas_are_merged(world: SiteWorld) -> None:
     code, third = world.sync(config)
     assert code == 0, third
     assert third["downloaded"] == [one_c]
-    assert {r["state"] for r in third["registries"][0]["remotes"]} == {"diverged"}
+    assert {r["state"] for r in third["registries"][0]["remotes"]} == {"forked"}
 
 
 def _image_events(world: SiteWorld) -> list[tuple[str, str, str]]:
@@ -409,8 +410,12 @@ def test_equivocation_is_reported_and_one_version_taken_everywhere(world: SiteWo
     assert code == 0, report
     registry = report["registries"][0]
     assert registry["merged"] is True
-    assert any(list_one in finding and "equivocation" in finding
-               for finding in registry["equivocations"])
+    heads = sorted(git("-C", world.servers[r], "rev-parse", "main").stdout.strip()
+                   for r in ("a", "b"))
+    [found] = registry["equivocations"]
+    assert found["list"] == list_one and found["reason"] == "equivocation"
+    assert found["commits"] == heads and len(found["blobs"]) == 2
+    assert found["chosen"] == min(found["blobs"]) and "equivocation" in found["message"]
     # Never back to the older version: one of the two (the smaller blob id), on every site.
     [taken] = report["downloaded"]
     assert taken in (bob_image, carol_image) and report["retired"] == []
@@ -420,6 +425,36 @@ def test_equivocation_is_reported_and_one_version_taken_everywhere(world: SiteWo
     code, again = world.sync(other)
     assert code == 0 and again["registries"][0]["target"] == registry["target"]
     assert again["downloaded"] == sorted([kept, taken])
+
+    # The site state keeps it: status shows it after a sync that saw nothing new.
+    assert world.sync(config)[0] == 0
+    done = world.run_cli(["site", "status", "--config", config, "--json"])
+    [kept_record] = json.loads(done.stdout)["registries"][0]["equivocations"]
+    assert {k: kept_record[k] for k in ("list", "version", "blobs", "commits", "chosen")} \
+        == {k: found[k] for k in ("list", "version", "blobs", "commits", "chosen")}
+    assert kept_record["first_seen"] <= kept_record["last_seen"]
+    text = world.run_cli(["site", "status", "--config", config])
+    assert f"imagelists/{list_one}.json" in text.stderr and "equivocation" in text.stderr
+    assert heads[0][:12] in text.stderr and heads[1][:12] in text.stderr
+    states = {r["url"]: r["state"] for r in json.loads(done.stdout)["registries"][0]["remotes"]}
+    assert states == {world.urls["a"]: "forked", world.urls["b"]: "forked"}
+
+    # A replica merging the same heads names the same list, version and commits.
+    peers = world.run_cli(["server", "sync-peers", world.servers["a"], "--peer",
+                           world.urls["b"], "--json"])
+    peered = json.loads(peers.stdout)
+    assert peered["after"] == registry["target"], peers.stderr
+    [same] = peered["equivocations"]
+    assert {k: same[k] for k in ("list", "version", "blobs", "commits", "chosen")} \
+        == {k: found[k] for k in ("list", "version", "blobs", "commits", "chosen")}
+    assert [p["state"] for p in peered["peers"]] == ["forked"]
+    assert f"imagelists/{list_one}.json" in peers.stderr
+    # A fresh site that only sees the replica's merge finds it while verifying it.
+    code, third = world.sync(world.site_config([world.urls["a"]], name="third"))
+    assert code == 0 and third["registries"][0]["merged"] is False
+    [verified] = third["registries"][0]["equivocations"]
+    assert {k: verified[k] for k in ("list", "version", "blobs", "commits", "chosen")} \
+        == {k: found[k] for k in ("list", "version", "blobs", "commits", "chosen")}
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gitreg.errors import GitregError
 from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.site import state as state_module
 from gitreg.site.list_index import SCHEMA as LIST_INDEX_SCHEMA
@@ -110,11 +111,31 @@ def test_site_state_of_version_1_migrates_and_keeps_its_rows(tmp_path: Path) -> 
     _old_file(path, state_module._SCHEMA_V1 + "PRAGMA user_version = 1;", [
         ("INSERT INTO registry VALUES (?, ?, ?)", ("r", COMMIT, "2026-01-01T00:00:00Z"))])
     with SiteState.open(path) as state:
-        assert state.schema_version == state_module.SCHEMA_VERSION == 4
+        assert state.schema_version == state_module.SCHEMA_VERSION == 5
         record = state.registry("r")
         assert record is not None
         assert (record.trusted_commit, record.merge_parents) == (COMMIT, ())
         assert state.conflicts() == []
+
+
+def test_site_state_of_version_4_calls_a_diverged_remote_forked(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "state.sqlite"
+    script = "".join(state_module._MIGRATIONS[:4]) + "PRAGMA user_version = 4;"
+    _old_file(path, script, [
+        ("INSERT INTO remote VALUES (?, ?, ?, ?, ?, ?)",
+         ("r", "http://a/r.git", "diverged", "merged", COMMIT, "2026-01-01T00:00:00Z")),
+        ("INSERT INTO remote VALUES (?, ?, ?, ?, ?, ?)",
+         ("r", "http://b/r.git", "stale", "", COMMIT, "2026-01-01T00:00:00Z"))])
+    with SiteState.open(path) as state:
+        assert state.schema_version == 5
+        assert [(r.url, r.state, r.detail) for r in state.remotes("r")] == [
+            ("http://a/r.git", "forked", "merged"), ("http://b/r.git", "stale", "")]
+        assert state.equivocations() == []
+        # The rebuilt table keeps its CHECK: the old word is refused now.
+        with pytest.raises(GitregError, match="remote state"):
+            state.record_remote("r", "http://a/r.git", "diverged")  # type: ignore[arg-type]
+    with sqlite3.connect(path) as raw, pytest.raises(sqlite3.IntegrityError):
+        raw.execute("UPDATE remote SET state = 'diverged'")
 
 
 def test_newer_derived_store_is_emptied_and_rebuilt(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def sync(
         commit = f" {upstream.commit[:12]}" if upstream.commit else ""
         output.info(f"upstream {upstream.url}: {upstream.state}{commit}: {upstream.detail}")
     for finding in report.equivocations:
-        output.warn(finding)
+        output.warn(str(finding["message"]))
     if report.after is None:
         summary = "main is still empty"
     elif report.after != report.before:

@@ -50,6 +50,10 @@ def status_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
             at = f" at {remote['commit'][:12]}" if remote["commit"] else ""
             detail = f" ({remote['detail']})" if remote["detail"] else ""
             output.data(f"  remote {remote['url']}: {remote['state']}{at}{detail}")
+        for found in registry["equivocations"]:
+            # Evidence against a signer: kept after the sync that saw it, and loud.
+            output.warn(f"registry {registry['name']}: {found['detail']} (first seen "
+                        f"{found['first_seen']}, last seen {found['last_seen']})")
     for image in data["images"]:
         title = f" {image['title']}" if image["title"] else ""
         reason = f": {image['reason']}" if image["reason"] else ""
@@ -73,7 +77,8 @@ def _status(site: Any) -> dict[str, Any]:
                             "pending_events": 0}
     if not site.state_db.exists():
         data["registries"] = [{"name": r.name, "trusted_commit": None, "advanced_at": None,
-                               "merge_parents": [], "remotes": []} for r in site.registries]
+                               "merge_parents": [], "remotes": [], "equivocations": []}
+                              for r in site.registries]
         return data
     with SiteState.open(site.state_db) as state:
         for registry in site.registries:
@@ -86,6 +91,7 @@ def _status(site: Any) -> dict[str, Any]:
                 "remotes": [{"url": r.url, "state": r.state, "detail": r.detail,
                              "commit": r.commit, "checked_at": _time(r.checked_at)}
                             for r in state.remotes(registry.name)],
+                "equivocations": [_equivocation(e) for e in state.equivocations(registry.name)],
             })
         data["images"] = [{"uuid": i.uuid, "registry": i.registry, "list": i.list_uuid,
                            "list_version": i.list_version,
@@ -101,6 +107,17 @@ def _status(site: Any) -> dict[str, Any]:
         data["held"] = [{"uuid": u, "reason": reason, "held_at": _time(since)}
                         for u, (reason, since) in state.holds().items()]
     return data
+
+
+def _equivocation(record: Any) -> dict[str, Any]:
+    from gitreg.verify import layout
+
+    path = record.path
+    return {"path": path, "list": layout.list_id_of(path) if layout.is_list(path) else None,
+            "version": record.version, "blobs": list(record.blobs),
+            "commits": list(record.commits), "chosen": record.chosen, "reason": record.reason,
+            "detail": record.detail, "first_seen": _time(record.first_seen),
+            "last_seen": _time(record.last_seen)}
 
 
 @site_app.command("available")

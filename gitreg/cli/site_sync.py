@@ -95,7 +95,10 @@ def _print_sync(report: Any) -> None:
                 output.warn(f"{registry.name}: remote {remote.url} is {remote.state}: "
                             f"{remote.detail}{rule}")
         for finding in registry.equivocations:
-            output.warn(f"{registry.name}: equivocation: {finding}")
+            kind = "equivocation" if finding.reason == "equivocation" else "merge conflict"
+            output.warn(f"{registry.name}: {kind}: {finding.describe()}")
+        if registry.merge_error:
+            output.warn(f"{registry.name}: {registry.merge_error}")
         for repair in registry.recovery:
             output.warn(f"{registry.name}: {repair}")
         if registry.refused:

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pygit2
 
 from gitreg.errors import GitregError, PolicyViolationError, RejectedError
 from gitreg.gitstore.commits import write_tree
 from gitreg.gitstore.store import RegistryStore
-from gitreg.verify.history import Verifier
+from gitreg.verify import layout
+from gitreg.verify.history import Verifier, VerifyReport
 from gitreg.verify.merge import Equivocation, deterministic_merge
 
 Verdict = Literal["current", "ahead", "stale", "fork", "invalid"]
@@ -47,11 +48,16 @@ class HeadVerdict:
     fork_base: str | None = None
     # The commit a rule failed at (the head itself if none is named).
     commit: str | None = None
-    equivocations: list[str] = field(default_factory=list)
+    # Equivocations in the merges of the verified range (see range_findings).
+    findings: list[Equivocation] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
         return self.verdict in ("current", "ahead", "fork")
+
+    @property
+    def equivocations(self) -> list[str]:
+        return [f.describe() for f in self.findings]
 
 
 @dataclass
@@ -73,7 +79,8 @@ def judge_head(store: RegistryStore, verifier: Verifier, trusted: str | None,
         if trusted is None:
             report = verifier.verify_range(None, head)
             return HeadVerdict(head, "ahead", f"verified {len(report.verified)} commit(s) "
-                               "from the trust root", equivocations=list(report.equivocations))
+                               "from the trust root",
+                               findings=range_findings(store, verifier, report))
         if head == trusted:
             return HeadVerdict(head, "current", "at the trusted commit")
         if store.is_descendant(trusted, head):
@@ -81,7 +88,7 @@ def judge_head(store: RegistryStore, verifier: Verifier, trusted: str | None,
         if store.is_descendant(head, trusted):
             report = verifier.verify_range(trusted, head)
             return HeadVerdict(head, "ahead", f"verified {len(report.verified)} new commit(s)",
-                               equivocations=list(report.equivocations))
+                               findings=range_findings(store, verifier, report))
         base = store.merge_base((trusted, head))
         if base is None:
             return HeadVerdict(head, "invalid",
@@ -98,7 +105,42 @@ def judge_head(store: RegistryStore, verifier: Verifier, trusted: str | None,
     return HeadVerdict(head, "fork",
                        f"forked from the trusted history at {base[:12]}; verified "
                        f"{len(report.verified)} commit(s) since", fork_base=base,
-                       equivocations=list(report.equivocations))
+                       findings=range_findings(store, verifier, report))
+
+
+def range_findings(store: RegistryStore, verifier: Verifier,
+                   report: VerifyReport) -> list[Equivocation]:
+    """The equivocations of the merges ``report`` verified, as structured findings.
+
+    The verifier reports them as text only (its report is part of the rule
+    modules); the merges that had any are merged again here, from the
+    verifier's warm caches, to name path, version, blobs and commits.
+    """
+    if not report.equivocations:
+        return []
+    found: list[Equivocation] = []
+    for oid in report.verified:
+        parents = store.commit(oid).parents
+        if len(parents) > 1:
+            found.extend(deterministic_merge(verifier, tuple(parents)).findings)
+    return list(dict.fromkeys(found))
+
+
+def equivocation_json(finding: Equivocation) -> dict[str, Any]:
+    """An equivocation as the ``--json`` reports show it."""
+    list_id = layout.list_id_of(finding.path) if layout.is_list(finding.path) else None
+    return {"path": finding.path, "list": list_id, "version": finding.version,
+            "blobs": list(finding.blobs), "commits": list(finding.commits),
+            "chosen": finding.chosen, "reason": finding.reason,
+            "message": finding.describe()}
+
+
+def merged_heads(store: RegistryStore, choice: Choice, heads: Sequence[str], *,
+                 provisional: bool) -> set[str]:
+    """The heads the chosen state merges (a provisional party's earlier merge included)."""
+    if choice.merged:
+        return set(choice.maximal)
+    return own_merge_leaves(store, choice.target, heads) if provisional else set()
 
 
 def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,

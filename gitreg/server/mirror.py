@@ -32,6 +32,7 @@ from gitreg.server.upstreams import (
     UpstreamOutcome,
     exclusive,
     fetch_and_judge,
+    settle,
     stored_urls,
     tracking_name,
 )
@@ -49,7 +50,8 @@ class MirrorReport:
     after: str | None
     upstreams: list[UpstreamOutcome] = field(default_factory=list)
     merged: bool = False
-    equivocations: list[str] = field(default_factory=list)
+    # As ``equivocation_json`` shows them (path, version, blobs, commits, chosen).
+    equivocations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -65,7 +67,8 @@ class MirrorReport:
                 "advanced": self.after != self.before, "merged": self.merged,
                 "equivocations": self.equivocations, "exit_code": self.exit_code,
                 "upstreams": [{"url": u.url, "state": u.state, "detail": u.detail,
-                               "commit": u.commit, "rule": u.rule} for u in self.upstreams]}
+                               "commit": u.commit, "rule": u.rule, "fork_base": u.fork_base}
+                              for u in self.upstreams]}
 
 
 def _git(args: list[str | Path], what: str) -> str:
@@ -122,11 +125,12 @@ def upstream_ref(url: str) -> tuple[str, str]:
 
 def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
     """Fetch every upstream, verify, advance ``main`` to the newest valid state."""
-    from gitreg.gitstore.acceptance import choose
+    from gitreg.gitstore.acceptance import choose, equivocation_json
     from gitreg.gitstore.remote import remote_ref
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
+    from gitreg.site.crash import crash_point
     from gitreg.site.remotes import clear_stale_locks
     from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
@@ -155,7 +159,6 @@ def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
                                      name_of=lambda url: upstream_ref(url)[0],
                                      timeout=timeout)
             report.upstreams = judged.outcomes
-            report.equivocations.extend(judged.equivocations)
             for name in judged.refused:
                 # Never advertise a forged head (info/refs lists every ref).
                 _git(["-C", path, "update-ref", "-d", remote_ref(name)], str(path))
@@ -163,11 +166,14 @@ def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
         finally:
             cache.close()
         report.merged = choice.merged
-        report.equivocations.extend(f.describe() for f in choice.findings)
+        report.equivocations = [equivocation_json(f) for f in
+                                dict.fromkeys([*judged.findings, *choice.findings])]
         if choice.target is not None and choice.target != before:
             expected = before or "0" * 40
             _git(["-C", path, "update-ref", "-m", "gitreg mirror sync", MAIN, choice.target,
                   expected], str(path))
             report.after = choice.target
+            crash_point("mirror-advanced")
+        settle(store, report.upstreams, choice, applied=True, provisional=True)
         _git(["-C", path, "update-server-info"], str(path))
     return report

@@ -31,6 +31,7 @@ from gitreg.server.upstreams import (
     UpstreamOutcome,
     exclusive,
     fetch_and_judge,
+    settle,
     stored_urls,
     tracking_name,
 )
@@ -104,10 +105,11 @@ def store_peers(path: Path, peers: Sequence[str]) -> None:
 def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
                timeout: float = FETCH_TIMEOUT) -> PeersReport:
     """Fetch every peer, verify, and advance ``main``; see the module docstring."""
-    from gitreg.gitstore.acceptance import choose
+    from gitreg.gitstore.acceptance import choose, equivocation_json
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
+    from gitreg.site.crash import crash_point
     from gitreg.site.remotes import clear_stale_locks
     from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
@@ -144,14 +146,15 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
             cache.close()
         report.merged = choice.merged
         report.merge_parents = choice.parents
-        report.equivocations = [{"path": f.path, "version": f.version, "blobs": list(f.blobs),
-                                 "commits": list(f.commits), "chosen": f.chosen,
-                                 "reason": f.reason, "message": f.describe()}
-                                for f in choice.findings]
+        # Those of the peers' own merges first, then those of this run's merge.
+        report.equivocations = [equivocation_json(f) for f in
+                                dict.fromkeys([*judged.findings, *choice.findings])]
         if choice.target is not None and choice.target != before:
+            crash_point("peers-merged")
             report.raced = _advance(path, choice.target, before)
             if not report.raced:
                 report.after = choice.target
+        settle(store, report.peers, choice, applied=not report.raced, provisional=False)
     return report
 
 

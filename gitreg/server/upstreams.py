@@ -19,14 +19,24 @@ from typing import TYPE_CHECKING
 from gitreg.errors import GitregError, RejectedError, UnreachableError, UsageError
 
 if TYPE_CHECKING:
+    from gitreg.gitstore.acceptance import Choice
     from gitreg.gitstore.store import RegistryStore
     from gitreg.verify.history import Verifier
+    from gitreg.verify.merge import Equivocation
 
 
 @dataclass
 class UpstreamOutcome:
+    """How one peer or upstream looked, judged against the repository's ``main``.
+
+    ``state``, once ``settle`` ran: ``current`` (its head is ``main`` now),
+    ``stale`` (behind ``main``), ``forked`` (diverged, merged into ``main``),
+    ``invalid``, ``unreachable``; ``ahead`` only when a racing push kept
+    ``main`` from moving to it.
+    """
+
     url: str
-    state: str  # current | ahead | stale | fork | invalid | unreachable
+    state: str
     detail: str
     commit: str | None = None
     rule: str | None = None
@@ -38,7 +48,7 @@ class JudgedUpstreams:
     outcomes: list[UpstreamOutcome] = field(default_factory=list)
     heads: list[str] = field(default_factory=list)  # valid or stale: what to choose from
     refused: list[str] = field(default_factory=list)  # fetch names of invalid heads
-    equivocations: list[str] = field(default_factory=list)
+    findings: list[Equivocation] = field(default_factory=list)
 
 
 def stored_urls(path: Path, key: str) -> list[str]:
@@ -93,9 +103,44 @@ def fetch_and_judge(path: Path, store: RegistryStore, verifier: Verifier, truste
                                                commit=verdict.commit or head,
                                                rule=verdict.rule,
                                                fork_base=verdict.fork_base))
-        judged.equivocations.extend(verdict.equivocations)
+        judged.findings.extend(verdict.findings)
         if verdict.valid or verdict.verdict == "stale":
             judged.heads.append(head)
         else:
             judged.refused.append(name)
     return judged
+
+
+def settle(store: RegistryStore, outcomes: Sequence[UpstreamOutcome], choice: Choice, *,
+           applied: bool, provisional: bool) -> None:
+    """Restate each judged head against the state ``main`` moved to (see UpstreamOutcome).
+
+    ``applied``: ``main`` now names ``choice.target`` (no racing push).
+    ``provisional``: a mirror, whose own earlier merge also counts as merging.
+    """
+    from gitreg.gitstore.acceptance import merged_heads
+
+    usable = ("current", "ahead", "stale", "forked")
+    for outcome in outcomes:
+        if outcome.state == "fork":
+            outcome.state = "forked"
+    heads = [o.commit for o in outcomes if o.commit and o.state in usable]
+    merged = merged_heads(store, choice, heads, provisional=provisional)
+    target = choice.target
+    if not applied or target is None:
+        return
+    for outcome in outcomes:
+        head = outcome.commit
+        if outcome.state not in usable or head is None:
+            continue
+        # A head at the old ``main`` did not fork: it is merely behind now.
+        if head in merged and outcome.state != "current":
+            outcome.state, outcome.detail = "forked", f"{outcome.detail}; merged"
+        elif head == target:
+            if outcome.state == "ahead":
+                outcome.detail = f"{outcome.detail}; fast-forwarded to it"
+            outcome.state = "current"
+        elif store.is_descendant(target, head):
+            if outcome.state != "stale":
+                outcome.detail = "behind the new main"
+            outcome.state = "stale"

@@ -21,7 +21,14 @@ real site. The points:
 - ``cloud-upload``: a cloud adapter uploaded an image and checked its
   digest, the site state does not record it yet;
 - ``state-commit``: inside the final transaction (remote records and the
-  trusted commit's advance), before it commits.
+  trusted commit's advance), before it commits;
+- ``peers-merged``: ``gitreg server sync-peers`` fetched and judged its
+  peers and wrote the merge commit, ``main`` not moved yet;
+- ``mirror-advanced``: ``gitreg mirror sync`` moved ``main``, the dumb-HTTP
+  files (``info/refs``) still name the old state.
+
+tests/test_convergence_processes.py uses the last two, with real SIGKILLs
+at random moments, in its seeded schedules.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import signal
 
 CRASH_ENV = "GITREG_TEST_CRASH_AT"
 POINTS = frozenset({"fetch", "retire", "download", "install", "state-commit",
-                    "cloud-upload"})
+                    "cloud-upload", "peers-merged", "mirror-advanced"})
 
 
 def armed(point: str) -> bool:

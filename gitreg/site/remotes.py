@@ -12,9 +12,13 @@ pinned policy fingerprint). A remote is then:
 - ``stale``: its head is the trusted commit's ancestor or behind another
   valid head (it changes nothing: rollback is impossible);
 - ``current``: its head is the newest valid state;
-- ``diverged``: several valid heads (a fork of the trusted history among
+- ``forked``: several valid heads (a fork of the trusted history among
   them) that none contains all of; they are combined by the deterministic
   merge, the same commit every site and replica builds from those heads.
+
+Equivocations (one list at one ``hv:version`` with two contents) found in
+the merges verified or built are kept as structured findings, which the sync
+records in the site state (``gitreg site status`` shows them).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from pathlib import Path
 import pygit2
 
 from gitreg.errors import GitregError, RejectedError, UnreachableError
-from gitreg.gitstore.acceptance import build_merge, choose, judge_head, own_merge_leaves
+from gitreg.gitstore.acceptance import build_merge, choose, judge_head, merged_heads
 from gitreg.gitstore.remote import fetch
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.policy import fingerprint
@@ -37,6 +41,7 @@ from gitreg.site.config import RegistryConfig
 from gitreg.site.crash import crash_point
 from gitreg.site.state import RemoteState
 from gitreg.verify.history import Verifier
+from gitreg.verify.merge import Equivocation
 
 MERGE_REF = "refs/gitreg/merged/main"
 FETCH_TIMEOUT = 300.0
@@ -53,7 +58,7 @@ class RemoteOutcome:
     detail: str = ""
     commit: str | None = None
     rule: str | None = None
-    equivocations: list[str] = field(default_factory=list)
+    findings: list[Equivocation] = field(default_factory=list)
     # Set when the head forked from the trusted history: their merge base.
     fork_base: str | None = None
 
@@ -66,7 +71,10 @@ class RegistryOutcome:
     trusted: str | None
     target: str | None
     remotes: list[RemoteOutcome] = field(default_factory=list)
-    equivocations: list[str] = field(default_factory=list)
+    # In the merges verified from the remotes and in the site's own merge.
+    equivocations: list[Equivocation] = field(default_factory=list)
+    # Why valid heads could not be merged (they are then reported invalid).
+    merge_error: str | None = None
     merged: bool = False
     # The sorted parents when ``target`` is this site's own merge.
     merge_parents: tuple[str, ...] = ()
@@ -79,7 +87,7 @@ class RegistryOutcome:
 
     @property
     def any_valid(self) -> bool:
-        return any(r.state in ("current", "stale", "diverged") for r in self.remotes)
+        return any(r.state in ("current", "stale", "forked") for r in self.remotes)
 
     @property
     def any_invalid(self) -> bool:
@@ -134,14 +142,14 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
         outcome.remotes.append(remote)
         if remote.state == "current" and remote.commit is not None:
             valid.setdefault(remote.commit, []).append(remote)
-        outcome.equivocations.extend(remote.equivocations)
+        outcome.equivocations.extend(remote.findings)
     try:
         # Stale heads too: they bound how far the site's own merge is taken apart.
         heads = [*valid, *(r.commit for r in outcome.remotes if r.state == "stale" and r.commit)]
         choice = choose(store, verifier, trusted, heads)
     except RejectedError as exc:
         # Valid heads that cannot be merged (different registries): keep the trusted state.
-        outcome.equivocations.append(f"the valid heads cannot be merged: {exc.message}")
+        outcome.merge_error = f"the valid heads cannot be merged: {exc.message}"
         for remotes in valid.values():
             for remote in remotes:
                 remote.state, remote.detail = "invalid", f"cannot be merged: {exc.message}"
@@ -149,13 +157,13 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
     outcome.target = choice.target
     # Heads the target merges (now, or in an earlier sync of the site's own merge).
     fetched = [r for r in outcome.remotes if r.state in ("current", "stale") and r.commit]
-    merged = set(choice.maximal) if choice.merged else own_merge_leaves(
-        store, choice.target, [r.commit for r in fetched if r.commit])
+    merged = merged_heads(store, choice, [r.commit for r in fetched if r.commit],
+                          provisional=True)
     for remote in fetched:
         head = remote.commit
         assert head is not None
         if head in merged:
-            remote.state = "diverged"
+            remote.state = "forked"
             remote.detail = f"{remote.detail}; diverged from another head, merged"
         elif remote.state == "current" and head != choice.target \
                 and choice.target is not None and store.is_descendant(choice.target, head):
@@ -166,7 +174,7 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
         _keep_merge(store, choice.target)
         outcome.merged = True
         outcome.merge_parents = tuple(sorted(store.commit(choice.target).parents))
-        outcome.equivocations.extend(f.describe() for f in choice.findings)
+        outcome.equivocations.extend(choice.findings)
     outcome.equivocations = list(dict.fromkeys(outcome.equivocations))
     return outcome
 
@@ -308,7 +316,7 @@ def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verif
                              rule=verdict.rule)
     state: RemoteState = "stale" if verdict.verdict == "stale" else "current"
     return RemoteOutcome(url, state, verdict.detail, commit=head,
-                         equivocations=verdict.equivocations, fork_base=verdict.fork_base)
+                         findings=verdict.findings, fork_base=verdict.fork_base)
 
 
 def merge_heads(store: RegistryStore, verifier: Verifier, heads: list[str],

@@ -36,12 +36,16 @@ from gitreg.errors import GitregError
 from gitreg.site.events import EventType, HandlerOutcome
 from gitreg.sqlite_store import Schema, StoreVersionError, open_store
 
-RemoteState = Literal["current", "stale", "diverged", "invalid", "unreachable"]
+RemoteState = Literal["current", "stale", "forked", "invalid", "unreachable"]
 ImageState = Literal["pending", "cached", "expired", "revoked", "failed"]
 DeliveryStatus = Literal["pending", "started", "delivered", "failed", "dropped"]
 
 _OPEN_DELIVERY = ("pending", "started", "failed")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# A migration script never changes once released: version 1 spelled a merged
+# remote "diverged" (version 5 renames it "forked").
+_V1_REMOTE_STATES = ("current", "stale", "diverged", "invalid", "unreachable")
 
 _SCHEMA_V1 = f"""
 CREATE TABLE registry (
@@ -52,7 +56,7 @@ CREATE TABLE registry (
 CREATE TABLE remote (
     registry   TEXT NOT NULL,
     url        TEXT NOT NULL,
-    state      TEXT NOT NULL CHECK (state IN {get_args(RemoteState)!r}),
+    state      TEXT NOT NULL CHECK (state IN {_V1_REMOTE_STATES!r}),
     detail     TEXT NOT NULL DEFAULT '',
     commit_id  TEXT,
     checked_at TEXT NOT NULL,
@@ -137,8 +141,43 @@ CREATE TABLE cloud_image (
 );
 """
 
+# Version 5: a remote whose head was merged is "forked" (the word of
+# docs/format.md), so the remote table is rebuilt with the new CHECK; the
+# equivocations seen by syncs (one list, one version, several contents) are
+# kept, since they are evidence against their signer, not a passing state.
+_SCHEMA_V5 = """
+CREATE TABLE remote_v5 (
+    registry   TEXT NOT NULL,
+    url        TEXT NOT NULL,
+    state      TEXT NOT NULL
+               CHECK (state IN ('current', 'stale', 'forked', 'invalid', 'unreachable')),
+    detail     TEXT NOT NULL DEFAULT '',
+    commit_id  TEXT,
+    checked_at TEXT NOT NULL,
+    PRIMARY KEY (registry, url)
+);
+INSERT INTO remote_v5 (registry, url, state, detail, commit_id, checked_at)
+    SELECT registry, url, CASE state WHEN 'diverged' THEN 'forked' ELSE state END,
+           detail, commit_id, checked_at FROM remote;
+DROP TABLE remote;
+ALTER TABLE remote_v5 RENAME TO remote;
+CREATE TABLE equivocation (
+    registry   TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    version    TEXT NOT NULL,
+    blobs      TEXT NOT NULL,
+    commits    TEXT NOT NULL,
+    chosen     TEXT,
+    reason     TEXT NOT NULL,
+    detail     TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL,
+    PRIMARY KEY (registry, path, version, blobs)
+);
+"""
+
 # Index i holds the script that takes the schema from version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
 SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
 SCHEMA_VERSION = SCHEMA.version
 
@@ -162,6 +201,22 @@ class ConflictRecord:
     taken_from: str | None  # the registry it was taken from (conflicts = "priority")
     detail: str
     seen_at: datetime
+
+
+@dataclass(frozen=True)
+class EquivocationRecord:
+    """One list (or the policy) at one version with several contents, as a sync saw it."""
+
+    registry: str
+    path: str
+    version: str
+    blobs: tuple[str, ...]  # the competing contents, sorted
+    commits: tuple[str, ...]  # the commits that carry them, sorted
+    chosen: str | None  # the blob the deterministic merge took
+    detail: str
+    reason: str = "equivocation"  # or "image-conflict" (gitreg.verify.merge.Equivocation)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -363,6 +418,35 @@ class SiteState:
         rows = self._read("SELECT image_uuid, registries, taken_from, detail, seen_at "
                           "FROM conflict ORDER BY image_uuid")
         return [ConflictRecord(r[0], tuple(r[1].split()), r[2], r[3], _parse(r[4]))
+                for r in rows]
+
+    def record_equivocations(self, found: Sequence[EquivocationRecord], *,
+                             now: datetime | None = None) -> None:
+        """Add what this sync saw; one already known only gets a new ``last_seen``."""
+        with self.transaction():
+            for e in found:
+                self._write(
+                    "INSERT INTO equivocation (registry, path, version, blobs, commits, chosen, "
+                    "reason, detail, first_seen, last_seen) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (registry, path, version, blobs) DO UPDATE SET "
+                    "last_seen = excluded.last_seen, commits = excluded.commits, "
+                    "chosen = excluded.chosen, detail = excluded.detail",
+                    (e.registry, e.path, e.version, " ".join(sorted(e.blobs)),
+                     " ".join(sorted(e.commits)), e.chosen, e.reason, e.detail, _stamp(now),
+                     _stamp(now)))
+
+    def equivocations(self, registry: str | None = None) -> list[EquivocationRecord]:
+        """Every equivocation a sync saw (oldest first), of one registry or all."""
+        sql = ("SELECT registry, path, version, blobs, commits, chosen, detail, reason, "
+               "first_seen, last_seen FROM equivocation")
+        params: tuple[str, ...] = ()
+        if registry is not None:
+            sql += " WHERE registry = ?"
+            params = (registry,)
+        rows = self._read(sql + " ORDER BY first_seen, registry, path, version", params)
+        return [EquivocationRecord(r[0], r[1], r[2], tuple(r[3].split()), tuple(r[4].split()),
+                                   r[5], r[6], r[7], _parse(r[8]), _parse(r[9]))
                 for r in rows]
 
     def record_remote(self, registry: str, url: str, state: RemoteState, detail: str = "", *,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError
+from gitreg.gitstore.acceptance import equivocation_json
 from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.site.cache import SiteCache
 from gitreg.site.config import SiteConfig
@@ -53,7 +54,13 @@ from gitreg.site.remotes import (
     pinned_fingerprint,
     prepare_dry_run,
 )
-from gitreg.site.state import ConflictRecord, ImageRecord, ImageState, SiteState
+from gitreg.site.state import (
+    ConflictRecord,
+    EquivocationRecord,
+    ImageRecord,
+    ImageState,
+    SiteState,
+)
 from gitreg.verify.context import VerifyContext
 from gitreg.verify.facts import ListFacts
 from gitreg.verify.history import Verifier
@@ -122,7 +129,9 @@ class SyncReport:
             "exit_code": self.exit_code,
             "registries": [{
                 "name": r.name, "trusted_before": r.trusted, "target": r.target,
-                "merged": r.merged, "equivocations": r.equivocations,
+                "merged": r.merged,
+                "equivocations": [equivocation_json(f) for f in r.equivocations],
+                "merge_error": r.merge_error,
                 "recovery": r.recovery, "refused": r.refused,
                 "state_findings": r.state_findings,
                 "remotes": [{"url": m.url, "state": m.state, "detail": m.detail,
@@ -243,6 +252,10 @@ def _record_outcome(state: SiteState, report: SyncReport, moment: datetime) -> N
                 state.record_remote(outcome.name, remote.url, remote.state, remote.detail,
                                     commit=remote.commit, now=moment)
             state.forget_remotes(outcome.name, [m.url for m in outcome.remotes])
+            state.record_equivocations([
+                EquivocationRecord(outcome.name, f.path, f.version, f.blobs, f.commits,
+                                   f.chosen, f.describe(), reason=f.reason)
+                for f in outcome.equivocations], now=moment)
             if outcome.target is not None:
                 state.advance(outcome.name, outcome.target, now=moment,
                               merge_parents=outcome.merge_parents)
