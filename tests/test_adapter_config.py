@@ -58,6 +58,23 @@ def test_every_cloud_mistake_is_reported_with_its_path() -> None:
     assert "hide <= deactivate <= delete" in problems["cloud[0].retire"]
 
 
+def test_glance_import_methods_are_glance_only_and_spelled_out() -> None:
+    (cloud,) = parse({"name": "g", "type": "glance", "cloud": "c", "convert": "glance",
+                      "upload": "web-download"}).clouds
+    assert (cloud.convert, cloud.glance_converts, cloud.upload) == (True, True, "web-download")
+    (plain,) = parse({"name": "g", "type": "glance", "cloud": "c"}).clouds
+    assert (plain.convert, plain.glance_converts, plain.upload) == (True, False, "stream")
+    with pytest.raises(InvalidDocumentError) as caught:
+        parse({"name": "g", "type": "glance", "cloud": "c", "convert": "remote",
+               "upload": "ftp"},
+              {"name": "one", "type": "opennebula", "endpoint": "http://one:2633/RPC2",
+               "upload": "web-download"})
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert set(problems) == {"cloud[0].convert", "cloud[0].upload", "cloud[1].upload"}
+    assert problems["cloud[0].convert"] == 'must be true, false or "glance", not \'remote\''
+    assert "the opennebula adapter takes neither" in problems["cloud[1].upload"]
+
+
 def test_duplicate_cloud_names_are_refused() -> None:
     with pytest.raises(InvalidDocumentError) as caught:
         parse({"name": "x", "type": "glance", "cloud": "c"},

@@ -13,12 +13,22 @@ block until the digest of everything read matches: bytes that are not the
 list's never complete a Glance image. After the upload the image's
 ``os_hash_value`` (Glance's ``hashing_algorithm`` must be sha512, its
 default) is compared as well; the reconciler deletes it on a mismatch.
+
+Glance's interoperable import (Image API v2.6) is the other way in: with
+``web-download`` Glance fetches ``hv:uri`` itself; with ``glance-direct`` the
+file is staged through the same withholding check. Either way Glance's
+image-conversion plugin, where the site has one, converts before the image
+goes active. Glance takes no expected digest for an import and activates the
+image as soon as its task ends, so an imported image is created private and
+hidden (usable by no other project) and its ``os_hash_value`` is checked
+after the task: only then does it get its visibility.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +37,7 @@ from gitreg.adapters.interface import (
     CloudRefusedError,
     CloudUnreachableError,
     ImageRefusedError,
+    ImportFailedError,
     RemoteImage,
     RemoteStatus,
     Upload,
@@ -39,6 +50,9 @@ READ_BLOCK = 1024 * 1024
 TIMEOUT = 300.0
 PAGE = 1000
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
+IMPORT_TIMEOUT = 3600.0
+# Polling an import: first after 0.2 s, then 1.5 times longer each time, at most 5 s.
+_POLL_FIRST, _POLL_GROWTH, _POLL_MAX = 0.2, 1.5, 5.0
 # Image fields that are not free-form properties.
 _CORE = frozenset({"id", "name", "status", "visibility", "os_hidden", "tags", "size",
                    "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
@@ -158,12 +172,36 @@ class GlanceBackend(CloudBackend):
 
     def upload(self, upload: Upload, *, name: str, visibility: str,
                properties: Mapping[str, str]) -> RemoteImage:
+        method = "web-download" if upload.uri else "glance-direct" if upload.convert_to \
+            else None
         body: dict[str, Any] = {"name": name, "disk_format": upload.disk_format,
-                                "container_format": "bare", "visibility": visibility,
+                                "container_format": "bare",
+                                # Imported bytes are checked only once active: until
+                                # then no other project may see the image.
+                                "visibility": "private" if method else visibility,
                                 "os_hidden": True, "tags": [GITREG_TAG]}
         for key, value in properties.items():
             body[key] = int(value) if key in _INTEGER_FIELDS else value
         created = _remote(self._request("POST", "/v2/images", json=body).json())
+        if method is None:
+            self._send_file(created, upload, "file")
+            return self._get(created.id)
+        if method == "glance-direct":
+            self._send_file(created, upload, "stage")
+        request: dict[str, Any] = {"name": method}
+        if upload.uri:
+            request["uri"] = upload.uri
+        try:
+            self._request("POST", f"/v2/images/{created.id}/import", json={"method": request},
+                          ok=(202,))
+        except CloudRefusedError as exc:
+            self.delete(created)
+            raise ImportFailedError(f"Glance refused the {method} import: {exc.message}; "
+                                    "image deleted") from None
+        return self._wait_import(created, method, upload)
+
+    def _send_file(self, created: RemoteImage, upload: Upload, target: str) -> None:
+        """Stream the file into the image (``file``) or its staging area (``stage``)."""
         data = _CheckedFile(upload)
         # The body cannot be sent twice: send it on a fresh connection, not on a
         # kept-alive one the server may have closed (uWSGI closes after a body).
@@ -171,7 +209,7 @@ class GlanceBackend(CloudBackend):
         if pool is not None:
             pool.close()
         try:
-            self._request("PUT", f"/v2/images/{created.id}/file", data=data, retries=0,
+            self._request("PUT", f"/v2/images/{created.id}/{target}", data=data, retries=0,
                           headers={"Content-Type": "application/octet-stream",
                                    "Connection": "close"})
         except _WrongBytesError as exc:
@@ -180,7 +218,44 @@ class GlanceBackend(CloudBackend):
                                     "became active") from None
         finally:
             data.close()
-        return self._get(created.id)
+
+    def _wait_import(self, created: RemoteImage, method: str, upload: Upload) -> RemoteImage:
+        """Poll the image until its import task made it active, or failed (then delete it)."""
+        deadline = time.monotonic() + IMPORT_TIMEOUT
+        delay = _POLL_FIRST
+        while True:
+            image = self._request("GET", f"/v2/images/{created.id}").json()
+            status = image.get("status")
+            if status == "active":
+                if image.get("disk_format") != upload.stored_format:
+                    self.delete(created)
+                    raise ImageRefusedError(
+                        f"Glance's {method} import stored disk_format "
+                        f"{image.get('disk_format')!r}, not {upload.stored_format!r}: image "
+                        "deleted")
+                return _remote(image)
+            # A failed import puts the image back to queued and names the store.
+            failed = status in ("killed", "deleted", "deactivated") or (
+                bool(image.get("os_glance_failed_import"))
+                and not image.get("os_glance_importing_to_stores"))
+            if failed or time.monotonic() > deadline:
+                why = self._task_message(created.id) if failed else \
+                    f"not active after {IMPORT_TIMEOUT:.0f} s (status {status})"
+                self.delete(created)
+                raise ImportFailedError(f"Glance's {method} import failed: {why}; image "
+                                        "deleted")
+            time.sleep(delay)
+            delay = min(delay * _POLL_GROWTH, _POLL_MAX)
+
+    def _task_message(self, image_id: str) -> str:
+        """Why the image's last import task failed, in Glance's words."""
+        try:
+            tasks = self._request("GET", f"/v2/images/{image_id}/tasks").json()
+        except (CloudRefusedError, CloudUnreachableError):
+            return "no task message"
+        ordered = sorted(tasks.get("tasks", []), key=lambda t: str(t.get("created_at", "")))
+        message = str(ordered[-1].get("message") or "") if ordered else ""
+        return message.strip().replace("\n", " ")[:300] or "no task message"
 
     def _get(self, image_id: str) -> RemoteImage:
         return _remote(self._request("GET", f"/v2/images/{image_id}").json())

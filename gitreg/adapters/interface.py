@@ -42,6 +42,10 @@ class ImageRefusedError(RejectedError):
     """This image cannot become a cloud image (its reason is the message)."""
 
 
+class ImportFailedError(ImageRefusedError):
+    """The cloud's own import of this image failed (fetch, conversion): tried again next run."""
+
+
 @dataclass(frozen=True)
 class VerifiedImage:
     """An image the site verified and holds in cache/, as an adapter sees it."""
@@ -94,6 +98,21 @@ class Upload:
     disk_format: str
     size: int
     sha512: str
+    # Glance's web-download: the cloud fetches the bytes from this URL (hv:uri) itself.
+    uri: str | None = None
+    # Glance's image-conversion plugin turns the imported bytes into this format,
+    # whose digest (computed locally) is ``converted_sha512``.
+    convert_to: str | None = None
+    converted_sha512: str | None = None
+
+    @property
+    def stored_sha512(self) -> str:
+        """The digest of the bytes the cloud must end up storing."""
+        return self.converted_sha512 or self.sha512
+
+    @property
+    def stored_format(self) -> str:
+        return self.convert_to or self.disk_format
 
 
 class CloudBackend(ABC):

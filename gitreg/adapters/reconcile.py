@@ -32,6 +32,7 @@ from gitreg.adapters.interface import (
     CloudRefusedError,
     CloudUnreachableError,
     ImageRefusedError,
+    ImportFailedError,
     RemoteImage,
     Upload,
     VerifiedImage,
@@ -172,8 +173,9 @@ class Reconciler:
                 keep = self._upload(image, place)
             except ImageRefusedError as exc:
                 self.outcome.failed[image.uuid] = exc.message
-                self.records.put(image.uuid, image.sha512, state="failed", reason=exc.message,
-                                 now=self.now)
+                if not isinstance(exc, ImportFailedError):  # Glance's fetch may work next run
+                    self.records.put(image.uuid, image.sha512, state="failed",
+                                     reason=exc.message, now=self.now)
                 return
             record = self.records.all().get((image.uuid, image.sha512))
         elif record is None or record.remote_id != keep.id or record.state != "registered":
@@ -216,10 +218,10 @@ class Reconciler:
         if ram is not None:
             props["min_ram"] = str(ram)
         props["min_disk"] = str(properties.min_disk_gib(info.virtual_size, image.size))
-        props["gitreg_uploaded_sha512"] = upload.sha512
+        props["gitreg_uploaded_sha512"] = upload.stored_sha512
         if image.commit:
             props["gitreg_commit"] = image.commit
-        if source_format != upload.disk_format:
+        if source_format != upload.stored_format:
             props["gitreg_source_format"] = source_format
         try:
             remote = self.backend.upload(upload, name=place.name,
@@ -227,14 +229,14 @@ class Reconciler:
         finally:
             if upload.path != image.path:
                 upload.path.unlink(missing_ok=True)
-        if remote.sha512 != upload.sha512:
+        if remote.sha512 != upload.stored_sha512:
             self.backend.delete(remote)
             raise ImageRefusedError(f"the cloud stored bytes with SHA-512 {remote.sha512}, "
-                                    f"not {upload.sha512}: image deleted")
+                                    f"not {upload.stored_sha512}: image deleted")
         crash_point("cloud-upload")
         self.records.put(image.uuid, image.sha512, state="registered", remote_id=remote.id,
-                         uploaded_sha512=upload.sha512, disk_format=upload.disk_format,
-                         now=self.now)
+                         uploaded_sha512=upload.stored_sha512,
+                         disk_format=upload.stored_format, now=self.now)
         self.outcome.uploaded.append(image.uuid)
         return remote
 
@@ -242,8 +244,13 @@ class Reconciler:
         declared = text_value(image.metadata.get("hv:format"))
         info = diskimage.inspect(image.path, declared=declared)
         formats = self.config.disk_formats
+        # web-download: Glance fetches the list's own URL, so only bytes it stores
+        # as they are or converts itself; a locally converted file is streamed.
+        uri = text_value(image.metadata.get("hv:uri")) \
+            if self.config.upload == "web-download" else None
         if not formats or info.format in formats:
-            return Upload(image.path, info.format, image.size, image.sha512), info, info.format
+            return (Upload(image.path, info.format, image.size, image.sha512, uri=uri), info,
+                    info.format)
         if not self.config.convert:
             raise ImageRefusedError(f"the image is {info.format}, this cloud takes "
                                     f"{', '.join(formats)}, and convert = false")
@@ -252,9 +259,21 @@ class Reconciler:
         if diskimage.file_sha512(image.path) != image.sha512:
             raise ImageRefusedError("cache file no longer has the list's SHA-512: not converted")
         target_format = "raw" if "raw" in formats else formats[0]
+        if self.config.glance_converts and target_format != "raw":
+            raise ImageRefusedError(f"the image is {info.format} and this cloud takes "
+                                    f"{', '.join(formats)}: Glance's conversion can be checked "
+                                    "only into raw, whose bytes qemu-img makes the same "
+                                    "everywhere")
         target = self.work_dir / f"{image.uuid}.{target_format}"
         digest = diskimage.convert(image.path, target, source_format=info.format,
                                    target_format=target_format)
+        if self.config.glance_converts:
+            # Glance converts; the local conversion only says what digest its
+            # result must have (Glance takes none to check against).
+            target.unlink()
+            return (Upload(image.path, info.format, image.size, image.sha512, uri=uri,
+                           convert_to=target_format, converted_sha512=digest), info,
+                    info.format)
         return (Upload(target, target_format, target.stat().st_size, digest), info,
                 info.format)
 

@@ -311,13 +311,15 @@ CloudType = Literal["glance", "opennebula"]
 Visibility = Literal["private", "shared", "community", "public"]
 CLOUD_TYPES = ("glance", "opennebula")
 VISIBILITIES = ("private", "shared", "community", "public")
+UploadMethod = Literal["stream", "web-download"]
+UPLOAD_METHODS = ("stream", "web-download")
 # Glance's disk formats (Image API v2 schema); OpenNebula takes the same files.
 DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso",
                 "ploop")
 DEFAULT_RETIRE = {"hide": 0.0, "deactivate": 7 * 86400.0, "delete": 30 * 86400.0}
 _CLOUD_KEYS = ("name", "type", "cloud", "registries", "disk_formats", "convert", "visibility",
                "projects", "retire", "endpoint", "auth_file", "datastore",
-               "template", "permissions")
+               "template", "permissions", "upload")
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,10 @@ class CloudConfig:
     registries: tuple[str, ...] = ()  # empty: every registry
     disk_formats: tuple[str, ...] = ()  # empty: any format as it is
     convert: bool = True
+    # glance: convert = "glance" (Glance's image-conversion import plugin converts,
+    # not a local qemu-img), upload = "web-download" (Glance fetches hv:uri itself).
+    glance_converts: bool = False
+    upload: UploadMethod = "stream"
     visibility: Visibility = "private"
     projects: Mapping[str, str] = field(default_factory=dict)  # VO -> project id
     hide_after: float = DEFAULT_RETIRE["hide"]
@@ -369,8 +375,15 @@ def _parse_cloud(reader: _Reader, where: str, entry: Mapping[str, Any],
             reader.problem(f"{where}.disk_formats", f"unknown disk format {item!r} (one of "
                            f"{', '.join(DISK_FORMATS)})")
     convert = entry.get("convert", True)
-    if not isinstance(convert, bool):
-        reader.problem(f"{where}.convert", f"must be true or false, not {_kind(convert)}")
+    if not isinstance(convert, bool) and convert != "glance":
+        shown = repr(convert) if isinstance(convert, str) else _kind(convert)
+        reader.problem(f"{where}.convert", f'must be true, false or "glance", not {shown}')
+    upload = reader.choice(f"{where}.upload", entry.get("upload"), UPLOAD_METHODS,
+                           default="stream")
+    if kind != "glance" and (convert == "glance" or upload != "stream"):
+        reader.problem(f"{where}.convert" if convert == "glance" else f"{where}.upload",
+                       'convert = "glance" and upload = "web-download" are Glance\'s import '
+                       f"methods; the {kind} adapter takes neither")
     visibility = reader.choice(f"{where}.visibility", entry.get("visibility"), VISIBILITIES,
                                default="private")
     projects = reader.string_table(f"{where}.projects", entry.get("projects"))
@@ -392,7 +405,8 @@ def _parse_cloud(reader: _Reader, where: str, entry: Mapping[str, Any],
         return None
     return CloudConfig(
         name=name, type=cast(CloudType, kind), cloud=cloud, registries=tuple(chosen),
-        disk_formats=tuple(formats), convert=bool(convert),
+        disk_formats=tuple(formats), convert=convert is not False,
+        glance_converts=convert == "glance", upload=cast(UploadMethod, upload),
         visibility=cast(Visibility, visibility), projects=projects,
         hide_after=retire["hide"], deactivate_after=retire["deactivate"],
         delete_after=retire["delete"], endpoint=endpoint,
