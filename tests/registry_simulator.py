@@ -30,9 +30,11 @@ from pygit2.enums import FileMode
 from gitreg.gitstore.commits import build_tree, create_signed_commit
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.dates import format_date
-from gitreg.model.policy import Limits, PolicyEnvelope, add_signature, new_policy
+from gitreg.model.policy import Limits, PolicyEnvelope
 from gitreg.model.registry_info import FORMAT_VERSION, RegistryInfo
 from gitreg.model.strictjson import canonical_dumps
+from gitreg.publish import policy_edit
+from gitreg.publish.policy_edit import add_signature, new_policy
 from gitreg.signing.interface import NAMESPACE_IMAGELIST, PublicKey, Signer
 from gitreg.signing.ssh import SSHSigner
 from gitreg.verify import layout
@@ -254,12 +256,12 @@ class RegistrySimulator:
 
     def add_endorser(self, name: str, keys: Sequence[PublicKey], allow: Sequence[str],
                      email: str | None = None) -> str:
-        oid, _ = self.change_policy(lambda p: p.add_endorser(name, keys, email, allow),
+        oid, _ = self.change_policy(lambda p: policy_edit.add_endorser(p, name, keys, email, allow),
                                     message=f"Add endorser {name}")
         return oid
 
     def remove_endorser(self, name: str) -> str:
-        oid, _ = self.change_policy(lambda p: p.remove_endorser(name),
+        oid, _ = self.change_policy(lambda p: policy_edit.remove_endorser(p, name),
                                     message=f"Remove endorser {name}")
         return oid
 

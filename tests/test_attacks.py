@@ -26,8 +26,10 @@ import pytest
 
 from gitreg.errors import PolicyViolationError
 from gitreg.gitstore.verify_cache import SqliteCache
-from gitreg.model.policy import PolicyEnvelope, add_signature
+from gitreg.model.policy import PolicyEnvelope
 from gitreg.model.registry_info import RegistryInfo
+from gitreg.publish import policy_edit
+from gitreg.publish.policy_edit import add_signature
 from gitreg.server.init import init_server
 from gitreg.signing.interface import NAMESPACE_IMAGELIST, Signer
 from gitreg.signing.ssh import SSHSigner
@@ -232,7 +234,8 @@ def test_commit_by_a_key_revoked_and_backdated_before_the_revocation(world: Worl
 
 def _policy_edit(envelope: PolicyEnvelope) -> PolicyEnvelope:
     mallory = ssh_signer("mallory")
-    return envelope.add_endorser("mallory", [mallory.public_key()], allow=["imagelists/*"])
+    return policy_edit.add_endorser(envelope, "mallory", [mallory.public_key()],
+                                    allow=["imagelists/*"])
 
 
 @both_transports
@@ -342,7 +345,7 @@ def test_merge_with_an_unrelated_history(world: World, tmp_path: Path) -> None:
 
 def test_policy_version_that_skips_a_number(world: World) -> None:
     def skip(envelope: PolicyEnvelope) -> PolicyEnvelope:
-        return _policy_edit(envelope).with_version(envelope.version + 2)
+        return policy_edit.with_version(_policy_edit(envelope), envelope.version + 2)
 
     oid, _ = world.sim.change_policy(skip, move=False)
     world.assert_rejected(oid, "policy-version", path=layout.POLICY_FILE)

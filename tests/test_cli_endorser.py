@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from gitreg.model.dates import utcnow
-from gitreg.model.policy import add_signature, fingerprint
+from gitreg.model.policy import fingerprint
+from gitreg.publish import policy_edit
 from gitreg.publish.drafts import edit_policy
+from gitreg.publish.policy_edit import add_signature
 from gitreg.publish.publication import publish
 from gitreg.publish.registry_init import create_registry
 from gitreg.publish.workcopy import WorkingCopy
@@ -72,7 +74,8 @@ def make_registry(tmp_path: Path, ssh_keys, *, roots: tuple[str, ...] = ("bob", 
         copy = WorkingCopy.open(reg)
         key = SSHPublicKey.from_file(ssh_keys["alice"].public)
         draft = edit_policy(copy.published_policy(), copy.draft_policy(),
-                            lambda p: p.add_endorser("alice", [key], allow=["imagelists/*"]))
+                            lambda p: policy_edit.add_endorser(p, "alice", [key],
+                                                               allow=["imagelists/*"]))
         copy.write_policy(add_signature(draft, signers[0]))
         publish(copy, list_signer=None, commit_signer=signers[0], now=utcnow())
     return reg

@@ -15,9 +15,10 @@ from typing import ClassVar
 import pytest
 
 from gitreg.model.dates import utcnow
-from gitreg.model.policy import add_signature
+from gitreg.publish import policy_edit
 from gitreg.publish.drafts import edit_policy
 from gitreg.publish.endorser_fields import GitIdentity, find_endorser, resolve_fields
+from gitreg.publish.policy_edit import add_signature
 from gitreg.publish.publication import publish
 from gitreg.publish.registry_init import create_registry
 from gitreg.publish.workcopy import WorkingCopy
@@ -60,8 +61,8 @@ def registry(tmp_path: Path, ssh_keys, endorsers: dict[str, list], *,
     for name, keys in endorsers.items():
         email = (emails or {}).get(name)
         draft = edit_policy(copy.published_policy(), draft,
-                            lambda p, n=name, k=keys, e=email: p.add_endorser(
-                                n, k, email=e, allow=["imagelists/*"]))
+                            lambda p, n=name, k=keys, e=email: policy_edit.add_endorser(
+                                p, n, k, email=e, allow=["imagelists/*"]))
     copy.write_policy(add_signature(draft, bob))
     publish(copy, list_signer=None, commit_signer=bob, now=utcnow())
     return reg

@@ -34,13 +34,13 @@ from gitreg.model.policy import (
     Limits,
     PolicyEnvelope,
     PolicySignature,
-    add_signature,
     check_key_ids,
     fingerprint,
-    new_policy,
     parse_policy,
 )
 from gitreg.model.registry_info import RegistryInfo
+from gitreg.publish import policy_edit
+from gitreg.publish.policy_edit import add_signature, new_policy
 from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
 from gitreg.signing.openpgp import OpenPGPSigner
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
@@ -121,11 +121,11 @@ def base(keys: dict[str, KeyPair]) -> PolicyEnvelope:
 @pytest.fixture
 def with_alice(base: PolicyEnvelope, keys: dict[str, KeyPair]) -> PolicyEnvelope:
     """Version 2: alice may change imagelists/<LIST_UUID>.json, bob everything."""
-    env = base.add_endorser("alice", [keys["alice"].public], "alice@example.org",
-                            [f"imagelists/{LIST_UUID}.json"])
-    env = env.add_endorser("bob", [keys["bob"].public], None, ["imagelists/*.json"])
+    env = policy_edit.add_endorser(base, "alice", [keys["alice"].public], "alice@example.org",
+                                   [f"imagelists/{LIST_UUID}.json"])
+    env = policy_edit.add_endorser(env, "bob", [keys["bob"].public], None, ["imagelists/*.json"])
     # Two edits of one draft: still exactly one version after the base.
-    return env.with_version(base.version + 1)
+    return policy_edit.with_version(env, base.version + 1)
 
 
 def _doc(envelope: PolicyEnvelope) -> dict[str, Any]:
@@ -355,7 +355,7 @@ def test_signature_by_a_non_root_key_does_not_count(with_alice, keys):
 
 def test_invalid_signature_is_reported_not_fatal(base, keys):
     # root2's signature over other bytes, filed under root2's id.
-    other = base.with_expires(EXPIRES + timedelta(days=1))
+    other = policy_edit.with_expires(base, EXPIRES + timedelta(days=1))
     stale = add_signature(other, keys["root2"].signer).signatures[0]
     # root3's signature filed under root1's id: the claim is checked.
     wrong = add_signature(base, keys["root3"].signer).signatures[0]
@@ -410,8 +410,9 @@ def test_rotating_root_keys_needs_old_and_new_thresholds(keys):
                              EXPIRES), keys["root1"], keys["root2"])
     verify_policy_transition(None, old, at=NOW)
     # root1 leaves, root3 joins: 2 of {root2, root3}.
-    new = old.add_root(keys["root3"].public).remove_root(keys["root1"].key_id)
-    new = new.with_version(old.version + 1)
+    new = policy_edit.remove_root(policy_edit.add_root(old, keys["root3"].public),
+                                  keys["root1"].key_id)
+    new = policy_edit.with_version(new, old.version + 1)
     assert new.signed.root_keys == (keys["root2"].key_id, keys["root3"].key_id)
 
     only_new = _signed(new, keys["root2"], keys["root3"])
@@ -433,7 +434,8 @@ def test_rotating_root_keys_needs_old_and_new_thresholds(keys):
 @pytest.mark.parametrize("version", [1, 3, 10])
 def test_version_must_be_exactly_one_more(base, keys, version):
     old = _signed(base, keys["root1"], keys["root2"])
-    new = _signed(base.set_threshold(1).with_version(version), keys["root1"], keys["root2"])
+    new = _signed(policy_edit.with_version(policy_edit.set_threshold(base, 1), version),
+                  keys["root1"], keys["root2"])
     with pytest.raises(PolicyViolationError) as caught:
         verify_policy_transition(old, new, at=NOW)
     assert caught.value.rule == "policy-version"
@@ -442,7 +444,7 @@ def test_version_must_be_exactly_one_more(base, keys, version):
 
 def test_registry_id_cannot_change(base, keys):
     old = _signed(base, keys["root1"], keys["root2"])
-    doc = _doc(base.set_threshold(1))
+    doc = _doc(policy_edit.set_threshold(base, 1))
     doc["signed"]["registry"] = OTHER_REGISTRY
     new = _signed(parse_policy(_bytes(doc)), keys["root1"], keys["root2"])
     with pytest.raises(PolicyViolationError) as caught:
@@ -452,7 +454,7 @@ def test_registry_id_cannot_change(base, keys):
 
 def test_ordinary_change_with_thresholds_passes(with_alice, keys):
     old = _signed(with_alice, keys["root1"], keys["root2"])
-    new = _signed(old.remove_endorser("bob"), keys["root2"], keys["root3"])
+    new = _signed(policy_edit.remove_endorser(old, "bob"), keys["root2"], keys["root3"])
     verify_policy_transition(old, new, at=NOW)
 
 
@@ -581,16 +583,17 @@ def test_star_never_crosses_a_slash_and_agrees_with_fnmatch_within_a_segment(
 def test_editing_operations_produce_valid_unsigned_policies(base, keys):
     signed = _signed(base, keys["root1"], keys["root2"])
     steps = [
-        lambda e: e.add_endorser("alice", [keys["alice"].public], "alice@example.org",
-                                 ["imagelists/*.json"]),
-        lambda e: e.allow("alice", f"imagelists/{LIST_UUID}.json"),
-        lambda e: e.add_endorser("bob", [keys["bob"].public], None, ["imagelists/*.json"]),
-        lambda e: e.add_root(keys["alice"].public),
-        lambda e: e.set_threshold(3),
-        lambda e: e.set_threshold(2),
-        lambda e: e.remove_root(keys["root3"].key_id),
-        lambda e: e.remove_endorser("alice"),
-        lambda e: e.with_expires(EXPIRES + timedelta(days=30, microseconds=5)),
+        lambda e: policy_edit.add_endorser(e, "alice", [keys["alice"].public],
+                                           "alice@example.org", ["imagelists/*.json"]),
+        lambda e: policy_edit.allow(e, "alice", f"imagelists/{LIST_UUID}.json"),
+        lambda e: policy_edit.add_endorser(e, "bob", [keys["bob"].public], None,
+                                           ["imagelists/*.json"]),
+        lambda e: policy_edit.add_root(e, keys["alice"].public),
+        lambda e: policy_edit.set_threshold(e, 3),
+        lambda e: policy_edit.set_threshold(e, 2),
+        lambda e: policy_edit.remove_root(e, keys["root3"].key_id),
+        lambda e: policy_edit.remove_endorser(e, "alice"),
+        lambda e: policy_edit.with_expires(e, EXPIRES + timedelta(days=30, microseconds=5)),
     ]
     envelope = signed
     for i, step in enumerate(steps):
@@ -617,29 +620,31 @@ def test_editing_operations_produce_valid_unsigned_policies(base, keys):
 
 
 def test_remove_endorser_drops_its_keys_and_rules(with_alice, keys):
-    edited = with_alice.remove_endorser("alice")
+    edited = policy_edit.remove_endorser(with_alice, "alice")
     assert keys["alice"].key_id not in edited.signed.keys
     assert edited.signed.endorsers_for_path(f"imagelists/{LIST_UUID}.json") == {"bob"}
     assert [r.endorsers for r in edited.signed.rules] == [("bob",)]
 
 
 @pytest.mark.parametrize("edit, fragment", [
-    (lambda e, k: e.add_endorser("alice", [k["root1"].public]), "already exists"),
-    (lambda e, k: e.add_endorser("carol", [k["alice"].public]), "already belongs"),
-    (lambda e, k: e.add_endorser("carol", []), "at least one key"),
-    (lambda e, k: e.add_endorser("-carol", [k["root1"].public]), "invalid endorser name"),
-    (lambda e, k: e.add_endorser("carol", [k["root1"].public], None, ["/abs"]),
+    (lambda e, k: policy_edit.add_endorser(e, "alice", [k["root1"].public]), "already exists"),
+    (lambda e, k: policy_edit.add_endorser(e, "carol", [k["alice"].public]), "already belongs"),
+    (lambda e, k: policy_edit.add_endorser(e, "carol", []), "at least one key"),
+    (lambda e, k: policy_edit.add_endorser(e, "-carol", [k["root1"].public]),
+     "invalid endorser name"),
+    (lambda e, k: policy_edit.add_endorser(e, "carol", [k["root1"].public], None, ["/abs"]),
      "invalid path glob"),
-    (lambda e, k: e.remove_endorser("carol"), 'no endorser named "carol"'),
-    (lambda e, k: e.allow("carol", "imagelists/*.json"), "no endorser named"),
-    (lambda e, k: e.allow("bob", "imagelists/*.json"), "already allowed"),
-    (lambda e, k: e.allow("bob", "imagelists/**"), "invalid path glob"),
-    (lambda e, k: e.add_root(k["root1"].public), "already a root key"),
-    (lambda e, k: e.remove_root(k["alice"].key_id), "not a root key"),
-    (lambda e, k: e.set_threshold(3).remove_root(k["root1"].key_id), "lower it first"),
-    (lambda e, k: e.set_threshold(0), "between 1 and"),
-    (lambda e, k: e.set_threshold(4), "between 1 and"),
-    (lambda e, k: e.with_expires(datetime(2030, 1, 1)), "no timezone"),
+    (lambda e, k: policy_edit.remove_endorser(e, "carol"), 'no endorser named "carol"'),
+    (lambda e, k: policy_edit.allow(e, "carol", "imagelists/*.json"), "no endorser named"),
+    (lambda e, k: policy_edit.allow(e, "bob", "imagelists/*.json"), "already allowed"),
+    (lambda e, k: policy_edit.allow(e, "bob", "imagelists/**"), "invalid path glob"),
+    (lambda e, k: policy_edit.add_root(e, k["root1"].public), "already a root key"),
+    (lambda e, k: policy_edit.remove_root(e, k["alice"].key_id), "not a root key"),
+    (lambda e, k: policy_edit.remove_root(policy_edit.set_threshold(e, 3), k["root1"].key_id),
+     "lower it first"),
+    (lambda e, k: policy_edit.set_threshold(e, 0), "between 1 and"),
+    (lambda e, k: policy_edit.set_threshold(e, 4), "between 1 and"),
+    (lambda e, k: policy_edit.with_expires(e, datetime(2030, 1, 1)), "no timezone"),
 ])
 def test_bad_edits_raise_usage_errors_and_change_nothing(with_alice, keys, edit, fragment):
     before = with_alice.canonical_bytes()
@@ -651,7 +656,7 @@ def test_bad_edits_raise_usage_errors_and_change_nothing(with_alice, keys, edit,
 def test_remove_last_root_is_refused(keys):
     single = new_policy(REGISTRY, [keys["root1"].public], 1, EXPIRES)
     with pytest.raises(UsageError, match="only root key"):
-        single.remove_root(keys["root1"].key_id)
+        policy_edit.remove_root(single, keys["root1"].key_id)
 
 
 @pytest.mark.parametrize("registry, roots, threshold, fragment", [

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gitreg.errors import InvalidDocumentError, UsageError
-from gitreg.model.policy import new_policy
 from gitreg.model.versions import compare_versions
+from gitreg.publish import policy_edit
 from gitreg.publish.drafts import (
     EndorserFields,
     ImageFields,
@@ -24,6 +24,7 @@ from gitreg.publish.drafts import (
     set_image_key,
     set_list_key,
 )
+from gitreg.publish.policy_edit import new_policy
 from gitreg.publish.publication import effective_lifetime, next_version
 from gitreg.signing.ssh import SSHPublicKey
 
@@ -173,8 +174,8 @@ def _policy():
 def test_repeated_policy_edits_stay_one_version_bump():
     published, keys = _policy()
     later = datetime(2031, 1, 1, tzinfo=UTC)
-    draft = edit_policy(published, published, lambda p: p.remove_root(keys[1].key_id))
-    draft = edit_policy(published, draft, lambda p: p.with_expires(later))
+    draft = edit_policy(published, published, lambda p: policy_edit.remove_root(p, keys[1].key_id))
+    draft = edit_policy(published, draft, lambda p: policy_edit.with_expires(p, later))
     assert draft.version == published.version + 1
     assert draft.signatures == ()
     assert draft.signed.root_keys == (keys[0].key_id,)
@@ -183,8 +184,8 @@ def test_repeated_policy_edits_stay_one_version_bump():
 
 def test_an_edit_undoing_the_draft_returns_the_published_policy():
     published, _ = _policy()
-    draft = edit_policy(published, published, lambda p: p.set_threshold(2))
-    undone = edit_policy(published, draft, lambda p: p.set_threshold(1))
+    draft = edit_policy(published, published, lambda p: policy_edit.set_threshold(p, 2))
+    undone = edit_policy(published, draft, lambda p: policy_edit.set_threshold(p, 1))
     assert undone is published
 
 

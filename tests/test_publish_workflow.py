@@ -16,9 +16,11 @@ import pytest
 
 from gitreg.errors import PolicyViolationError, UsageError
 from gitreg.model.dates import utcnow
-from gitreg.model.policy import add_signature, fingerprint, parse_policy
+from gitreg.model.policy import fingerprint, parse_policy
+from gitreg.publish import policy_edit
 from gitreg.publish.drafts import EndorserFields, ImageFields, add_image, edit_policy, new_list
 from gitreg.publish.history import registry_log
+from gitreg.publish.policy_edit import add_signature
 from gitreg.publish.publication import publish
 from gitreg.publish.registry_init import create_registry
 from gitreg.publish.signing_keys import commit_signer, load_signing_key
@@ -67,8 +69,9 @@ def registry(tmp_path: Path, ssh_keys) -> WorkingCopy:
     copy = WorkingCopy.open(tmp_path / "reg")
     alice = SSHPublicKey.from_file(ssh_keys["alice"].public)
     draft = edit_policy(copy.published_policy(), copy.draft_policy(),
-                        lambda p: p.add_endorser("alice", [alice], email="alice@example.org",
-                                                 allow=["imagelists/*"]))
+                        lambda p: policy_edit.add_endorser(p, "alice", [alice],
+                                                           email="alice@example.org",
+                                                           allow=["imagelists/*"]))
     copy.write_policy(add_signature(draft, roots[0]))
     result = publish(copy, list_signer=None, commit_signer=roots[0], now=utcnow())
     assert result.policy_version == 2
@@ -166,7 +169,7 @@ def test_publishing_twice_makes_no_second_commit(registry, ssh_keys):
 def test_refused_policy_leaves_ref_and_files_unchanged(registry, ssh_keys):
     bob = signer(ssh_keys, "bob")
     draft = edit_policy(registry.published_policy(), registry.draft_policy(),
-                        lambda p: p.set_threshold(2))
+                        lambda p: policy_edit.set_threshold(p, 2))
     registry.write_policy(add_signature(draft, bob))
     head, files = registry.head(), snapshot(registry)
     with pytest.raises(PolicyViolationError) as caught:
@@ -186,7 +189,7 @@ def test_refused_policy_leaves_ref_and_files_unchanged(registry, ssh_keys):
 def test_policy_signed_twice_by_one_key_counts_once(registry, ssh_keys):
     bob = signer(ssh_keys, "bob")
     draft = edit_policy(registry.published_policy(), registry.draft_policy(),
-                        lambda p: p.set_threshold(2))
+                        lambda p: policy_edit.set_threshold(p, 2))
     registry.write_policy(add_signature(add_signature(draft, bob), bob))
     head = registry.head()
     with pytest.raises(PolicyViolationError, match="signed by 1 of 2"):
@@ -220,7 +223,8 @@ def test_new_endorser_and_lists_together_get_the_policy_only_hint(registry, ssh_
     bob = signer(ssh_keys, "bob")
     david = SSHPublicKey.from_file(ssh_keys["mallory"].public)
     draft = edit_policy(registry.published_policy(), registry.draft_policy(),
-                        lambda p: p.add_endorser("david", [david], allow=["imagelists/*"]))
+                        lambda p: policy_edit.add_endorser(p, "david", [david],
+                                                           allow=["imagelists/*"]))
     registry.write_policy(add_signature(draft, bob))
     list_id = add_list(registry)
     mallory = signer(ssh_keys, "mallory")
@@ -319,7 +323,7 @@ def test_x509_endorser_signs_lists_with_cms_and_commits_with_ssh(registry, ssh_k
     keys = [load_public_key(str(chained), at=NOW),
             SSHPublicKey.from_file(ssh_keys["mallory"].public)]
     draft = edit_policy(registry.published_policy(), registry.draft_policy(),
-                        lambda p: p.add_endorser("grid", keys, allow=["imagelists/*"]))
+                        lambda p: policy_edit.add_endorser(p, "grid", keys, allow=["imagelists/*"]))
     registry.write_policy(add_signature(draft, bob))
     publish(registry, list_signer=None, commit_signer=bob, now=utcnow())
     list_id = add_list(registry, "Grid images")
@@ -342,7 +346,7 @@ def test_openpgp_endorser_signs_lists_and_commits_with_gpg(registry, ssh_keys,
     key = load_public_key(f"openpgp:{fpr}", at=NOW)
     bob = signer(ssh_keys, "bob")
     draft = edit_policy(registry.published_policy(), registry.draft_policy(),
-                        lambda p: p.add_endorser("pgp", [key], allow=["imagelists/*"]))
+                        lambda p: policy_edit.add_endorser(p, "pgp", [key], allow=["imagelists/*"]))
     registry.write_policy(add_signature(draft, bob))
     publish(registry, list_signer=None, commit_signer=bob, now=utcnow())
     list_id = add_list(registry, "PGP images")

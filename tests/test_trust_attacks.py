@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.model.dates import format_date
 from gitreg.model.policy import Limits, Policy, PolicyEnvelope, fingerprint
+from gitreg.publish import policy_edit
 from gitreg.server.hook import CACHE_FILE, TRUST_ROOT_KEY
 from gitreg.server.init import init_server
 from gitreg.signing.ssh import SSHSigner
@@ -176,7 +177,8 @@ def _judges(tmp_path: Path, run_cli: RunCli, image_server: ImageServer, *,
     sim.change_policy(lambda p: edited(
         p, lambda raw: raw["endorsers"]["dave"].update(expires=expiry)))
     if policy_expires is not None:
-        sim.change_policy(lambda p: p.with_expires(T0 + timedelta(days=policy_expires)))
+        sim.change_policy(
+            lambda p: policy_edit.with_expires(p, T0 + timedelta(days=policy_expires)))
     root = sim.store.commits_between(None, sim.head)[0]
     entry = sim.store.entry(sim.store.commit(root).tree, layout.POLICY_FILE)
     assert entry is not None
@@ -255,7 +257,8 @@ def test_list_commit_under_an_expired_policy(make_judges: MakeJudges) -> None:
 
     # The root key holders renew the policy on top of main: accepted everywhere.
     j.sim.set_main(base)
-    renewal, _ = j.sim.change_policy(lambda p: p.with_expires(NOW + timedelta(days=200)))
+    renewal, _ = j.sim.change_policy(
+        lambda p: policy_edit.with_expires(p, NOW + timedelta(days=200)))
     j.hook_accepts(renewal)
     assert j.verify().returncode == 0
     assert j.sync(NOW).exit_code == 0

@@ -17,6 +17,7 @@ import pytest
 from gitreg.errors import PolicyViolationError
 from gitreg.model.dates import format_date
 from gitreg.model.policy import Policy, PolicyEnvelope
+from gitreg.publish import policy_edit
 from gitreg.signing.ssh import SSHSigner
 from gitreg.verify import layout
 from gitreg.verify.cache import MemoryCache
@@ -104,7 +105,7 @@ def test_a_list_commit_under_an_expired_policy_and_its_renewal(
         registry: tuple[RegistrySimulator, dict[str, SSHSigner], str, str]) -> None:
     sim, signers, list_a, _ = registry
     alice = signers["alice"]
-    sim.change_policy(lambda p: p.with_expires(T0 + timedelta(days=5)))
+    sim.change_policy(lambda p: policy_edit.with_expires(p, T0 + timedelta(days=5)))
     policy_head = sim.head
     sim.clock = NOW - timedelta(hours=1)
     listed = sim.publish(alice, {list_a: [new_id()]})
@@ -119,7 +120,7 @@ def test_a_list_commit_under_an_expired_policy_and_its_renewal(
 
     # A renewal on top of the expired policy is accepted at push time, and applies.
     sim.set_main(policy_head)
-    renewal, _ = sim.change_policy(lambda p: p.with_expires(NOW + timedelta(days=300)))
+    renewal, _ = sim.change_policy(lambda p: policy_edit.with_expires(p, NOW + timedelta(days=300)))
     verifier(sim, VerifyContext.for_push(NOW)).verify_range(policy_head, renewal)
     site = verifier(sim, VerifyContext.for_site(NOW))
     site.verify_range(None, renewal)

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from gitreg.model.policy import PolicyEnvelope, add_signature, fingerprint
+from gitreg.model.policy import PolicyEnvelope, fingerprint
 from gitreg.model.registry_info import RegistryInfo
+from gitreg.publish import policy_edit
+from gitreg.publish.policy_edit import add_signature
 from gitreg.signing.interface import NAMESPACE_IMAGELIST
 from gitreg.site.config import load_config
 from gitreg.site.sync import SyncReport, sync
@@ -104,7 +106,7 @@ def _unrelated(w: World) -> str:
 
 def _policy_skip(w: World) -> str:
     return w.sim.change_policy(
-        lambda e: _policy_edit(e).with_version(e.version + 2), move=False)[0]
+        lambda e: policy_edit.with_version(_policy_edit(e), e.version + 2), move=False)[0]
 
 
 def _identity(w: World) -> str:

@@ -121,3 +121,21 @@ def test_each_rule_lives_in_one_module() -> None:
     assert shared == {}
     assert {"layout.py", "commits.py", "lists.py", "policy_rules.py", "merge.py"} <= {
         name for files in homes.values() for name in files}
+
+
+def test_the_policy_model_parses_and_reads_but_never_edits() -> None:
+    """Drafting a new policy is the endorser's job (gitreg/publish/policy_edit.py):
+    the model a verifier loads offers no way to derive another policy."""
+    from gitreg.model.policy import Policy, PolicyEnvelope
+    from gitreg.publish import policy_edit
+
+    editing = {"with_version", "with_expires", "add_endorser", "remove_endorser", "allow",
+               "add_root", "remove_root", "set_threshold", "add_key", "remove_key",
+               "new_policy", "add_signature", "edited"}
+    for cls in (Policy, PolicyEnvelope):
+        assert editing.isdisjoint(dir(cls)), sorted(editing & set(dir(cls)))
+    model = ast.parse((CORE.parent / "model" / "policy.py").read_text(encoding="utf-8"))
+    defined = {node.name for node in ast.walk(model)
+               if isinstance(node, ast.FunctionDef)}
+    assert editing.isdisjoint(defined), sorted(editing & defined)
+    assert editing <= set(dir(policy_edit))

@@ -87,10 +87,12 @@ def add_endorser(
     registry: Path | None = registry_option(),
 ) -> None:
     """Add an endorser with its keys (and, with --allow, what it may change)."""
+    from gitreg.publish import policy_edit
+
     public = _public_keys(keys)
     _edit(registry, f"added endorser {name} with {len(public)} key(s)"
           + (f", allowed {', '.join(allow)}" if allow else ""),
-          lambda p: p.add_endorser(name, public, email=email, allow=allow))
+          lambda p: policy_edit.add_endorser(p, name, public, email=email, allow=allow))
 
 
 @policy_app.command("remove-endorser")
@@ -99,7 +101,10 @@ def remove_endorser(
     registry: Path | None = registry_option(),
 ) -> None:
     """Remove an endorser: its keys and its rule entries."""
-    _edit(registry, f"removed endorser {name}", lambda p: p.remove_endorser(name))
+    from gitreg.publish import policy_edit
+
+    _edit(registry, f"removed endorser {name}",
+          lambda p: policy_edit.remove_endorser(p, name))
 
 
 @policy_app.command("add-key")
@@ -109,11 +114,11 @@ def add_key(
     registry: Path | None = registry_option(),
 ) -> None:
     """Give an existing endorser a further key (its rules stay as they are)."""
-    from gitreg.publish.endorser_keys import add_key as add
+    from gitreg.publish import policy_edit
 
     public = _public_keys([key])[0]
     _edit(registry, f"added key {public.key_id} to endorser {name}",
-          lambda p: add(p, name, public))
+          lambda p: policy_edit.add_key(p, name, public))
 
 
 @policy_app.command("remove-key")
@@ -124,11 +129,11 @@ def remove_key(
     registry: Path | None = registry_option(),
 ) -> None:
     """Take a key from an endorser (never its last one)."""
-    from gitreg.publish.endorser_keys import remove_key as remove
+    from gitreg.publish import policy_edit
 
     wanted = _key_id(key_id)
     _edit(registry, f"removed key {wanted} from endorser {name}",
-          lambda p: remove(p, name, wanted))
+          lambda p: policy_edit.remove_key(p, name, wanted))
 
 
 @policy_app.command("allow")
@@ -138,7 +143,10 @@ def allow(
     registry: Path | None = registry_option(),
 ) -> None:
     """Allow an endorser to change the paths matching GLOB."""
-    _edit(registry, f"allowed endorser {name} to change {glob}", lambda p: p.allow(name, glob))
+    from gitreg.publish import policy_edit
+
+    _edit(registry, f"allowed endorser {name} to change {glob}",
+          lambda p: policy_edit.allow(p, name, glob))
 
 
 @policy_app.command("add-root")
@@ -147,8 +155,11 @@ def add_root(
     registry: Path | None = registry_option(),
 ) -> None:
     """Add a root key (the threshold stays as it is)."""
+    from gitreg.publish import policy_edit
+
     public = _public_keys([key])[0]
-    _edit(registry, f"added root key {public.key_id}", lambda p: p.add_root(public))
+    _edit(registry, f"added root key {public.key_id}",
+          lambda p: policy_edit.add_root(p, public))
 
 
 @policy_app.command("remove-root")
@@ -158,8 +169,11 @@ def remove_root(
     registry: Path | None = registry_option(),
 ) -> None:
     """Remove a root key."""
+    from gitreg.publish import policy_edit
+
     wanted = _key_id(key_id)
-    _edit(registry, f"removed root key {wanted}", lambda p: p.remove_root(wanted))
+    _edit(registry, f"removed root key {wanted}",
+          lambda p: policy_edit.remove_root(p, wanted))
 
 
 @policy_app.command("threshold")
@@ -168,7 +182,10 @@ def threshold(
     registry: Path | None = registry_option(),
 ) -> None:
     """Set how many root signatures the next policy change needs."""
-    _edit(registry, f"set the root threshold to {count}", lambda p: p.set_threshold(count))
+    from gitreg.publish import policy_edit
+
+    _edit(registry, f"set the root threshold to {count}",
+          lambda p: policy_edit.set_threshold(p, count))
 
 
 @policy_app.command("expires")
@@ -181,12 +198,13 @@ def expires(
 
     from gitreg.errors import UsageError
     from gitreg.model.dates import utcnow
+    from gitreg.publish import policy_edit
 
     if days < 1:
         raise UsageError(f"DAYS must be at least 1, not {days}")
     until = utcnow() + timedelta(days=days)
     _edit(registry, f"set the policy to expire on {until:%Y-%m-%dT%H:%M:%SZ}",
-          lambda p: p.with_expires(until))
+          lambda p: policy_edit.with_expires(p, until))
 
 
 @policy_app.command("sign")
@@ -198,8 +216,8 @@ def sign(
     """Add a root signature to the draft policy."""
     from gitreg.cli import output
     from gitreg.errors import UsageError
-    from gitreg.model.policy import add_signature
     from gitreg.publish.drafts import policy_changed
+    from gitreg.publish.policy_edit import add_signature
     from gitreg.publish.signing_keys import load_signing_key
 
     copy = open_copy(registry)

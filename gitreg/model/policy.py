@@ -17,7 +17,7 @@ import copy
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -37,13 +37,13 @@ from gitreg.model.dates import DATE_FORMAT, format_date, parse_date
 from gitreg.model.globs import glob_matches, glob_problem, is_literal
 from gitreg.model.registry_info import uuid_problem
 from gitreg.signing import schemes
-from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
+from gitreg.signing.interface import PublicKey
 
 POLICY_FILE = "policy.json"
 SCHEMES = tuple(schemes.SCHEMES)
 SIG_SUFFIX = ".sig"
 
-_ENDORSER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
+ENDORSER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 
 _SIGNED_REQUIRED = ("version", "expires", "registry", "root", "keys", "endorsers", "rules")
 _ROOT_FIELDS = ("keys", "threshold")
@@ -230,7 +230,7 @@ def _check_endorsers(c: _Checker, endorsers: Any, path: str, keys: Mapping[str, 
     owner: dict[str, str] = {}
     for name, entry in endorsers.items():
         at = _member(path, name)
-        if not _ENDORSER_NAME.fullmatch(name):
+        if not ENDORSER_NAME.fullmatch(name):
             c.add(at, f"invalid endorser name {_q(name)} (letters, digits and ._@+-, "
                       "starting with a letter or digit, at most 64)")
         if not c.expect(entry, dict, at, "an object"):
@@ -569,200 +569,6 @@ class PolicyEnvelope:
     def canonical_bytes(self) -> bytes:
         """The bytes gitreg writes to ``policy.json``."""
         return strictjson.canonical_dumps(self.to_dict())
-
-    # editing: each returns a new unsigned envelope, version +1
-
-    def _edited(self, change: Callable[[dict[str, Any]], None]) -> PolicyEnvelope:
-        raw = self.signed.to_dict()
-        change(raw)
-        raw["version"] = self.version + 1
-        return PolicyEnvelope(Policy(raw, source=self.source), (), self.source)
-
-    def with_version(self, version: int) -> PolicyEnvelope:
-        """The same policy as version ``version``, unsigned.
-
-        For drafts: edits each add 1, and a draft edited several times before
-        publication must still be exactly the published version + 1.
-        """
-        raw = self.signed.to_dict()
-        raw["version"] = version
-        return PolicyEnvelope(Policy(raw, source=self.source), (), self.source)
-
-    def with_expires(self, expires: datetime) -> PolicyEnvelope:
-        try:
-            text = format_date(expires)
-        except ValueError as exc:
-            raise UsageError(f"policy expiry: {exc}") from None
-
-        def change(raw: dict[str, Any]) -> None:
-            raw["expires"] = text
-
-        return self._edited(change)
-
-    def add_endorser(self, name: str, keys: Sequence[PublicKey], email: str | None = None,
-                     allow: Iterable[str] = ()) -> PolicyEnvelope:
-        """Add endorser ``name`` with ``keys``, allowed to change the ``allow`` globs."""
-        policy = self.signed
-        if name in policy.endorsers:
-            raise UsageError(f"{self.source}: endorser {_q(name)} already exists")
-        if not _ENDORSER_NAME.fullmatch(name):
-            raise UsageError(f"invalid endorser name {_q(name)} (letters, digits and ._@+-, "
-                             "starting with a letter or digit, at most 64)")
-        if not keys:
-            raise UsageError(f"endorser {_q(name)} needs at least one key")
-        globs = list(allow)
-        for glob in globs:
-            if (why := glob_problem(glob)) is not None:
-                raise UsageError(why)
-        for key in keys:
-            if (owner := policy.endorser_of_key(key.key_id)) is not None:
-                raise UsageError(f"key {key.key_id} already belongs to endorser {_q(owner)}")
-
-        def change(raw: dict[str, Any]) -> None:
-            key_ids: list[str] = []
-            for key in keys:
-                raw["keys"].setdefault(key.key_id, key.to_policy())
-                if key.key_id not in key_ids:
-                    key_ids.append(key.key_id)
-            entry: dict[str, Any] = {"keys": key_ids}
-            if email is not None:
-                entry["email"] = email
-            raw["endorsers"][name] = entry
-            for glob in globs:
-                _allow_in(raw, name, glob)
-
-        return self._edited(change)
-
-    def remove_endorser(self, name: str) -> PolicyEnvelope:
-        """Remove endorser ``name``, its keys (unless root keys) and its rule entries."""
-        owned = self.signed.endorser_keys(name)
-        root = set(self.signed.root_keys)
-
-        def change(raw: dict[str, Any]) -> None:
-            del raw["endorsers"][name]
-            for key_id in owned:
-                if key_id not in root:
-                    del raw["keys"][key_id]
-            rules = []
-            for rule in raw["rules"]:
-                rule["endorsers"] = [n for n in rule["endorsers"] if n != name]
-                if rule["endorsers"]:
-                    rules.append(rule)
-            raw["rules"] = rules
-
-        return self._edited(change)
-
-    def allow(self, name: str, glob: str) -> PolicyEnvelope:
-        """Allow endorser ``name`` to change paths matching ``glob``."""
-        self.signed.endorser_keys(name)  # raises for an unknown endorser
-        if (why := glob_problem(glob)) is not None:
-            raise UsageError(why)
-        if any(glob in rule.paths and name in rule.endorsers and len(rule.paths) == 1
-               for rule in self.signed.rules):
-            raise UsageError(f"endorser {_q(name)} is already allowed {_q(glob)}")
-        return self._edited(lambda raw: _allow_in(raw, name, glob))
-
-    def add_root(self, key: PublicKey) -> PolicyEnvelope:
-        """Add ``key`` to the root keys (the threshold stays as it is)."""
-        if key.key_id in self.signed.root_keys:
-            raise UsageError(f"key {key.key_id} is already a root key")
-
-        def change(raw: dict[str, Any]) -> None:
-            raw["keys"].setdefault(key.key_id, key.to_policy())
-            raw["root"]["keys"].append(key.key_id)
-
-        return self._edited(change)
-
-    def remove_root(self, key_id: str) -> PolicyEnvelope:
-        """Remove ``key_id`` from the root keys (and its material unless an endorser's)."""
-        roots = self.signed.root_keys
-        if key_id not in roots:
-            raise UsageError(f"key {key_id} is not a root key "
-                             f"(root keys: {', '.join(roots)})")
-        if len(roots) == 1:
-            raise UsageError(f"key {key_id} is the only root key; add another root first")
-        if self.signed.threshold > len(roots) - 1:
-            raise UsageError(f"the threshold {self.signed.threshold} would exceed the "
-                             f"{len(roots) - 1} remaining root keys; lower it first")
-        owned = self.signed.endorser_of_key(key_id) is not None
-
-        def change(raw: dict[str, Any]) -> None:
-            raw["root"]["keys"].remove(key_id)
-            if not owned:
-                del raw["keys"][key_id]
-
-        return self._edited(change)
-
-    def set_threshold(self, threshold: int) -> PolicyEnvelope:
-        """Require ``threshold`` root signatures on the next policy change."""
-        n = len(self.signed.root_keys)
-        if not 1 <= threshold <= n:
-            raise UsageError(f"threshold must be between 1 and the number of root keys "
-                             f"({n}), not {threshold}")
-
-        def change(raw: dict[str, Any]) -> None:
-            raw["root"]["threshold"] = threshold
-
-        return self._edited(change)
-
-
-def _allow_in(raw: dict[str, Any], name: str, glob: str) -> None:
-    # Endorsers allowed the same single glob share one rule, so the rule list
-    # stays as short as a human would write it.
-    for rule in raw["rules"]:
-        if rule["paths"] == [glob]:
-            if name not in rule["endorsers"]:
-                rule["endorsers"].append(name)
-            return
-    raw["rules"].append({"paths": [glob], "endorsers": [name]})
-
-
-def new_policy(registry_id: str, root_keys: Sequence[PublicKey], threshold: int,
-               expires: datetime, *, limits: Limits | None = None) -> PolicyEnvelope:
-    """The first policy (version 1) of registry ``registry_id``, unsigned."""
-    if not root_keys:
-        raise UsageError("a policy needs at least one root key")
-    key_ids = list(dict.fromkeys(k.key_id for k in root_keys))
-    if not 1 <= threshold <= len(key_ids):
-        raise UsageError(f"threshold must be between 1 and the number of root keys "
-                         f"({len(key_ids)}), not {threshold}")
-    try:
-        expires_text = format_date(expires)
-    except ValueError as exc:
-        raise UsageError(f"policy expiry: {exc}") from None
-    signed = {
-        "version": 1,
-        "expires": expires_text,
-        "registry": registry_id,
-        "root": {"keys": key_ids, "threshold": threshold},
-        "keys": {k.key_id: k.to_policy() for k in root_keys},
-        "endorsers": {},
-        "rules": [],
-        "limits": (limits or Limits()).to_dict(),
-    }
-    return PolicyEnvelope(Policy(signed))
-
-
-def add_signature(envelope: PolicyEnvelope, signer: Signer) -> PolicyEnvelope:
-    """``envelope`` with a signature by ``signer`` over its signed bytes.
-
-    A signature already made by the same key is replaced, so signing twice
-    never looks like two signers.
-    """
-    armour = signer.sign(envelope.signed_bytes(), namespace=NAMESPACE_POLICY)
-    try:
-        text = armour.decode("ascii")
-    except UnicodeDecodeError:
-        raise UsageError(f"key {signer.key_id}: the signature is not armoured text") from None
-    new = PolicySignature(keyid=signer.key_id, sig=text)
-    signatures = list(envelope.signatures)
-    for i, existing in enumerate(signatures):
-        if existing.keyid == new.keyid:
-            signatures[i] = new
-            break
-    else:
-        signatures.append(new)
-    return PolicyEnvelope(envelope.signed, tuple(signatures), envelope.source)
 
 
 def parse_policy(data: bytes, *, source: str = POLICY_FILE,

@@ -31,6 +31,7 @@ from gitreg.model.imagelist import (
 from gitreg.model.policy import PolicyEnvelope
 from gitreg.model.registry_info import uuid_problem
 from gitreg.model.strictjson import loads
+from gitreg.publish import policy_edit
 from gitreg.publish.endorser_fields import complete
 
 DEFAULT_HYPERVISOR = "QEMU-KVM"
@@ -243,9 +244,9 @@ def edit_policy(published: PolicyEnvelope, draft: PolicyEnvelope,
     """
     base = draft if draft.signed != published.signed else published
     edited = edit(base)
-    if edited.with_version(published.version).signed == published.signed:
+    if policy_edit.with_version(edited, published.version).signed == published.signed:
         return published
-    return edited.with_version(published.version + 1)
+    return policy_edit.with_version(edited, published.version + 1)
 
 
 def policy_changed(published: PolicyEnvelope, draft: PolicyEnvelope) -> bool:

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from gitreg.errors import GitregError, UnreachableError, UsageError
-from gitreg.model.policy import add_signature, fingerprint, new_policy
+from gitreg.model.policy import fingerprint
 from gitreg.model.registry_info import FORMAT_VERSION, RegistryInfo
 from gitreg.publish.drafts import new_uuid
+from gitreg.publish.policy_edit import add_signature, new_policy
 from gitreg.publish.workcopy import BRANCH, write_file_atomic
 from gitreg.signing.interface import Signer
 from gitreg.verify import layout
