@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from gitreg.catalogue.sources import FORMAT
 from gitreg.errors import PolicyViolationError, RejectedError, SignatureError
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.dates import format_date
@@ -28,10 +29,6 @@ from gitreg.verify.cache import VerificationCache
 from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 from gitreg.verify.signatures import check_signature, named_signer
-
-# Bumped whenever the record shape changes: cached records of another format
-# are read again from Git.
-FORMAT = 1
 
 # Image keys every record lifts out of the verbatim key map for display.
 _IMAGE_FIELDS = {

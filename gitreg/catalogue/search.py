@@ -20,14 +20,13 @@ reference time; ``latest`` keeps one image per series: the newest by
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cmp_to_key
 from typing import Any
 
 from gitreg.catalogue.status import VALID, image_status, list_status
 from gitreg.errors import UsageError
-from gitreg.model.versions import compare_versions
+from gitreg.model.versions import version_key
 
 FIELDS = ("series", "endorser", "registry", "list", "image", "status")
 _FIELD_COLUMN = {"series": "series", "endorser": "endorser", "registry": "registry_name",
@@ -54,7 +53,13 @@ class Filter:
     value: str
     pattern: re.Pattern[str] | None = None
 
-    def matches(self, row: dict[str, Any]) -> bool:
+    def columns(self) -> tuple[str, ...]:
+        """The row columns ``matches`` reads."""
+        if self.kind == "word":
+            return _WORD_COLUMNS
+        return ("keys",) if ":" in self.key else (_FIELD_COLUMN[self.key],)
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
         if self.kind == "word":
             needle = self.value.lower()
             return any(needle in str(row.get(c) or "").lower() for c in _WORD_COLUMNS)
@@ -101,71 +106,138 @@ def parse_filters(arguments: Iterable[str]) -> list[Filter]:
     return filters
 
 
-def rows(registries: Sequence[dict[str, Any]], now: str, *,
-         keys: bool = True) -> list[dict[str, Any]]:
-    """One row per image of every list, judged at ``now`` (``status.stamp``), sorted."""
-    found: list[dict[str, Any]] = []
+def _images(registries: Sequence[dict[str, Any]], now: str
+            ) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any], tuple[str, str]]]:
+    """Every image of every list as ``(registry, list record, image, (status, reason))``."""
     for registry in registries:
         for record in registry["lists"].values():
             list_state = list_status(registry, record, now)
-            signature = record["signature"]
-            list_keys = record["keys"]
             for image in record["images"]:
-                state = image_status(list_state, image, now)
-                row = {
-                    "registry": registry["registry"], "registry_name": registry["name"],
-                    "list": record["id"], "list_title": record["title"],
-                    "list_description": record["description"],
-                    "list_version": record["version"], "list_created": record["created"],
-                    "list_expires": record["expires"],
-                    "image": image["id"], "title": image["title"],
-                    "description": image["description"], "arch": image["arch"],
-                    "os": image["os"], "osversion": image["osversion"],
-                    "osname": image["osname"], "version": image["version"],
-                    "series": image["series"], "uri": image["uri"], "size": image["size"],
-                    "sha512": image["sha512"], "format": image["format"],
-                    "image_expires": image["expires"],
-                    "status": state[0], "reason": state[1],
-                    "endorser": signature.get("endorser"), "signed_by": signature.get("key"),
-                    "attestations": attestation_counts(registry, image["id"]),
-                }
-                if keys:
-                    row["keys"] = {**list_keys, **image["keys"]}
-                found.append(row)
+                yield registry, record, image, image_status(list_state, image, now)
+
+
+def _row(registry: dict[str, Any], record: dict[str, Any], image: dict[str, Any],
+         state: tuple[str, str], *, keys: bool) -> dict[str, Any]:
+    signature = record["signature"]
+    row = {
+        "registry": registry["registry"], "registry_name": registry["name"],
+        "list": record["id"], "list_title": record["title"],
+        "list_description": record["description"],
+        "list_version": record["version"], "list_created": record["created"],
+        "list_expires": record["expires"],
+        "image": image["id"], "title": image["title"],
+        "description": image["description"], "arch": image["arch"],
+        "os": image["os"], "osversion": image["osversion"],
+        "osname": image["osname"], "version": image["version"],
+        "series": image["series"], "uri": image["uri"], "size": image["size"],
+        "sha512": image["sha512"], "format": image["format"],
+        "image_expires": image["expires"],
+        "status": state[0], "reason": state[1],
+        "endorser": signature.get("endorser"), "signed_by": signature.get("key"),
+        "attestations": attestation_counts(registry, image["id"]),
+    }
+    if keys:
+        row["keys"] = {**record["keys"], **image["keys"]}
+    return row
+
+
+def _sort(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found.sort(key=lambda r: (r["title"] or "", r["version"] or "", r["image"]))
     return found
 
 
+def rows(registries: Sequence[dict[str, Any]], now: str, *,
+         keys: bool = True) -> list[dict[str, Any]]:
+    """One row per image of every list, judged at ``now`` (``status.stamp``), sorted."""
+    return _sort([_row(*found, keys=keys) for found in _images(registries, now)])
+
+
+def newness(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A sort key of rows by ``newer``: computed once per row, not per comparison."""
+    return (version_key(str(row["version"] or "")), row["list_created"], row["image"])
+
+
 def newer(a: dict[str, Any], b: dict[str, Any]) -> int:
-    order = compare_versions(str(a["version"] or ""), str(b["version"] or ""))
-    if order:
-        return order
-    if a["list_created"] != b["list_created"]:
-        return 1 if a["list_created"] > b["list_created"] else -1
-    return int(a["image"] > b["image"]) - int(a["image"] < b["image"])
+    """-1, 0 or 1 as row ``a`` is older than, the same as or newer than ``b``:
+    by ``hv:version`` (numeric-aware), then its list's creation date, then image id."""
+    ka, kb = newness(a), newness(b)
+    return (ka > kb) - (ka < kb)
 
 
 def latest(found: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per series (the newest); rows without a series are kept as they are."""
-    best: dict[str, dict[str, Any]] = {}
+    best: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
     for row in found:
         series = row["series"]
         if series is None:
             continue
+        key = newness(row)
         current = best.get(series)
-        if current is None or newer(row, current) > 0:
-            best[series] = row
-    chosen = {id(row) for row in best.values()}
+        if current is None or key > current[0]:
+            best[series] = (key, row)
+    chosen = {id(row) for _key, row in best.values()}
     return [row for row in found if row["series"] is None or id(row) in chosen]
 
 
 def search(registries: Sequence[dict[str, Any]], filters: Sequence[Filter], now: str, *,
            valid_only: bool = True, latest_only: bool = False) -> list[dict[str, Any]]:
-    """The rows that pass every filter (and validity), optionally one per series."""
-    found = [row for row in rows(registries, now)
-             if (not valid_only or row["status"] == VALID)
-             and all(f.matches(row) for f in filters)]
+    """The rows that pass every filter (and validity), optionally one per series.
+
+    Filters are tried on a probe holding only the columns they read, and a
+    full row is made for the images that pass: a search over 30,000 images
+    that keeps a few hundred makes a few hundred rows.
+    """
+    columns = {column for f in filters for column in f.columns()}
+    found = []
+    for registry, record, image, state in _images(registries, now):
+        if valid_only and state[0] != VALID:
+            continue
+        if filters:
+            probe = _probe(columns, registry, record, image, state)
+            if not all(f.matches(probe) for f in filters):
+                continue
+        found.append(_row(registry, record, image, state, keys=True))
+    _sort(found)
     return latest(found) if latest_only else found
+
+
+class _Keys:
+    """``{**list_keys, **image_keys}`` for ``Filter.matches`` to ``get`` from, uncopied."""
+
+    __slots__ = ("image", "list")
+
+    def __init__(self, image: dict[str, Any], list_keys: dict[str, Any]) -> None:
+        self.image = image
+        self.list = list_keys
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.image:
+            return self.image[key]
+        return self.list.get(key, default)
+
+
+def _probe(columns: set[str], registry: dict[str, Any], record: dict[str, Any],
+           image: dict[str, Any], state: tuple[str, str]) -> dict[str, Any]:
+    """The ``columns`` of the row ``_row`` would make (``keys`` as a view, not a copy)."""
+    probe: dict[str, Any] = {}
+    for column in columns:
+        if column == "keys":
+            probe["keys"] = _Keys(image["keys"], record["keys"])
+        elif column == "status":
+            probe["status"] = state[0]
+        elif column == "endorser":
+            probe["endorser"] = record["signature"].get("endorser")
+        elif column == "registry_name":
+            probe["registry_name"] = registry["name"]
+        elif column.startswith("list_"):
+            probe[column] = record[column[len("list_"):]]
+        elif column == "list":
+            probe["list"] = record["id"]
+        elif column == "image":
+            probe["image"] = image["id"]
+        else:
+            probe[column] = image[column]
+    return probe
 
 
 def newest_valid(registries: Sequence[dict[str, Any]], series: str,
@@ -175,4 +247,4 @@ def newest_valid(registries: Sequence[dict[str, Any]], series: str,
                   if row["series"] == series and row["status"] == VALID]
     if not candidates:
         return None
-    return max(candidates, key=cmp_to_key(newer))
+    return max(candidates, key=newness)

@@ -13,9 +13,11 @@ search at an unchanged state reads one file and verifies nothing.
 
 from __future__ import annotations
 
+import gc
 import marshal
 import sys
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +29,30 @@ from gitreg.verify.cache import MemoryCache, VerificationCache
 
 MAIN = "refs/heads/main"
 CACHE_NAME = "catalogue.cache"
+# Bumped whenever the record shape changes: cached records of another format
+# are read again from Git. Here, not in the reader: a search at an unchanged
+# state must not import the verifier.
+FORMAT = 2
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while records are built or loaded, nor of them after.
+
+    Records are plain acyclic dicts and lists (refcounting frees them), but
+    a registry's are about a million objects: each automatic collection
+    would walk them all, which doubled the time of a search. So they are
+    moved to the collector's permanent generation (``gc.freeze``), where
+    refcounting still frees them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -97,18 +123,32 @@ def _site_snapshots(path: Path, warnings: list[str]) -> Iterator[Snapshot]:
                        verify_cache_file=None, pinned=pinned_fingerprint(registry))
 
 
-def load_cached(snapshot: Snapshot) -> dict[str, Any] | None:
-    """The cached records of this registry (any earlier state), if readable."""
-    from gitreg.catalogue.reader import FORMAT
+# What a search needs is kept apart from the lists' histories (a sixth of
+# the file, but the most objects), so a search loads only its part.
+_HISTORY_KEYS = ("history", "revoked")
+_LENGTH = 8  # the file starts with the byte length of the records part
 
+
+def load_cached(snapshot: Snapshot, *, history: bool = True) -> dict[str, Any] | None:
+    """The cached records of this registry (any earlier state), if readable.
+
+    ``history=False``: the list records come without ``history`` and ``revoked``.
+    """
     if snapshot.cache_file is None:
         return None
     try:
+        data = memoryview(snapshot.cache_file.read_bytes())
+        size = int.from_bytes(data[:_LENGTH], "big")
         # Our own file beside the repository; loading runs no code.
-        header, value = marshal.loads(snapshot.cache_file.read_bytes())  # noqa: S302
-    except (OSError, ValueError, EOFError, TypeError):
-        return None
-    if header != _cache_header(FORMAT) or not isinstance(value, dict):
+        with paused_gc():
+            header, value = marshal.loads(data[_LENGTH:_LENGTH + size])  # noqa: S302
+            if header != _cache_header(FORMAT) or not isinstance(value, dict):
+                return None
+            if history:
+                histories = marshal.loads(data[_LENGTH + size:])  # noqa: S302
+                for list_id, record in value["lists"].items():
+                    record["history"], record["revoked"] = histories[list_id]
+    except (OSError, ValueError, EOFError, TypeError, KeyError):
         return None
     return value
 
@@ -124,48 +164,65 @@ def store_cached(snapshot: Snapshot, records: dict[str, Any]) -> None:
     and marshal reads plain dicts and lists several times faster. It holds
     data only (no code runs on load); another Python version re-reads Git.
     """
-    from gitreg.catalogue.reader import FORMAT
     from gitreg.durable import write_atomic
 
     if snapshot.cache_file is None:
         return
+    lists = {list_id: {k: v for k, v in record.items() if k not in _HISTORY_KEYS}
+             for list_id, record in records["lists"].items()}
+    histories = {list_id: [record[k] for k in _HISTORY_KEYS]
+                 for list_id, record in records["lists"].items()}
+    part = marshal.dumps((_cache_header(FORMAT), {**records, "lists": lists}))
     try:
         snapshot.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(snapshot.cache_file, marshal.dumps((_cache_header(FORMAT), records)))
+        write_atomic(snapshot.cache_file, b"".join(
+            (len(part).to_bytes(_LENGTH, "big"), part, marshal.dumps(histories))))
     except (OSError, GitregError, ValueError):
         pass
 
 
-def read_snapshot(snapshot: Snapshot, *, refresh: bool = False,
-                  now: datetime | None = None) -> dict[str, Any]:
+def read_snapshot(snapshot: Snapshot, *, refresh: bool = False, now: datetime | None = None,
+                  history: bool = True) -> dict[str, Any]:
     """The verified records of ``snapshot``: from the cache, or verified and read now.
+
+    ``history=False`` (a search): records read from the cache may come without
+    the lists' ``history`` and ``revoked``.
 
     A repository's ``main`` is verified by the trust core first, as ``gitreg
     verify`` does (history mode at ``now``); a head that fails is refused
     with the verifier's error and nothing is cached. Expiry of the state is
     not a refusal here: it is the status the records are judged with.
     """
-    from gitreg.catalogue.reader import read_registry
     from gitreg.model.dates import utcnow
 
     at = now or utcnow()
+    if not refresh and not history:
+        cached = load_cached(snapshot, history=False)
+        if cached is not None and cached.get("head") == snapshot.head and \
+                cached.get("source_name") == snapshot.name:
+            return cached
     cached = None if refresh else load_cached(snapshot)
     if cached is not None and cached.get("head") == snapshot.head and \
             cached.get("source_name") == snapshot.name:
         return cached
+    from gitreg.catalogue.reader import read_registry
+
     cache: VerificationCache
     if snapshot.verify_cache_file is None:
         cache = MemoryCache()
-        records = read_registry(snapshot.store, snapshot.head, name=snapshot.name or "",
-                                cache=cache, at=at, previous=cached)
+        with paused_gc():
+            records = read_registry(snapshot.store, snapshot.head, name=snapshot.name or "",
+                                    cache=cache, at=at, previous=cached)
     else:
         from gitreg.gitstore.verify_cache import SqliteCache
 
         sqlite = SqliteCache(snapshot.verify_cache_file)
         try:
             _verify(snapshot, sqlite, cached, at)
-            records = read_registry(snapshot.store, snapshot.head, name=snapshot.name or "",
-                                    cache=sqlite, at=at, previous=cached)
+            with paused_gc():
+                records = read_registry(snapshot.store, snapshot.head,
+                                        name=snapshot.name or "", cache=sqlite, at=at,
+                                        previous=cached)
         finally:
             sqlite.close()
     records["source_name"] = snapshot.name

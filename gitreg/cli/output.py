@@ -15,7 +15,74 @@ def data(text: str) -> None:
 
 def data_json(obj: Any) -> None:
     """Write a JSON document to stdout."""
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    sys.stdout.write(dumps_indented(obj) + "\n")
+
+
+class _UnusualValueError(Exception):
+    """A value ``dumps_indented`` leaves to the json module."""
+
+
+def dumps_indented(obj: Any) -> str:
+    """``json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)``, faster.
+
+    With an indent the json module encodes in pure Python, which took a
+    search printing 2,000 rows longer than the search itself. Strings go
+    through the json module's C escaper; anything but str-keyed dicts,
+    lists and plain scalars falls back to the json module itself.
+    """
+    try:
+        parts: list[str] = []
+        _encode(obj, "\n", parts)
+        return "".join(parts)
+    except _UnusualValueError:
+        return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _encode(value: Any, newline: str, parts: list[str]) -> None:
+    kind = type(value)
+    if kind is str:
+        parts.append(_escape(value))
+    elif value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif kind is int:
+        parts.append(int.__repr__(value))
+    elif kind is float:
+        parts.append(json.dumps(value))
+    elif kind is dict:
+        if not value:
+            parts.append("{}")
+            return
+        inner = newline + "  "
+        separator = "{" + inner
+        for key in sorted(value):
+            if type(key) is not str:
+                raise _UnusualValueError
+            parts.append(separator)
+            parts.append(_escape(key))
+            parts.append(": ")
+            _encode(value[key], inner, parts)
+            separator = "," + inner
+        parts.append(newline + "}")
+    elif kind is list or kind is tuple:
+        if not value:
+            parts.append("[]")
+            return
+        inner = newline + "  "
+        separator = "[" + inner
+        for item in value:
+            parts.append(separator)
+            _encode(item, inner, parts)
+            separator = "," + inner
+        parts.append(newline + "]")
+    else:
+        raise _UnusualValueError
+
+
+_escape = json.encoder.encode_basestring
 
 
 def _console() -> Any:

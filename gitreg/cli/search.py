@@ -20,9 +20,10 @@ def registry_paths(values: list[Path] | None) -> list[Path]:
     return list(values or [])
 
 
-def load_registries(paths: list[Path], *, refresh: bool = False,
-                    now: datetime | None = None) -> list[dict[str, Any]]:
-    """Verified records of every ``--registry``, warnings on stderr."""
+def load_registries(paths: list[Path], *, refresh: bool = False, now: datetime | None = None,
+                    history: bool = True) -> list[dict[str, Any]]:
+    """Verified records of every ``--registry``, warnings on stderr (``history``:
+    as ``read_snapshot``)."""
     from gitreg.catalogue.sources import read_snapshot, snapshots
     from gitreg.cli import output
 
@@ -30,7 +31,7 @@ def load_registries(paths: list[Path], *, refresh: bool = False,
     found: list[Snapshot] = snapshots(paths, warnings)
     for line in warnings:
         output.warn(line)
-    return [read_snapshot(s, refresh=refresh, now=now) for s in found]
+    return [read_snapshot(s, refresh=refresh, now=now, history=history) for s in found]
 
 
 def reference_time(at: str | None) -> datetime:
@@ -74,7 +75,7 @@ def search(  # noqa: PLR0917 (typer maps each parameter to an option)
     parsed = parse_filters(filters or [])
     moment = reference_time(at)
     now = stamp(moment)
-    registries = load_registries(registry_paths(registry), now=moment)
+    registries = load_registries(registry_paths(registry), now=moment, history=False)
     found = run_search(registries, parsed, now, valid_only=valid_only, latest_only=latest)
     if json_output:
         output.data_json({"at": now, "count": len(found),
