@@ -51,8 +51,12 @@ def _renderer() -> MarkdownIt:
     return md
 
 
+@lru_cache(maxsize=4096)
 def render(text: str | None) -> str:
-    """Sanitised HTML for a Markdown description ("" for none)."""
+    """Sanitised HTML for a Markdown description ("" for none).
+
+    Cached: the images of a list often share their description.
+    """
     if not text:
         return ""
     return str(_renderer().render(text[:MAX_MARKDOWN]))

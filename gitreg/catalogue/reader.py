@@ -80,12 +80,28 @@ def read_registry(store: RegistryStore, head: str, *, name: str, cache: Verifica
     for gone in set(lists) - {p[len(layout.LIST_DIR):-len(".json")] for p in wanted}:
         del lists[gone]  # only after a rewrite that a verified state never has
     _add_history(store, verifier, lists, since=history_from, head=head, progress=progress)
+    unchanged = base["lists"] if base else {}
+    for list_id, record in lists.items():
+        if record is not unchanged.get(list_id):
+            lists[list_id] = {**record, "digest": record_digest(record)}
     return {
         "format": FORMAT, "registry": state.info.registry_id, "name": name,
         "registry_name": state.info.name, "head": head, "policy_blob": state.policy_blob,
         "policy_version": policy.version, "policy_expires": format_date(policy.expires),
-        "lists": lists,
+        # The policy itself, for the trust core's verdict at query time (status.py).
+        "policy": policy.to_dict(), "lists": lists,
     }
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """A digest of everything a list record says: what its web pages are made from.
+
+    Kept in the record (``digest``) and computed only when the record
+    changes, so a rebuild tells unchanged lists apart without hashing them.
+    """
+    text = json.dumps({k: v for k, v in record.items() if k != "digest"}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def _usable(previous: dict[str, Any] | None, store: RegistryStore, head: str,

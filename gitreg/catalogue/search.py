@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from gitreg.catalogue.status import VALID, image_status, list_status
@@ -34,6 +35,15 @@ _FIELD_COLUMN = {"series": "series", "endorser": "endorser", "registry": "regist
 _WORD_COLUMNS = ("title", "description", "os", "osversion", "osname", "list_title",
                  "list_description")
 _FILTER = re.compile(r"([A-Za-z0-9_.:-]+)([=~])(.*)", re.DOTALL)
+# Metadata keys a row also carries as a column. The web index leaves a key
+# out of a row's ``keys`` where the column holds the same value (a quarter of
+# its size); a filter on such a key reads the column (``key_value``).
+LIFTED = {"dc:identifier": "image", "dc:title": "title", "dc:description": "description",
+          "hv:uri": "uri", "hv:size": "size", "sl:checksum:sha512": "sha512",
+          "sl:arch": "arch", "sl:os": "os", "sl:osversion": "osversion",
+          "sl:osname": "osname", "hv:version": "version", "hv:format": "format",
+          "gitreg:series": "series", "dc:date:created": "list_created"}
+_ABSENT = object()
 
 
 def attestation_counts(registry: dict[str, Any], image_id: str) -> dict[str, Any]:
@@ -57,13 +67,15 @@ class Filter:
         """The row columns ``matches`` reads."""
         if self.kind == "word":
             return _WORD_COLUMNS
-        return ("keys",) if ":" in self.key else (_FIELD_COLUMN[self.key],)
+        if ":" in self.key:
+            return ("keys", LIFTED[self.key]) if self.key in LIFTED else ("keys",)
+        return (_FIELD_COLUMN[self.key],)
 
     def matches(self, row: Mapping[str, Any]) -> bool:
         if self.kind == "word":
             needle = self.value.lower()
             return any(needle in str(row.get(c) or "").lower() for c in _WORD_COLUMNS)
-        value = (row["keys"].get(self.key) if ":" in self.key
+        value = (key_value(row, self.key) if ":" in self.key
                  else row.get(_FIELD_COLUMN[self.key]))
         if value is None:
             return False
@@ -72,6 +84,33 @@ class Filter:
             return text == self.value
         assert self.pattern is not None
         return self.pattern.search(text) is not None
+
+
+def key_value(row: Mapping[str, Any], key: str) -> Any:
+    """The value of metadata ``key`` for a row (``None`` if it has none)."""
+    value = row["keys"].get(key, _ABSENT)
+    if value is _ABSENT:
+        # Absent from a full row's keys, the lifted column is None too.
+        return row.get(LIFTED[key]) if key in LIFTED else None
+    return value
+
+
+def compact_keys(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row["keys"]`` without what its columns repeat; ``key_value`` reads the same.
+
+    A key the row does not have but whose column holds a value is kept as
+    ``None``, so that the column is not read in its place.
+    """
+    found = dict(row["keys"])
+    for key, column in LIFTED.items():
+        value = row[column]
+        if key in found:
+            kept = found[key]
+            if type(kept) is type(value) and kept == value:
+                del found[key]
+        elif value is not None:
+            found[key] = None
+    return found
 
 
 def _text(value: Any) -> str:
@@ -152,9 +191,13 @@ def rows(registries: Sequence[dict[str, Any]], now: str, *,
     return _sort([_row(*found, keys=keys) for found in _images(registries, now)])
 
 
+# Versions repeat across images and series (one key per distinct string).
+_version_key = lru_cache(maxsize=1 << 16)(version_key)
+
+
 def newness(row: dict[str, Any]) -> tuple[Any, ...]:
     """A sort key of rows by ``newer``: computed once per row, not per comparison."""
-    return (version_key(str(row["version"] or "")), row["list_created"], row["image"])
+    return (_version_key(str(row["version"] or "")), row["list_created"], row["image"])
 
 
 def newer(a: dict[str, Any], b: dict[str, Any]) -> int:

@@ -32,7 +32,7 @@ CACHE_NAME = "catalogue.cache"
 # Bumped whenever the record shape changes: cached records of another format
 # are read again from Git. Here, not in the reader: a search at an unchanged
 # state must not import the verifier.
-FORMAT = 2
+FORMAT = 4
 
 
 @contextmanager

@@ -3,17 +3,27 @@
 A list record carries what the verifier found (who signed it, whether that
 signer is still allowed by the policy of the state) and its dates; whether it
 is *valid now* depends on the reference time, so it is judged at query time
-and never cached. Dates are compared as text: the format is fixed
+and never cached. What a state is worth at that time (its policy expired,
+lists of an expired endorser inert) is the trust core's judgement
+(``gitreg.verify.state.judge_state``), made from the policy the records were
+read under, once per registry state until the next expiry it names. The
+dates of lists and images are compared as text: the format is fixed
 (``YYYY-MM-DDTHH:MM:SSZ``), so text order is time order, and a search over
 30,000 images does not parse 60,000 dates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitreg.model.dates import format_date
+from gitreg.model.dates import format_date, parse_date
+
+if TYPE_CHECKING:
+    from gitreg.model.policy import Policy
+    from gitreg.verify.source import Entry
+    from gitreg.verify.state import StateVerdict
 
 VALID = "valid"
 EXPIRED = "expired"
@@ -23,10 +33,60 @@ POLICY_EXPIRED = "policy-expired"
 
 STATUSES = (VALID, EXPIRED, REVOKED, INERT, POLICY_EXPIRED)
 
+# Parsed policies by blob id, and verdicts by registry state: (from, until, verdict).
+_POLICIES: dict[str, Policy] = {}
+_VERDICTS: dict[tuple[str, str, str], tuple[str, str | None, StateVerdict]] = {}
+_KEEP = 64
+
 
 def stamp(now: datetime) -> str:
     """The reference time in the records' date format."""
     return format_date(now)
+
+
+def verdict(registry: dict[str, Any], now: str) -> StateVerdict:
+    """The trust core's verdict on the state ``registry`` was read from, at ``now``.
+
+    Kept for the span in which it cannot change (``valid_until``): a server
+    judging every request at its own time asks the core once per expiry.
+    """
+    key = (registry["registry"], registry["head"], registry["policy_blob"])
+    known = _VERDICTS.get(key)
+    if known is not None and known[0] <= now and (known[1] is None or now < known[1]):
+        return known[2]
+    from gitreg.verify.state import judge_state
+
+    policy = _policy(registry)
+    lists = registry["lists"]
+
+    def signer(list_id: str) -> str | None:
+        record = lists.get(list_id)
+        return record["signature"].get("key") if record else None
+
+    found = judge_state(registry["head"], policy, parse_date(now),
+                        entries=_entries(lists), list_signer=signer)
+    if len(_VERDICTS) >= _KEEP:
+        _VERDICTS.clear()
+    until = stamp(found.valid_until) if found.valid_until else None
+    _VERDICTS[key] = (now, until, found)
+    return found
+
+
+def _policy(registry: dict[str, Any]) -> Policy:
+    from gitreg.model.policy import Policy
+
+    policy = _POLICIES.get(registry["policy_blob"])
+    if policy is None:
+        policy = _POLICIES[registry["policy_blob"]] = Policy(registry["policy"])
+    return policy
+
+
+def _entries(lists: dict[str, Any]) -> Iterator[Entry]:
+    from gitreg.verify import layout
+    from gitreg.verify.source import Entry
+
+    for list_id, record in lists.items():
+        yield Entry(path=layout.list_path(list_id), oid=record["blob"], mode=0o100644)
 
 
 def list_status(registry: dict[str, Any], record: dict[str, Any],
@@ -35,11 +95,13 @@ def list_status(registry: dict[str, Any], record: dict[str, Any],
     signature = record["signature"]
     if signature.get("error"):
         return REVOKED, str(signature["error"])
-    if now >= registry["policy_expires"]:
+    state = verdict(registry, now)
+    if state.policy_expired is not None:
         return POLICY_EXPIRED, f"the registry's policy expired at {registry['policy_expires']}"
-    until = signature.get("endorser_expires")
-    if until and now >= until:
-        return INERT, f"endorser {signature.get('endorser')} expired at {until}"
+    inert = state.inert.get(record["id"])
+    if inert is not None:
+        until = _policy(registry).endorsers[str(inert.endorser)].expires
+        return INERT, f"endorser {inert.endorser} expired at {stamp(until) if until else '?'}"
     if now >= record["expires"]:
         return EXPIRED, f"the list expired at {record['expires']}"
     return VALID, ""

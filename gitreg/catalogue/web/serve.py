@@ -18,14 +18,13 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cmp_to_key
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gitreg.catalogue.search import newer, rows
+from gitreg.catalogue.search import newness, rows
 from gitreg.catalogue.status import VALID, image_status, list_status, stamp
 from gitreg.catalogue.web.build import CSP, build_site, http_url, latest_document, slug
 from gitreg.model.dates import utcnow
@@ -101,12 +100,12 @@ def _series_index(registries: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
                for rec in r["lists"].values()}
     # Rows are judged once with the earliest possible time: status is re-judged per request.
     grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows(registries, "0000-00-00T00:00:00Z"):
+    for row in rows(registries, "0001-01-01T00:00:00Z"):
         if row["series"] is not None:
             grouped[row["series"]].append(row)
     index: dict[str, list[Any]] = {}
     for name, members in grouped.items():
-        ordered = sorted(members, key=cmp_to_key(newer), reverse=True)
+        ordered = sorted(members, key=newness, reverse=True)
         index[name] = [(*records[(r["registry"], r["list"])], r) for r in ordered]
     return index
 

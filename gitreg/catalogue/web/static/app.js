@@ -39,13 +39,37 @@
     return String(value);
   }
 
+  // The index leaves out of row.keys what a column of the row repeats
+  // (search.LIFTED, key -> column; a test keeps the two equal): such a key
+  // is read from its column.
+  var LIFTED = {"dc:identifier": "image",
+               "dc:title": "title",
+               "dc:description": "description",
+               "hv:uri": "uri",
+               "hv:size": "size",
+               "sl:checksum:sha512": "sha512",
+               "sl:arch": "arch",
+               "sl:os": "os",
+               "sl:osversion": "osversion",
+               "sl:osname": "osname",
+               "hv:version": "version",
+               "hv:format": "format",
+               "gitreg:series": "series",
+               "dc:date:created": "list_created"};
+
+  function keyValue(row, key) {
+    if (Object.prototype.hasOwnProperty.call(row.keys, key)) { return row.keys[key]; }
+    return Object.prototype.hasOwnProperty.call(LIFTED, key) ? row[LIFTED[key]] : undefined;
+  }
+
   function matches(filter, row) {
     if (filter.kind === "word") {
       return WORDS.some(function (c) {
         return String(row[c] || "").toLowerCase().indexOf(filter.value) >= 0;
       });
     }
-    var value = filter.key.indexOf(":") >= 0 ? row.keys[filter.key] : row[FIELDS[filter.key]];
+    var value = filter.key.indexOf(":") >= 0 ? keyValue(row, filter.key)
+      : row[FIELDS[filter.key]];
     if (value === undefined || value === null) { return false; }
     if (filter.kind === "equals") { return text(value) === filter.value; }
     return filter.pattern.test(text(value));
