@@ -36,6 +36,8 @@ RULES_DIGESTS = {
     5: "624d6fd93bb92f57eca90657c2ed5737eccaf5a54efc2321c3d71d9d7dfcfe6d",
     # Signatures: a cached verdict is looked up before parsing; preverify hook.
     6: "064d264664b9af55d3be10b4ccef410059bee20325f552c6bd4823fffc14ebf4",
+    # Signatures: any key with a validity period (expiring OpenPGP keys too) is not cached.
+    7: "398e2257d11426db5725995f01e2d55c952dcb90628a817d7df3c704005e09c7",
 }
 
 

@@ -62,6 +62,12 @@ class PublicKey(ABC):
     def to_policy(self) -> dict[str, Any]:
         """JSON-able key material for ``policy.json`` (includes ``"scheme"``)."""
 
+    @property
+    def timeless(self) -> bool:
+        """Whether a verdict of this key holds at every reference time, so the
+        verdict cache may keep it. False for keys with a validity period."""
+        return True
+
     def matches_named(self, named: str) -> bool:
         """Whether a signature naming its signer ``named`` (``schemes.named_signer``)
         names this key. OpenPGP overrides it: a signature may name a subkey."""

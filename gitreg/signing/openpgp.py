@@ -287,6 +287,7 @@ class _PolicyKeyring:
         self._home: str | None = None
         self._owner = 0
         self._imported: set[bytes] = set()
+        self._expiring: dict[str, bool] = {}
 
     def gpg_with(self, key: OpenPGPPublicKey) -> Any:
         with self._lock:
@@ -305,12 +306,28 @@ class _PolicyKeyring:
                     raise InvalidKeyError(f"gpg refused to import OpenPGP key "
                                           f"{key.fingerprint}: {result.summary()}")
                 self._imported.add(digest)
+                self._expiring[key.fingerprint] = _has_expiry(self._gpg, key.fingerprint)
             return self._gpg
+
+    def expires(self, key: OpenPGPPublicKey) -> bool:
+        """Whether ``key`` or one of its subkeys has an expiry date."""
+        self.gpg_with(key)
+        with self._lock:
+            return self._expiring.get(key.fingerprint, True)
 
     @staticmethod
     def _remove(home: str, owner: int) -> None:
         if os.getpid() == owner:
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _has_expiry(gpg: Any, fingerprint: str) -> bool:
+    listing = gpg.list_keys(keys=[fingerprint])
+    if len(listing) != 1:
+        return True  # unknown: judge again each time rather than cache
+    entry = listing[0]
+    subkeys = entry.get("subkey_info", {}).values()
+    return bool(entry.get("expires")) or any(s.get("expires") for s in subkeys)
 
 
 _POLICY_KEYRING = _PolicyKeyring()
@@ -324,13 +341,19 @@ class _GoodSignature:
 
 
 def _gpg_verify(gpg: Any, data: bytes, info: OpenPGPSignatureInfo,
-                expected: str) -> _GoodSignature:
-    """Have gpg check the one signature packet over exactly ``data``."""
+                expected: str, at: datetime | None = None) -> _GoodSignature:
+    """Have gpg check the one signature packet over exactly ``data``, judging key
+    expiry at ``at`` (gpg's clock frozen there) when given."""
+    args = list(_GPG_VERIFY_ARGS)
+    if at is not None:
+        # A signature dated after ``at`` stays a warning: signer clocks drift,
+        # and a signer's dates are theirs to choose anyway.
+        args += ["--ignore-time-conflict", "--faked-system-time", f"{int(at.timestamp())}!"]
     with tempfile.TemporaryDirectory(prefix="gitreg-sig-") as scratch:
         sig_path = Path(scratch) / "signature.gpg"
         sig_path.write_bytes(info.packet)
         # bytes, never str: python-gnupg would encode a str as latin-1.
-        result = gpg.verify_data(str(sig_path), bytes(data), extra_args=_GPG_VERIFY_ARGS)
+        result = gpg.verify_data(str(sig_path), bytes(data), extra_args=args)
     issuer = info.issuer or "an unknown key"
     if not result.valid:
         status = result.key_status or result.status or "no verdict from gpg"
@@ -423,6 +446,10 @@ class OpenPGPPublicKey(PublicKey):
     def matches_named(self, named: str) -> bool:
         return self.matches_issuer(named)
 
+    @property
+    def timeless(self) -> bool:
+        return not _POLICY_KEYRING.expires(self)
+
     def to_policy(self) -> dict[str, Any]:
         return {"scheme": self.scheme, "fingerprint": self._fingerprint,
                 "public_key": self._armored}
@@ -430,10 +457,9 @@ class OpenPGPPublicKey(PublicKey):
     def verify(self, data: bytes, signature: bytes, *, namespace: str,
                at: datetime) -> VerifiedSignature:
         # OpenPGP has no namespaces; callers keep list and policy signatures apart by path.
-        # Validity comes from the policy's endorser expiry, judged by the caller at ``at``.
-        del at
+        # The key's own expiry and its subkeys' are judged at ``at``, like X.509 validity.
         info = parse_signature(signature)
-        good = _gpg_verify(_POLICY_KEYRING.gpg_with(self), data, info, self._fingerprint)
+        good = _gpg_verify(_POLICY_KEYRING.gpg_with(self), data, info, self._fingerprint, at)
         if good.primary != self._fingerprint:
             raise SignatureError(f"OpenPGP signature was made by {good.primary}, not by "
                                  f"{self._fingerprint}")

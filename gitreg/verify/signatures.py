@@ -111,9 +111,9 @@ def check_signature(
         except (SignatureError, InvalidKeyError) as exc:
             errors.append(f"{key_id}: {exc.message}")
             continue
-        # An X.509 verdict holds only while the chain and its CRLs do: it is
-        # judged again at every reference time instead of being cached.
-        if key.scheme != "x509":
+        # A verdict of a key with a validity period (an X.509 chain and its
+        # CRLs, an expiring OpenPGP key) is judged again at every reference time.
+        if key.timeless:
             cache.mark_signature_ok(data_id, signature_id, digest)
         return key_id
     reason = "; ".join(errors) if errors else "no key is allowed here"

@@ -48,6 +48,8 @@ class X509PublicKey(PublicKey):
     trusted through the CA certificates (and CRLs) carried with it."""
 
     scheme = "x509"
+    # A verdict holds only while the chain and its CRLs do.
+    timeless = False
 
     def __init__(self, dn: str, ca_dn: str, ca_certs_pem: Sequence[bytes | str],
                  crls_pem: Sequence[bytes | str] = ()) -> None:
