@@ -38,6 +38,8 @@ RULES_DIGESTS = {
     6: "064d264664b9af55d3be10b4ccef410059bee20325f552c6bd4823fffc14ebf4",
     # Signatures: any key with a validity period (expiring OpenPGP keys too) is not cached.
     7: "398e2257d11426db5725995f01e2d55c952dcb90628a817d7df3c704005e09c7",
+    # A commit verdict resting on a key with a validity period is not cached.
+    8: "b285a1addf546805ba80712e3773fe8f40c7f7b5c393f63ff80df252411b441d",
 }
 
 

@@ -118,7 +118,7 @@ class Verifier:
                 continue
             self._time_dependent = False
             report.equivocations.extend(self.verify_commit(facts))
-            # A verdict resting on an X.509 chain holds only at this reference time.
+            # A verdict resting on a key with a validity period holds only at this time.
             if reusable and not self._time_dependent:
                 self.cache.mark_commit_verified(oid)
             report.verified.append(oid)
@@ -279,7 +279,7 @@ class Verifier:
             data=lambda: self.source.blob(blob, max_size),
             signature=self.source.blob(sig_blob, max_size), cache=self.cache,
             context=self.context, commit=commit, path=path)
-        if policy.keys[key_id].get("scheme") == "x509":
+        if not policy.public_key(key_id).timeless:
             self._time_dependent = True
         return key_id
 
