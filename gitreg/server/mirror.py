@@ -126,12 +126,12 @@ def upstream_ref(url: str) -> tuple[str, str]:
 def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
     """Fetch every upstream, verify, advance ``main`` to the newest valid state."""
     from gitreg.gitstore.acceptance import choose, equivocation_json
+    from gitreg.gitstore.locks import clear_stale_locks
     from gitreg.gitstore.remote import remote_ref
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
     from gitreg.site.crash import crash_point
-    from gitreg.site.remotes import clear_stale_locks
     from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 

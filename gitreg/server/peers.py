@@ -106,11 +106,11 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
                timeout: float = FETCH_TIMEOUT) -> PeersReport:
     """Fetch every peer, verify, and advance ``main``; see the module docstring."""
     from gitreg.gitstore.acceptance import choose, equivocation_json
+    from gitreg.gitstore.locks import clear_stale_locks
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
     from gitreg.site.crash import crash_point
-    from gitreg.site.remotes import clear_stale_locks
     from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import pygit2
 
 from gitreg.errors import GitregError, RejectedError, UnreachableError
 from gitreg.gitstore.acceptance import build_merge, choose, judge_head, merged_heads
+from gitreg.gitstore.locks import clear_stale_locks
 from gitreg.gitstore.remote import fetch
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.policy import fingerprint
@@ -45,8 +45,6 @@ from gitreg.verify.merge import Equivocation
 
 MERGE_REF = "refs/gitreg/merged/main"
 FETCH_TIMEOUT = 300.0
-# A ref lock this old belongs to no live git (see clear_stale_locks).
-STALE_LOCK_AGE = 60.0
 
 
 @dataclass
@@ -193,33 +191,6 @@ def has_commit(store: RegistryStore, oid: str) -> bool:
         return store.object_header(oid)[0] == "commit"
     except GitregError:
         return False
-
-
-def clear_stale_locks(repository: Path) -> list[Path]:
-    """Delete the ref lock files a killed ``git fetch`` left; return them.
-
-    git creates ``<ref>.lock`` while it updates a ref and removes it a few
-    milliseconds later; a fetch killed in between leaves it, and every later
-    fetch of that remote would fail. Only locks older than
-    ``STALE_LOCK_AGE`` go: a killed sync's git may still be running (it has
-    its own process group), and a fresh lock may be its.
-    """
-    candidates = [repository / "packed-refs.lock",
-                  *(repository / "refs" / "gitreg").rglob("*.lock")]
-    removed: list[Path] = []
-    now = time.time()
-    for lock in candidates:
-        try:
-            if now - lock.lstat().st_mtime < STALE_LOCK_AGE:
-                continue
-            lock.unlink()
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise GitregError(f"cannot remove the stale lock {lock}: {exc.strerror or exc}") \
-                from None
-        removed.append(lock)
-    return removed
 
 
 def _recover_trusted(store: RegistryStore, registry: RegistryConfig, verifier: Verifier,
