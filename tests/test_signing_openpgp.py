@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -311,35 +313,37 @@ def test_signature_by_a_revoked_key_is_rejected(tmp_path: Path) -> None:
                    check=False, capture_output=True)
 
 
-def test_signature_by_an_expired_key_is_rejected(tmp_path: Path) -> None:
-    keyring, fingerprint = _fresh_keyring(tmp_path, "expired", "1d",
+@contextmanager
+def _one_day_key(tmp_path: Path, name: str) -> Iterator[tuple[OpenPGPPublicKey, bytes]]:
+    """A key valid for 2020-01-01 only, and its signature of DATA made at noon."""
+    keyring, fingerprint = _fresh_keyring(tmp_path, name, "1d",
                                           "--faked-system-time", "20200101T000000!")
-    signature = gpg_sign(keyring, "expired", DATA, tmp_path,
+    signature = gpg_sign(keyring, name, DATA, tmp_path,
                          global_options=("--faked-system-time", "20200101T120000!"))
-    key = OpenPGPPublicKey.from_gnupghome(fingerprint, str(keyring.gnupghome))
-    with pytest.raises(SignatureError, match="signing key has expired"):
-        key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
-    assert not key.timeless  # so the verdict cache never keeps its verdicts
-    subprocess.run(["gpgconf", "--homedir", str(keyring.gnupghome), "--kill", "all"],
-                   check=False, capture_output=True)
+    try:
+        yield OpenPGPPublicKey.from_gnupghome(fingerprint, str(keyring.gnupghome)), signature
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(keyring.gnupghome), "--kill", "all"],
+                       check=False, capture_output=True)
+
+
+def test_signature_by_an_expired_key_is_rejected(tmp_path: Path) -> None:
+    with _one_day_key(tmp_path, "expired") as (key, signature):
+        with pytest.raises(SignatureError, match="signing key has expired"):
+            key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=NOW)
+        assert not key.timeless  # so the verdict cache never keeps its verdicts
 
 
 def test_key_expiry_is_judged_at_the_reference_time(tmp_path: Path) -> None:
     """The same signature by a key valid for one day in 2020: good at a reference
     time inside that day, expired at one after it, whatever the machine's clock."""
-    keyring, fingerprint = _fresh_keyring(tmp_path, "dated", "1d",
-                                          "--faked-system-time", "20200101T000000!")
-    signature = gpg_sign(keyring, "dated", DATA, tmp_path,
-                         global_options=("--faked-system-time", "20200101T120000!"))
-    key = OpenPGPPublicKey.from_gnupghome(fingerprint, str(keyring.gnupghome))
-    inside = datetime(2020, 1, 1, 18, tzinfo=UTC)
-    after = datetime(2020, 1, 3, tzinfo=UTC)
-    assert key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST,
-                      at=inside).key_id == fingerprint
-    with pytest.raises(SignatureError, match="signing key has expired"):
-        key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST, at=after)
-    subprocess.run(["gpgconf", "--homedir", str(keyring.gnupghome), "--kill", "all"],
-                   check=False, capture_output=True)
+    with _one_day_key(tmp_path, "dated") as (key, signature):
+        verified = key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST,
+                              at=datetime(2020, 1, 1, 18, tzinfo=UTC))
+        assert verified.key_id == key.key_id
+        with pytest.raises(SignatureError, match="signing key has expired"):
+            key.verify(DATA, signature, namespace=NAMESPACE_IMAGELIST,
+                       at=datetime(2020, 1, 3, tzinfo=UTC))
 
 
 def test_a_key_without_expiry_has_timeless_verdicts(openpgp_keyring: OpenPGPKeyring) -> None:
@@ -365,25 +369,19 @@ def test_verdicts_of_an_expiring_key_are_never_cached(tmp_path: Path) -> None:
     from gitreg.verify.cache import MemoryCache
     from gitreg.verify.signatures import check_signature
 
-    keyring, fingerprint = _fresh_keyring(tmp_path, "cached", "1d",
-                                          "--faked-system-time", "20200101T000000!")
-    signature = gpg_sign(keyring, "cached", DATA, tmp_path,
-                         global_options=("--faked-system-time", "20200101T120000!"))
-    key = OpenPGPPublicKey.from_gnupghome(fingerprint, str(keyring.gnupghome))
-    envelope = add_endorser(new_policy("00000000-0000-4000-8000-000000000000", [key], 1,
-                                       datetime(2030, 1, 1, tzinfo=UTC)),
-                            "dated", [key], allow=["imagelists/*"])
-    cache = MemoryCache()
+    with _one_day_key(tmp_path, "cached") as (key, signature):
+        envelope = add_endorser(new_policy("00000000-0000-4000-8000-000000000000", [key], 1,
+                                           datetime(2030, 1, 1, tzinfo=UTC)),
+                                "dated", [key], allow=["imagelists/*"])
+        cache = MemoryCache()
 
-    def check(at: datetime) -> str:
-        return check_signature(envelope.signed, allowed=[fingerprint], data_id="d" * 40,
-                               data=lambda: DATA, signature_id="s" * 40, signature=signature,
-                               namespace=NAMESPACE_IMAGELIST, at=at, cache=cache,
-                               rule="list-signature", commit="c" * 40, path="imagelists/x.json",
-                               what="imagelists/x.json")
+        def check(at: datetime) -> str:
+            return check_signature(envelope.signed, allowed=[key.key_id], data_id="d" * 40,
+                                   data=lambda: DATA, signature_id="s" * 40,
+                                   signature=signature, namespace=NAMESPACE_IMAGELIST, at=at,
+                                   cache=cache, rule="list-signature", commit="c" * 40,
+                                   path="imagelists/x.json", what="imagelists/x.json")
 
-    assert check(datetime(2020, 1, 1, 18, tzinfo=UTC)) == fingerprint
-    with pytest.raises(PolicyViolationError, match="signing key has expired"):
-        check(datetime(2020, 1, 3, tzinfo=UTC))
-    subprocess.run(["gpgconf", "--homedir", str(keyring.gnupghome), "--kill", "all"],
-                   check=False, capture_output=True)
+        assert check(datetime(2020, 1, 1, 18, tzinfo=UTC)) == key.key_id
+        with pytest.raises(PolicyViolationError, match="signing key has expired"):
+            check(datetime(2020, 1, 3, tzinfo=UTC))
