@@ -91,12 +91,16 @@ def _verbose() -> bool:
 
 def run() -> None:
     """Console-script entry point: every error becomes a message and an exit code."""
+    from gitreg.cli import search_run
     from gitreg.cli.site_sync import plain_sync_arguments, run_plain
 
     plain_sync = plain_sync_arguments(sys.argv[1:])
+    plain_search = search_run.plain_search_arguments(sys.argv[1:])
     try:
         if plain_sync is not None:
             sys.exit(run_plain(plain_sync))
+        if plain_search is not None:
+            sys.exit(search_run.run_plain(plain_search))
         # standalone mode: typer/click turn usage errors into exit 2 themselves.
         _app()()
     except GitregError as exc:

@@ -29,7 +29,7 @@ def build(
     from gitreg.catalogue.status import stamp
     from gitreg.catalogue.web.build import build_site
     from gitreg.cli import output
-    from gitreg.cli.search import load_registries, reference_time
+    from gitreg.cli.search_run import load_registries, reference_time
 
     moment = reference_time(at)
     registries = load_registries(list(registry or []), now=moment)
