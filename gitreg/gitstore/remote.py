@@ -31,6 +31,7 @@ _UNREACHABLE = (
     "unable to access",
     "could not read from remote repository",
     "does not appear to be a git repository",
+    "' not found",  # repository '<url>' not found: an HTTP 404
     "could not resolve host",
     "connection refused",
     "connection timed out",
@@ -109,10 +110,34 @@ def _is_unreachable(stderr: str) -> bool:
     return any(fragment in lowered for fragment in _UNREACHABLE)
 
 
+# curl's and git's texts, said the way gitreg's own HTTP transport says them
+# (gitreg/transport/errors.py), so one remote down reads alike everywhere.
+_PLAIN = (
+    (re.compile(r"Failed to connect to (\S+) port (\d+)[^:]*: (?:Couldn't connect to server|"
+                r"Connection refused)"), "cannot connect to {0}:{1}: connection refused"),
+    (re.compile(r"Failed to connect to (\S+) port (\d+)[^:]*: (?:Connection timed out|"
+                r"Operation timed out|Timeout was reached)"),
+     "cannot connect to {0}:{1}: timed out"),
+    (re.compile(r"Failed to connect to (\S+) port (\d+)[^:]*: (.+)"),
+     "cannot connect to {0}:{1}: {2}"),
+    (re.compile(r"Could not resolve host: (\S+)"), "cannot resolve host name {0}"),
+    (re.compile(r"The requested URL returned error: (\d+)"), "the server answered HTTP {0}"),
+    (re.compile(r"'(.+)' does not appear to be a git repository"), "no git repository at {0}"),
+    (re.compile(r"repository '(.+)' not found"), "no git repository at {0}"),
+)
+
+
+def _plain(reason: str) -> str:
+    for pattern, text in _PLAIN:
+        if (found := pattern.search(reason)) is not None:
+            return text.format(*(g.rstrip("/") for g in found.groups()))
+    return reason
+
+
 def _last_fatal(stderr: str) -> str:
     fatal = [line for line in stderr.splitlines() if line.startswith(("fatal:", "error:"))]
     chosen = fatal[0] if fatal else (stderr.strip().splitlines() or ["no message"])[-1]
-    return chosen.split(":", 1)[-1].strip() if fatal else chosen.strip()
+    return _plain(chosen.split(":", 1)[-1].strip() if fatal else chosen.strip())
 
 
 def push(repo_path: Path, remote_url: str, ref: str = "main", *,
