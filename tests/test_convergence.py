@@ -6,9 +6,13 @@ schedule has 3 replicas (a hook: verify, fast-forward only), 2 mirrors and 3
 sites (provisional trusted state), 2 endorsers pushing from stale working
 copies to random replicas (merging the replica when it moved, as ``publish
 --push`` does), random ``sync-peers``, mirror and site syncs, and a replica
-down for a while. Invariants at every step: no site's list goes back to a
-lower ``hv:version``; nothing unverified is trusted. After quiescence every
-replica, mirror and site holds one commit id.
+down for a while. Any sync or push may be "killed" (the SIGKILL-equivalent
+of one process: a sync dies after it wrote its merge commit but before it
+moved its state; an endorser dies after the replica accepted the push but
+before its working copy recorded it). Invariants at every step: no site's
+list goes back to a lower ``hv:version``; nothing unverified is trusted.
+After quiescence every replica, mirror and site holds one commit id.
+tests/test_convergence_processes.py runs schedules with real processes.
 
 The seed of a failing schedule is printed; ``GITREG_CONVERGENCE_SEED=N``
 replays it and ``GITREG_CONVERGENCE_RUNS=N`` runs more.
@@ -37,6 +41,7 @@ from tests.registry_simulator import RegistrySimulator, ssh_signer
 
 REPLICAS, MIRRORS, SITES = 3, 2, 3
 STEPS = 14
+KILL = 0.15  # the chance that a sync or push is killed at its crash point
 
 
 @dataclass
@@ -77,6 +82,7 @@ class Schedule:
         self.copies = [world.base, world.base]  # the endorsers' working copies
         self.down: int | None = None
         self.log: list[str] = []
+        self.quiet = False  # quiescence: nothing is killed any more
 
     def verifier(self, party: Party, *, push: bool = False) -> Verifier:
         moment = self.world.sim.clock
@@ -110,6 +116,9 @@ class Schedule:
                                     [commit, replica.head])
         self.verifier(replica, push=True).verify_range(replica.head, commit)  # the hook
         replica.head = commit
+        if self.rng.random() < KILL:
+            self.log.append(f"endorser {who} pushes to replica {target}, killed after it")
+            return
         self.copies[who] = commit
         self.log.append(f"endorser {who} pushes to replica {target}")
 
@@ -153,6 +162,10 @@ class Schedule:
             if verdict.valid or verdict.verdict == "stale":
                 valid.append(head)
         choice = choose(self.world.store, verifier, party.head, valid, provisional=provisional)
+        if not self.quiet and self.rng.random() < KILL:
+            # Killed after writing the merge commit, before moving: nothing moves.
+            self.log.append("  (killed before moving its state)")
+            return False
         moved = choice.target != party.head
         party.head = choice.target
         return moved
@@ -193,7 +206,7 @@ class Schedule:
         self.quiesce()
 
     def quiesce(self) -> None:
-        self.down = None
+        self.down, self.quiet = None, True
         for _ in range(REPLICAS + 2):
             if not any([self.sync_peers(n) for n in range(REPLICAS)]):
                 break
