@@ -14,8 +14,9 @@ from tests.fixtures.x509_pki import TestPKI
 from tests.test_cli_check import endorsed_list, openssl_sign, write_list
 
 BINDING = "hv:imagelist.hv:endorser.hv:x509"
-NOT_CHECKED = ("the signature itself could not be checked, so nothing in this list is "
-               "verified (not even that it is unchanged)")
+UNVOUCHED = ("the signature matches the content, but nothing in --ca-dir vouches for its "
+             "signer, so the list is not verified")
+CHANGED = "and the content does not match the signature: the list was changed after it was signed"
 
 
 def test_invalid_uuids_and_wrong_signer_are_all_reported(run_cli: RunCli, x509_pki: TestPKI,
@@ -54,26 +55,44 @@ def test_right_signer_is_reported_as_the_endorser(run_cli: RunCli, x509_pki: Tes
     assert (unverified["signature_verified"], unverified["signer_is_endorser"]) == (False, None)
 
 
-def test_unknown_ca_says_the_signature_could_not_be_checked(run_cli: RunCli,
-                                                             x509_pki: TestPKI,
-                                                             tmp_path: Path) -> None:
-    """The rogue CA is not in --ca-dir: an untouched list and one edited after signing
-    both get a message saying nothing was verified, not just "untrusted signer"."""
+def test_unknown_ca_tells_an_edited_list_from_an_untouched_one(run_cli: RunCli,
+                                                               x509_pki: TestPKI,
+                                                               tmp_path: Path) -> None:
+    """The rogue CA is not in --ca-dir: neither list is verified, and the one edited
+    after signing is said to no longer match its signature (not just "untrusted")."""
     content = write_list(tmp_path / "list.json", endorsed_list(x509_pki.rogue))
     untouched = openssl_sign(x509_pki.rogue, content, tmp_path / "untouched.signed")
     edited = tmp_path / "edited.signed"
     raw = untouched.read_bytes()
     edited.write_bytes(raw.replace(b'"hv:size": 1024', b'"hv:size": 1025', 1))
     assert edited.read_bytes() != raw
-    for signed in (untouched, edited):
+    said = {}
+    for name, signed in (("untouched", untouched), ("edited", edited)):
         done = run_cli(["check", "--json", "--ca-dir", x509_pki.ca_dir, signed])
         assert done.returncode == 1
         report = json.loads(done.stdout)
         assert report["signature_verified"] is False
-        messages = [p["message"] for p in report["problems"]]
-        assert len(messages) == 1, messages
-        assert messages[0].startswith("untrusted signer: ")
-        assert messages[0].endswith(NOT_CHECKED)
+        (said[name],) = [p["message"] for p in report["problems"]]
+        assert said[name].startswith(f"untrusted signer: signer {x509_pki.rogue.dn}")
+        text = run_cli(["check", "--ca-dir", x509_pki.ca_dir, signed])
+        assert text.returncode == 1 and said[name] in text.stderr
+    assert said["untouched"].endswith(UNVOUCHED) and CHANGED not in said["untouched"]
+    assert said["edited"].endswith(CHANGED) and UNVOUCHED not in said["edited"]
+
+
+def test_a_signature_that_cannot_be_checked_at_all_says_so() -> None:
+    """Nothing to check the signature with (here: not even a CMS structure): no claim
+    about the content either way."""
+    from gitreg.errors import UntrustedSignerError
+    from gitreg.interop.hepix import _signature_problem
+    from gitreg.signing.x509.cms import content_matches
+
+    assert content_matches(b"{}", b"not a CMS signature") is None
+    said = _signature_problem(UntrustedSignerError("signer /CN=x: no CA for it"), b"{}",
+                              b"not a CMS signature")
+    assert said == ("untrusted signer: signer /CN=x: no CA for it; the signature could not "
+                    "be checked at all, so nothing in this list is verified (not even that "
+                    "it is unchanged)")
 
 
 def test_at_judges_the_dates_at_another_time(run_cli: RunCli, tmp_path: Path) -> None:

@@ -106,14 +106,17 @@ def assess(data: bytes, *, source: str, ca_dir: Path | None, now: datetime,
             result.problems.extend(exc.problems)
             return result
         except SignatureError as exc:
-            result.problems.append(Problem("", _signature_problem(exc), source))
             from gitreg.interop.smime import parse_smime
 
             try:
                 # The signature is bad, but the list inside may say more.
-                payload = parse_smime(data, source=source).payload
+                parts = parse_smime(data, source=source)
             except (SignatureError, InvalidDocumentError):
+                result.problems.append(Problem("", _signature_problem(exc), source))
                 return result
+            result.problems.append(Problem(
+                "", _signature_problem(exc, parts.content, parts.signature_der), source))
+            payload = parts.payload
     elif ca_dir is not None:
         result.problems.append(Problem(
             "", "not signed: --ca-dir needs an S/MIME-signed list (plain JSON carries "
@@ -163,14 +166,27 @@ def _endorser_names(payload: bytes) -> tuple[str, str] | None:
     return (dn, ca) if isinstance(dn, str) and isinstance(ca, str) else None
 
 
-def _signature_problem(exc: SignatureError) -> str:
+def _signature_problem(exc: SignatureError, content: bytes | None = None,
+                       signature: bytes | None = None) -> str:
     if isinstance(exc, WeakDigestError):
         return exc.message  # says "signature uses SHA-1, refused": not a bad signature
     if isinstance(exc, UntrustedSignerError):
-        # The chain is checked before the signature (as OpenSSL does): an
-        # edited list and an untouched one fail alike here, so say what that means.
-        return (f"untrusted signer: {exc.message}; the signature itself could not be "
-                "checked, so nothing in this list is verified (not even that it is unchanged)")
+        # The chain is checked before the signature (as OpenSSL does). Checked
+        # against its own certificate, trusting nothing, the signature still
+        # tells a list edited after signing from an untouched one.
+        from gitreg.signing.x509.cms import content_matches
+
+        matches = None if content is None or signature is None else \
+            content_matches(content, signature)
+        if matches is False:
+            return (f"untrusted signer: {exc.message}; and the content does not match the "
+                    "signature: the list was changed after it was signed")
+        if matches:
+            return (f"untrusted signer: {exc.message}; the signature matches the content, "
+                    "but nothing in --ca-dir vouches for its signer, so the list is not "
+                    "verified")
+        return (f"untrusted signer: {exc.message}; the signature could not be checked at "
+                "all, so nothing in this list is verified (not even that it is unchanged)")
     return f"bad signature: {exc.message}"
 
 

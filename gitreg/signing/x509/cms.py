@@ -174,6 +174,39 @@ def encapsulated_content(cms: bytes) -> bytes | None:
     return _parse_signed_data(cms).content
 
 
+def content_matches(data: bytes, cms: bytes) -> bool | None:
+    """Whether ``cms`` signs ``data`` by the key of its own embedded signer certificate.
+
+    Trusts no CA and decides no trust (anyone can make a signature that
+    matches): it tells a list edited after signing from an untouched one when
+    the signer cannot be verified. None: it cannot be told (no embedded signer
+    certificate, a malformed signature, an algorithm gitreg does not check).
+    """
+    try:
+        signed = _parse_signed_data(cms)
+        if len(signed.signers) != 1:
+            return None
+        signer = signed.signers[0]
+        leaf = next((a for a in _load_embedded(signed) if _matches_signer(a, signer)), None)
+        if leaf is None or signer.digest not in _WITH_SHA1:
+            return None
+        digest = _WITH_SHA1[signer.digest][0](data).digest()
+        message = data
+        if signer.signed_attrs is not None:
+            declared = [v for oid, v in signer.attributes if oid == _OID_MESSAGE_DIGEST]
+            if len(declared) != 1 or len(declared[0]) != 1:
+                return None
+            if declared[0][0] != digest:
+                return False
+            message = signer.signed_attrs
+        _check_signature(signer, message, leaf.cert, leaf.dn, _WITH_SHA1)
+    except SignatureError as exc:
+        return False if isinstance(exc.__cause__, InvalidSignature) else None
+    except _PARSE_ERRORS:
+        return None
+    return True
+
+
 def _load_embedded(signed: _SignedData) -> list[_Authority]:
     certs = []
     for index, der in enumerate(signed.certificates):
