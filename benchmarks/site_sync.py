@@ -287,6 +287,13 @@ def profile(site: Site, where: Path) -> None:
     say(f"--- cProfile: one change, {site.label}")
     stats.sort_stats("cumulative").print_stats(35)
     stats.sort_stats("tottime").print_stats(20)
+    # gitreg's own functions, and who runs the SQL: what grows with the registry.
+    stats.sort_stats("cumulative").print_stats(r"gitreg/(site|verify|gitstore|adapters)", 40)
+    stats.print_callers(r"method 'execute'|method 'executemany'|method 'fetchall'")
+    if os.environ.get("GITREG_BENCH_PROFILE_OUT"):
+        import shutil
+
+        shutil.copyfile(out, os.environ["GITREG_BENCH_PROFILE_OUT"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

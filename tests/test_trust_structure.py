@@ -40,6 +40,8 @@ RULES_DIGESTS = {
     7: "398e2257d11426db5725995f01e2d55c952dcb90628a817d7df3c704005e09c7",
     # A commit verdict resting on a key with a validity period is not cached.
     8: "b285a1addf546805ba80712e3773fe8f40c7f7b5c393f63ff80df252411b441d",
+    # The state verdict: entries read only when an endorser is expired; carried forward.
+    9: "b705a208a29bad39d4f5886efee75b55aa536b551f942bce515b642744a9102e",
 }
 
 

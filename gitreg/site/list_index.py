@@ -41,6 +41,7 @@ from gitreg.gitstore.store import RegistryStore
 from gitreg.site.plan import ListSummary
 from gitreg.sqlite_store import Schema, open_store
 from gitreg.verify import layout
+from gitreg.verify.state import StateFinding, StateVerdict
 
 # Bump when what a row means changes: an index of another version is rebuilt.
 _VERSION = "1"
@@ -223,6 +224,37 @@ class ListIndex:
             db = self._connect()
             with db:
                 db.execute("DELETE FROM planned")
+        except (sqlite3.DatabaseError, OSError):
+            self._discard()
+
+    def verdict(self) -> StateVerdict | None:
+        """The state verdict kept by ``keep_verdict``, to carry forward (or None)."""
+        try:
+            row = self._connect().execute(
+                "SELECT value FROM meta WHERE key = 'verdict'").fetchone()
+            if row is None:
+                return None
+            kept = json.loads(row[0])
+            inert = {list_id: StateFinding("endorser-expired", "", path, list_id=list_id,
+                                           endorser=endorser)
+                     for list_id, (endorser, path) in kept["inert"].items()}
+            return StateVerdict(commit=kept["commit"], at=datetime.fromisoformat(kept["at"]),
+                                inert=inert, policy_version=int(kept["policy_version"]),
+                                expired_endorsers=frozenset(kept["expired_endorsers"]))
+        except (sqlite3.DatabaseError, OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def keep_verdict(self, verdict: StateVerdict) -> None:
+        """What the next sync needs of this verdict to judge only the lists that change."""
+        body = json.dumps({
+            "commit": verdict.commit, "at": verdict.at.isoformat(),
+            "policy_version": verdict.policy_version,
+            "expired_endorsers": sorted(verdict.expired_endorsers),
+            "inert": {k: [f.endorser, f.path] for k, f in verdict.inert.items()}})
+        try:
+            db = self._connect()
+            with db:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('verdict', ?)", (body,))
         except (sqlite3.DatabaseError, OSError):
             self._discard()
 

@@ -176,6 +176,12 @@ CREATE TABLE equivocation (
 );
 """
 
+_IMAGE_COLUMNS = ("SELECT uuid, registry, list_uuid, list_version, sha512, size, state, reason, "
+                  "path, metadata, vo, created_at, updated_at FROM image")
+_IMAGE_FILTERS = {(False, False): "", (True, False): " WHERE registry = ?",
+                  (False, True): " WHERE state = ?",
+                  (True, True): " WHERE registry = ? AND state = ?"}
+
 # Index i holds the script that takes the schema from version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
 SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
@@ -484,11 +490,11 @@ class SiteState:
     def images(self, *, registry: str | None = None,
                state: ImageState | None = None) -> list[ImageRecord]:
         """Image records, by UUID; optionally only of one registry and/or in one state."""
-        rows = self._read(
-            "SELECT uuid, registry, list_uuid, list_version, sha512, size, state, reason, path, "
-            "metadata, vo, created_at, updated_at FROM image "
-            "WHERE (?1 IS NULL OR registry = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY uuid",
-            (registry, state))
+        # Only the conditions given, so that SQLite can use image_by_registry:
+        # "?1 IS NULL OR registry = ?1" made every call scan the whole table.
+        where = _IMAGE_FILTERS[(registry is not None, state is not None)]
+        rows = self._read(_IMAGE_COLUMNS + where + " ORDER BY uuid",
+                          tuple(v for v in (registry, state) if v is not None))
         return [_image_record(row) for row in rows]
 
     def images_of(self, *, lists: Collection[str] = (),

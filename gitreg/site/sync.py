@@ -322,8 +322,17 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None, *,
                              merge_parents=merge_parents)
     if outcome.target is None:
         return outcome, None
-    # What the target state is worth at the sync's reference time.
-    verdict = verifier.judge_state(outcome.target)
+    index = stack.enter_context(ListIndex(repositories / f"{name}.lists.sqlite"))
+    # What the target state is worth at the sync's reference time, judged from
+    # the last verdict over the lists that changed since (not the whole tree).
+    previous = index.verdict()
+    try:
+        verdict = verifier.judge_state(outcome.target, previous=previous)
+    except GitregError:
+        if previous is None:
+            raise
+        verdict = verifier.judge_state(outcome.target)  # its commit is gone: in full
+    index.keep_verdict(verdict)
     refusal = verdict.refusal()
     if refusal is not None:
         # Not applied: the trusted commit and the installed images stay as they are.
@@ -332,7 +341,6 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None, *,
         outcome.merged, outcome.merge_parents = False, ()
         return outcome, None
     outcome.state_findings = [f"{f.message} [rule: {f.rule}]" for f in verdict.findings()]
-    index = stack.enter_context(ListIndex(repositories / f"{name}.lists.sqlite"))
 
     def facts(blob: str, path: str) -> ListFacts:
         return verifier.facts(blob, path=path, max_size=MAX_LIST_BYTES)

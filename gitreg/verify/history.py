@@ -16,7 +16,7 @@ the rules live one family a module: ``layout`` (paths, modes, sizes),
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -28,7 +28,7 @@ from gitreg.verify.cache import VerificationCache
 from gitreg.verify.context import VerifyContext
 from gitreg.verify.facts import ListFacts, list_facts
 from gitreg.verify.source import CommitFacts, Entry, ObjectSource
-from gitreg.verify.state import StateVerdict, judge_state
+from gitreg.verify.state import StateVerdict, judge_state, judge_state_since
 
 
 @dataclass(frozen=True)
@@ -134,9 +134,14 @@ class Verifier:
         self._verify_ordinary(facts)
         return []
 
-    def judge_state(self, commit: str, *, with_lists: bool = False) -> StateVerdict:
+    def judge_state(self, commit: str, *, with_lists: bool = False,
+                    previous: StateVerdict | None = None) -> StateVerdict:
         """What verified ``commit`` is worth at the context's reference time
-        (``gitreg.verify.state``): policy expired, inert lists, expired lists."""
+        (``gitreg.verify.state``): policy expired, inert lists, expired lists.
+
+        ``previous``: the verdict of an earlier verified state (of this
+        registry), carried forward over the lists that changed since.
+        """
         tree = self.source.commit(commit).tree
         policy = self.state(tree, commit=commit).policy.signed
         max_size = policy.limits.max_file_size
@@ -157,8 +162,33 @@ class Verifier:
         def facts(entry: Entry) -> ListFacts:
             return self.facts(entry.oid, path=entry.path, max_size=max_size)
 
-        return judge_state(commit, policy, self.context.at, entries=self.source.entries(tree),
+        old_tree = self.source.commit(previous.commit).tree if previous is not None else None
+        # Carried forward only under the very same policy document.
+        if previous is not None and old_tree is not None and not with_lists and \
+                self.state(old_tree).policy_blob == self.state(tree).policy_blob:
+            changed, removed = self._changed_lists(old_tree, tree)
+            verdict = judge_state_since(previous, commit, policy, self.context.at,
+                                        changed=changed, removed=removed, list_signer=signer)
+            if verdict is not None:
+                return verdict
+        return judge_state(commit, policy, self.context.at, entries=_Entries(self.source, tree),
                            list_signer=signer, list_facts=facts if with_lists else None)
+
+    def _changed_lists(self, old_tree: str, tree: str) -> tuple[list[Entry], list[str]]:
+        """The list entries of ``tree`` whose list or signature differs from
+        ``old_tree``'s, and the list UUIDs it no longer has."""
+        changed: dict[str, Entry] = {}
+        removed: list[str] = []
+        for change in self.source.changes(old_tree, tree) if old_tree != tree else ():
+            list_id = layout.list_id_of(change.path)
+            if list_id is None or list_id in changed:
+                continue
+            entry = self.source.entry(tree, layout.list_path(list_id))
+            if entry is None:
+                removed.append(list_id)
+            else:
+                changed[list_id] = entry
+        return list(changed.values()), removed
 
     def state(self, tree: str, *, commit: str = "") -> TreeState:
         """Registry identity and policy at ``tree`` (cached per tree)."""
@@ -321,3 +351,14 @@ class Verifier:
         check_merge_tree(self.source.entries(facts.tree), result, commit=facts.oid)
         self.cache.mark_tree_indexed(facts.tree)
         return result.equivocations
+
+
+class _Entries:
+    """A tree's entries, read only if the rule iterates them (most states need none)."""
+
+    def __init__(self, source: ObjectSource, tree: str) -> None:
+        self.source = source
+        self.tree = tree
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.source.entries(self.tree))
