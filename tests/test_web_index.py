@@ -66,3 +66,17 @@ def test_compact_keys_keep_what_key_value_reads() -> None:
             expected = row["keys"].get(key)
             assert key_value(compact, key) == expected and \
                 type(key_value(compact, key)) is type(expected), f"seed {seed}: {row} {key}"
+
+
+def test_index_rows_escape_as_the_templates_do() -> None:
+    from markupsafe import escape
+
+    from gitreg.catalogue.web.build import _h
+
+    seed = int(os.environ.get("GITREG_TEST_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    for _ in range(2000):
+        text = "".join(rng.choice("&<>'\"a é\n;#") for _ in range(rng.randrange(8)))
+        assert _h(text) == str(escape(text)), f"seed {seed}: {text!r}"
+    for value in (None, 0, 12, True, 1.5):
+        assert _h(value) == str(escape(value))
