@@ -42,6 +42,8 @@ RULES_DIGESTS = {
     8: "b285a1addf546805ba80712e3773fe8f40c7f7b5c393f63ff80df252411b441d",
     # The state verdict: entries read only when an endorser is expired; carried forward.
     9: "b705a208a29bad39d4f5886efee75b55aa536b551f942bce515b642744a9102e",
+    # Heartbeats: signed freshness statements and the freshness of a state.
+    10: "eb1567bcd1f7eb2984cb06b6e8cebce918bc57e3bcc0335478c40586efcc8279",
 }
 
 

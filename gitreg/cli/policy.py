@@ -207,6 +207,35 @@ def expires(
           lambda p: policy_edit.with_expires(p, until))
 
 
+@policy_app.command("heartbeat")
+def heartbeat(
+    keys: list[str] = typer.Option(
+        [], "--key", help="A public key whose signed heartbeats count (as for add-endorser); "
+        "repeatable; replaces the heartbeat keys."),
+    max_age: str | None = typer.Option(
+        None, "--max-age", help="How old the newest heartbeat may be, e.g. 6h, 90m, 2d."),
+    remove: bool = typer.Option(False, "--remove", help="Require no heartbeat any more."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Require sites to see a fresh signed heartbeat (`gitreg server heartbeat`)."""
+    from gitreg.errors import UsageError
+    from gitreg.publish.heartbeat_edit import remove_heartbeat, set_heartbeat
+
+    if remove:
+        if keys or max_age is not None:
+            raise UsageError("--remove takes no --key or --max-age")
+        _edit(registry, "removed the heartbeat requirement", remove_heartbeat)
+        return
+    if not keys and max_age is None:
+        raise UsageError("give --key and --max-age (or --remove)")
+    public = _public_keys(keys)
+
+    what = "heartbeats required" + (f" by {', '.join(k.key_id for k in public)}"
+                                    if public else "") \
+        + (f", at most {max_age} old" if max_age else "")
+    _edit(registry, what, lambda p: set_heartbeat(p, public, max_age))
+
+
 @policy_app.command("sign")
 def sign(
     key: str = typer.Option(..., "--key", help="A root signing key: an SSH private key file "
@@ -272,6 +301,9 @@ def show(
     lines.append(f"limits: file size {limits.max_file_size} bytes, list lifetime "
                  f"{limits.max_list_lifetime_days} days, {limits.max_images_per_list} images "
                  "per list")
+    beat = policy.heartbeat
+    lines.append(f"heartbeat: by {', '.join(beat.keys)}, at most {beat.max_age_text} old"
+                 if beat else "heartbeat: not required")
     output.data("\n".join(lines))
     for line in _status(copy, draft):
         output.info(line)

@@ -79,6 +79,39 @@ def sync_peers(
     raise typer.Exit(report.exit_code)
 
 
+@server_app.command("heartbeat")
+def heartbeat(
+    path: Path = typer.Argument(..., help="The bare server repository (this replica)."),
+    key: str = typer.Option(..., "--key", help="A heartbeat key of the policy: an SSH private "
+                            "key file, openpgp:FINGERPRINT or x509:CERT.pem:KEY.pem."),
+    replica: str | None = typer.Option(None, "--replica", help="This replica's name (default: "
+                                       "git config gitreg.replica, else the host name)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the heartbeat as JSON."),
+) -> None:
+    """Sign a heartbeat for main (from cron or a systemd timer) into refs/gitreg/heartbeat/.
+
+    Sites whose policy names heartbeat keys refuse a state no young
+    heartbeat vouches for ("freeze suspected"). Idempotent; exit 0 when
+    written, 2 when the key or the policy does not allow it.
+    """
+    from gitreg.cli import output
+    from gitreg.model.dates import format_date, utcnow
+    from gitreg.publish.signing_keys import load_signing_key
+    from gitreg.server.heartbeat import write_heartbeat
+
+    written = write_heartbeat(path, load_signing_key(key), replica=replica, now=utcnow())
+    beat = written.heartbeat
+    if json_output:
+        output.data_json({"ref": written.ref, "commit": written.commit,
+                          "replaced": written.replaced, "replica": beat.replica,
+                          "registry": beat.registry, "main": beat.commit,
+                          "time": format_date(beat.time), "key": beat.key_id})
+    output.ok(f"heartbeat of replica {beat.replica} for main {beat.commit[:12]} at "
+              f"{format_date(beat.time)} in {written.ref}")
+    if not json_output:
+        output.data(written.commit)
+
+
 @server_app.command("serve")
 def serve(
     path: Path = typer.Argument(..., help="The bare server repository to serve."),

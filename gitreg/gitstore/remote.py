@@ -20,6 +20,9 @@ from gitreg.gitstore.command import GitCommandError, GitRun, redact, run_git
 
 DEFAULT_TIMEOUT = 300.0
 REMOTE_REF_PREFIX = "refs/gitreg/remotes"
+# Signed freshness statements (gitreg.server.heartbeat), outside main.
+HEARTBEAT_REF_PREFIX = "refs/gitreg/heartbeat"
+STAGED_HEARTBEATS = "heartbeat"
 # transfer.fsckObjects sends every fetch through index-pack, which keeps its
 # pack, and gc is off during fetches: past this many packs a fetch rolls the
 # small ones up, or a site syncing hourly would collect thousands (each
@@ -85,6 +88,12 @@ def remote_ref(name: str, branch: str = "main") -> str:
     """The local reference a fetch of remote ``name`` writes."""
     _check_names(name, branch)
     return f"{REMOTE_REF_PREFIX}/{name}/{branch}"
+
+
+def staged_refspec(name: str) -> str:
+    """The fetch refspec that stages a remote's heartbeats under ``name``."""
+    _check_names(name, "main")
+    return f"+{HEARTBEAT_REF_PREFIX}/*:{REMOTE_REF_PREFIX}/{name}/{STAGED_HEARTBEATS}/*"
 
 
 def _check_names(name: str, branch: str) -> None:
@@ -190,14 +199,21 @@ def _raise_for(run: GitRun, shown: str, *, action: str, repo_path: Path) -> None
 
 
 def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "main",
-          timeout: float = DEFAULT_TIMEOUT) -> FetchResult:
+          timeout: float = DEFAULT_TIMEOUT, heartbeats: bool = False) -> FetchResult:
     """Fetch ``branch`` of ``remote_url`` into ``refs/gitreg/remotes/<name>/<branch>``.
 
     The tracking ref follows whatever the remote serves (even a rewrite):
     deciding whether that state is acceptable is the verifier's job. Objects
-    are checked by ``git fsck`` rules on the way in.
+    are checked by ``git fsck`` rules on the way in. ``heartbeats``: also
+    stage the remote's ``refs/gitreg/heartbeat/*`` under
+    ``refs/gitreg/remotes/<name>/heartbeat/`` (same process; pruned to what
+    the remote has now), for ``gitreg.server.heartbeat`` to judge.
     """
     local = remote_ref(name, branch)
+    extra: list[str] = []
+    if heartbeats:
+        extra = ["--prune", remote_url, f"+refs/heads/{branch}:{local}",
+                 staged_refspec(name)]
     shown = redact(remote_url)
     before = _ref_commit(bare_repo_path, local)
     run = run_git(
@@ -208,7 +224,7 @@ def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "ma
          # it as is halves index-pack's CPU; the roll-up compresses it later.
          "-c", "core.compression=0",
          "fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--quiet",
-         remote_url, f"+refs/heads/{branch}:{local}"],
+         *(extra or [remote_url, f"+refs/heads/{branch}:{local}"])],
         timeout=timeout, what=f"remote {shown}",
     )
     if run.returncode != 0:
@@ -218,7 +234,8 @@ def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "ma
     after = _ref_commit(bare_repo_path, local)
     if after is None:
         raise GitCommandError(f"fetch from {shown} did not write {local}", stderr=run.stderr)
-    if after != before:
+    if after != before or heartbeats:
+        # Heartbeats arrive on every run, main or not: their packs add up too.
         roll_up_packs(bare_repo_path, timeout=timeout)
     return FetchResult(remote=shown, name=name, ref=local, old=before, new=after)
 

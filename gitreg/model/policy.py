@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -50,6 +50,11 @@ _ROOT_FIELDS = ("keys", "threshold")
 _ENDORSER_FIELDS = ("keys", "email", "expires")
 _RULE_FIELDS = ("paths", "endorsers")
 _SIGNATURE_FIELDS = ("keyid", "sig")
+_HEARTBEAT_FIELDS = ("keys", "max_age")
+# "<n><unit>", unit m(inutes), h(ours) or d(ays): what an operator writes in a cron line.
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([mhd])")
+_DURATION_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+MAX_HEARTBEAT_AGE = timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,27 @@ class Rule:
         if path.endswith(SIG_SUFFIX):
             candidates.append(path[: -len(SIG_SUFFIX)])
         return any(glob_matches(glob, p) for glob in self.paths for p in candidates)
+
+
+@dataclass(frozen=True)
+class HeartbeatPolicy:
+    """``signed.heartbeat``: who signs the freshness signal and how old it may get."""
+
+    keys: tuple[str, ...]
+    max_age: timedelta
+    max_age_text: str
+
+
+def parse_duration(text: str) -> timedelta:
+    """``6h``, ``90m``, ``2d`` as a ``timedelta``; ``ValueError`` saying what is accepted."""
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{_q(text)} is not a duration: write a whole number and m, h "
+                         "or d, e.g. \"6h\"")
+    value = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if value > MAX_HEARTBEAT_AGE:
+        raise ValueError(f"{_q(text)} is longer than {MAX_HEARTBEAT_AGE.days} days")
+    return value
 
 
 @dataclass(frozen=True)
@@ -282,6 +308,24 @@ def _check_limits(c: _Checker, limits: Any, path: str) -> None:
             c.add(f"{path}.{name}", f"must be at least 1, not {limits[name]}")
 
 
+def _check_heartbeat(c: _Checker, heartbeat: Any, path: str, keys: Mapping[str, Any]) -> None:
+    # Strict like root and rules: an older gitreg ignoring a heartbeat key it
+    # does not understand would accept freshness the root holders never granted.
+    if not c.expect(heartbeat, dict, path, "an object"):
+        return
+    c.fields(heartbeat, path, _HEARTBEAT_FIELDS, _HEARTBEAT_FIELDS)
+    if "keys" in heartbeat:
+        for i, key_id in c.id_list(heartbeat["keys"], f"{path}.keys", "key ids"):
+            if key_id not in keys:
+                c.add(f"{path}.keys[{i}]", f"unknown key {_q(key_id)} (not in signed.keys)")
+    if "max_age" in heartbeat and c.expect(heartbeat["max_age"], str, f"{path}.max_age",
+                                           'a duration such as "6h"'):
+        try:
+            parse_duration(heartbeat["max_age"])
+        except ValueError as exc:
+            c.add(f"{path}.max_age", str(exc))
+
+
 def _check_signed(c: _Checker, signed: Any, path: str) -> None:
     if not c.expect(signed, dict, path, "an object"):
         return
@@ -309,7 +353,7 @@ def _check_signed(c: _Checker, signed: Any, path: str) -> None:
     if "limits" in signed:
         _check_limits(c, signed["limits"], f"{path}.limits")
     if "heartbeat" in signed:
-        c.expect(signed["heartbeat"], dict, f"{path}.heartbeat", "an object")
+        _check_heartbeat(c, signed["heartbeat"], f"{path}.heartbeat", keys)
     if "refs" in signed and c.expect(signed["refs"], list, f"{path}.refs", "a list"):
         for i, pattern in enumerate(signed["refs"]):
             if not isinstance(pattern, str) or not pattern.startswith("refs/") \
@@ -440,9 +484,14 @@ class Policy:
         return tuple(self._raw.get("refs", ()))
 
     @property
-    def heartbeat(self) -> dict[str, Any] | None:
+    def heartbeat(self) -> HeartbeatPolicy | None:
+        """The freshness requirement (``signed.heartbeat``), or None: no heartbeat needed."""
         value = self._raw.get("heartbeat")
-        return copy.deepcopy(value) if isinstance(value, dict) else None
+        if value is None:
+            return None
+        return HeartbeatPolicy(keys=tuple(value["keys"]),
+                               max_age=parse_duration(value["max_age"]),
+                               max_age_text=value["max_age"])
 
     def to_dict(self) -> dict[str, Any]:
         """A deep copy of ``signed`` exactly as parsed (unknown keys included)."""

@@ -78,8 +78,12 @@ def _check_other_ref(store: RegistryStore, update: Update) -> None:
         if entry is not None:
             patterns = parse_policy(store.blob(entry.oid, BOOTSTRAP_MAX_SIZE)).signed.refs
     if not any(fnmatch.fnmatchcase(update.ref, p) for p in patterns):
+        hint = None
+        if update.ref.startswith("refs/gitreg/heartbeat/"):
+            hint = ("heartbeats are written on the server by `gitreg server heartbeat` "
+                    "and carried by `sync-peers`, never pushed")
         raise PolicyViolationError(f"{update.ref}: only refs/heads/main may be updated",
-                                   rule="ref-not-allowed")
+                                   rule="ref-not-allowed", hint=hint)
 
 
 def _config(store: RegistryStore, key: str) -> str | None:

@@ -19,6 +19,8 @@ Scheme = Literal["ssh", "openpgp", "x509"]
 NAMESPACE_IMAGELIST = "gitreg-imagelist"
 NAMESPACE_POLICY = "gitreg-policy"
 NAMESPACE_GIT = "git"
+# Heartbeats (gitreg.verify.heartbeat): a freshness statement is never a policy or a list.
+NAMESPACE_HEARTBEAT = "gitreg-heartbeat"
 
 
 
