@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from gitreg.gitstore.store import RegistryStore
-from gitreg.model.dates import parse_date
+from gitreg.model.dates import format_date, parse_date
 from gitreg.server.heartbeat import policy_at_main, read_heartbeat
+from gitreg.signing.interface import NAMESPACE_HEARTBEAT
 from gitreg.verify.context import VerifyContext
-from gitreg.verify.heartbeat import verify_heartbeat
+from gitreg.verify.heartbeat import statement_bytes, verify_heartbeat
 from tests.fixtures.git_server import git
 from tests.fixtures.ssh_keys import SSHKeyFiles
 from tests.site_registry import SiteWorld
@@ -40,6 +43,27 @@ def heartbeat(world: SiteWorld, server: str, key: SSHKeyFiles, *extra: str
               ) -> subprocess.CompletedProcess[str]:
     return world.run_cli(["server", "heartbeat", world.servers[server], "--key", key.private,
                           "--replica", server, *extra])
+
+
+def plant(repository: Path, ref: str, statement: bytes, signature: bytes,
+           when: datetime) -> None:
+    """Write a heartbeat commit with plain git, as a forger with shell access would."""
+    def blob(data: bytes) -> str:
+        return subprocess.run(["git", "-C", str(repository), "hash-object", "-w", "--stdin"],
+                              input=data, capture_output=True, check=True).stdout.decode().strip()
+
+    listing = (f"100644 blob {blob(statement)}\theartbeat.json\n"
+               f"100644 blob {blob(signature)}\theartbeat.json.sig\n")
+    tree = subprocess.run(["git", "-C", str(repository), "mktree"], input=listing,
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stamp = f"{int(when.timestamp())} +0000"
+    env = {"GIT_AUTHOR_NAME": "m", "GIT_AUTHOR_EMAIL": "m@example.org",
+           "GIT_COMMITTER_NAME": "m", "GIT_COMMITTER_EMAIL": "m@example.org",
+           "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+    commit = subprocess.run(["git", "-C", str(repository), "commit-tree", tree, "-m",
+                             f"forged {format_date(when)}"], env={**os.environ, **env},
+                            capture_output=True, text=True, check=True).stdout.strip()
+    git("-C", repository, "update-ref", ref, commit)
 
 
 def refs(path: Path) -> str:
@@ -134,3 +158,52 @@ def test_the_hook_refuses_pushed_heartbeats_and_keeps_accepting_main(
     head = world.publish("bob adds one-a")
     world.push("a")
     assert git("-C", world.servers["a"], "rev-parse", "main").stdout.strip() == head
+
+
+def test_sync_peers_carries_the_newest_valid_heartbeat_of_each_replica(
+        world: SiteWorld, beacon: SSHKeyFiles, ssh_mallory: SSHKeyFiles) -> None:
+    from datetime import timedelta
+
+    from gitreg.model.dates import utcnow
+    from gitreg.server.heartbeat import write_heartbeat
+    from gitreg.signing.ssh import SSHSigner
+
+    require_heartbeats(world, beacon)
+    world.server("a")
+    world.bare("b")
+    signer = SSHSigner.from_file(beacon.private)
+    now = utcnow()
+
+    def sync_b() -> dict[str, object]:
+        done = world.run_cli(["server", "sync-peers", world.servers["b"], "--peer",
+                              world.urls["a"], "--json"])
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    def held(server: str, ref: str = HEARTBEAT_REF) -> str:
+        return git("-C", world.servers[server], "rev-parse", ref).stdout.strip()
+
+    write_heartbeat(world.servers["a"], signer, replica="a", now=now)
+    assert [b["state"] for b in sync_b()["heartbeats"]] == ["carried"]  # type: ignore[union-attr]
+    assert held("b") == held("a")
+    # A newer one replaces it; an older (valid) one does not.
+    write_heartbeat(world.servers["a"], signer, replica="a", now=now + timedelta(minutes=1))
+    assert [b["state"] for b in sync_b()["heartbeats"]] == ["carried"]  # type: ignore[union-attr]
+    newest = held("a")
+    assert held("b") == newest
+    write_heartbeat(world.servers["a"], signer, replica="a", now=now - timedelta(hours=1))
+    assert [b["state"] for b in sync_b()["heartbeats"]] == ["older"]  # type: ignore[union-attr]
+    assert held("b") == newest
+    # A heartbeat by a key the policy does not name is reported and not kept.
+    registry_id = json.loads((world.work / "gitreg.json").read_text())["registry_id"]
+    main = git("-C", world.servers["a"], "rev-parse", "main").stdout.strip()
+    statement = statement_bytes(registry=registry_id, replica="x", commit=main, time=now)
+    plant(world.servers["a"], "refs/gitreg/heartbeat/x", statement,
+           SSHSigner.from_file(ssh_mallory.private).sign(statement,
+                                                         namespace=NAMESPACE_HEARTBEAT), now)
+    report = sync_b()
+    states = {b["ref"].rsplit("/", 1)[-1]: b for b in report["heartbeats"]}  # type: ignore[union-attr]
+    assert states["x"]["state"] == "invalid" and states["x"]["rule"] == "heartbeat-key"
+    names = git("-C", world.servers["b"], "for-each-ref", "--format=%(refname)").stdout.split()
+    assert "refs/gitreg/heartbeat/x" not in names
+    assert not [n for n in names if n.startswith("refs/gitreg/remotes/") and "/heartbeat/" in n]

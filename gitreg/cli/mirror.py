@@ -50,6 +50,9 @@ def sync(
     for upstream in report.upstreams:
         commit = f" {upstream.commit[:12]}" if upstream.commit else ""
         output.info(f"upstream {upstream.url}: {upstream.state}{commit}: {upstream.detail}")
+    for beat in report.heartbeats:
+        if beat["state"] in ("invalid", "ignored"):
+            output.warn(f"heartbeat {beat['ref']}: {beat['state']}: {beat['detail']}")
     for finding in report.equivocations:
         output.warn(str(finding["message"]))
     if report.after is None:

@@ -59,6 +59,9 @@ def sync_peers(
     for peer in report.peers:
         commit = f" {peer.commit[:12]}" if peer.commit else ""
         output.info(f"peer {peer.url}: {peer.state}{commit}: {peer.detail}")
+    for beat in report.heartbeats:
+        if beat["state"] in ("invalid", "ignored"):
+            output.warn(f"heartbeat {beat['ref']}: {beat['state']}: {beat['detail']}")
     for finding in report.equivocations:
         output.warn(str(finding["message"]))
     if report.raced:

@@ -46,10 +46,15 @@ def status_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
                  if registry["merge_parents"] else "")
         output.data(f"registry {registry['name']}: trusted {commit}{merge}, "
                     f"advanced {registry['advanced_at'] or '-'}")
+        fresh = registry.get("freshness")
         for remote in registry["remotes"]:
             at = f" at {remote['commit'][:12]}" if remote["commit"] else ""
             detail = f" ({remote['detail']})" if remote["detail"] else ""
-            output.data(f"  remote {remote['url']}: {remote['state']}{at}{detail}")
+            output.data(f"  remote {remote['url']}: {remote['state']}{at}{detail}"
+                        f"{_heartbeat_text(remote.get('heartbeat'), fresh)}")
+        if fresh is not None:
+            output.data(f"  freshness: {'fresh' if fresh['fresh'] else 'FREEZE SUSPECTED'}: "
+                        f"{fresh['detail']}")
         for found in registry["equivocations"]:
             # Evidence against a signer: kept after the sync that saw it, and loud.
             output.warn(f"registry {registry['name']}: {found['detail']} (first seen "
@@ -67,6 +72,33 @@ def status_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None:
         output.warn(f"conflict: {conflict['detail']}")
     if data["pending_events"]:
         output.data(f"{data['pending_events']} event(s) with deliveries still to retry")
+
+
+def _heartbeat_text(beat: dict[str, Any] | None, fresh: dict[str, Any] | None) -> str:
+    """``; heartbeat 2h 5m old`` for a remote's line (nothing if none is required)."""
+    if fresh is None:
+        return ""
+    if beat is None:
+        return "; heartbeat: none"
+    state = "" if beat["covers_state"] else f", for older state {beat['commit'][:12]}"
+    return f"; heartbeat {beat['age']} old ({beat['replica']}{state})"
+
+
+def _add_freshness(site: Any, entry: dict[str, Any]) -> None:
+    """Each remote's newest valid heartbeat, judged now (`gitreg.site.freshness`)."""
+    from datetime import UTC, datetime
+
+    from gitreg.site.freshness import status_freshness
+    from gitreg.verify.context import VerifyContext
+
+    registry = site.registry(entry["name"])
+    fresh = status_freshness(registry, site.repositories_dir / f"{registry.name}.git",
+                             entry["trusted_commit"],
+                             VerifyContext.for_site(datetime.now(UTC).replace(microsecond=0)))
+    entry["freshness"] = fresh
+    beats = {r["url"]: r["heartbeat"] for r in (fresh or {}).get("remotes", [])}
+    for remote in entry["remotes"]:
+        remote["heartbeat"] = beats.get(remote["url"]) if fresh is not None else None
 
 
 def _status(site: Any) -> dict[str, Any]:
@@ -93,6 +125,7 @@ def _status(site: Any) -> dict[str, Any]:
                             for r in state.remotes(registry.name)],
                 "equivocations": [_equivocation(e) for e in state.equivocations(registry.name)],
             })
+            _add_freshness(site, data["registries"][-1])
         data["images"] = [{"uuid": i.uuid, "registry": i.registry, "list": i.list_uuid,
                            "list_version": i.list_version,
                            "title": str(i.metadata.get("dc:title", "")),

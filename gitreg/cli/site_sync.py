@@ -103,6 +103,12 @@ def _print_sync(report: Any) -> None:
             output.warn(f"{registry.name}: {repair}")
         if registry.refused:
             output.warn(f"{registry.name}: state not applied: {registry.refused}")
+        for finding in registry.heartbeat_findings:
+            output.warn(f"{registry.name}: {finding}")
+        if registry.freeze:
+            stay = (f"staying at the trusted state {registry.target[:12]}" if registry.target
+                    else "nothing applied")
+            output.warn(f"{registry.name}: {registry.freeze}; {stay}")
         for finding in registry.state_findings:
             output.warn(f"{registry.name}: {finding}")
         states = ", ".join(f"{r.state}" for r in registry.remotes)
@@ -160,12 +166,15 @@ def sync_verdict(report: Any, counts: str) -> tuple[str, str]:
     reasons = [f"{registry.name}: "
                f"{'no valid remote' if registry.any_invalid else 'no remote reachable'}"
                for registry in report.registries if not registry.any_valid]
+    reasons += [f"{registry.name}: freeze suspected" for registry in report.registries
+                if registry.freeze]
     if report.failed:
         reasons.append(f"{len(report.failed)} image(s) failed")
     reasons += [f"cloud {c.name} unreachable" for c in report.clouds if c.error]
     reasons += [f"cloud {c.name}: {len(c.failed)} image(s) refused"
                 for c in report.clouds if c.failed]
-    nothing = bool(report.registries) and all(not r.any_valid for r in report.registries)
+    nothing = bool(report.registries) and all(not r.any_valid or r.freeze
+                                              for r in report.registries)
     status = "FAILED" if nothing else "PARTIAL"
     why = f" ({'; '.join(reasons)})" if reasons else ""
     return status, f"{counts}; exit {code}{why}"

@@ -52,6 +52,8 @@ class MirrorReport:
     merged: bool = False
     # As ``equivocation_json`` shows them (path, version, blobs, commits, chosen).
     equivocations: list[dict[str, Any]] = field(default_factory=list)
+    # The upstreams' heartbeats: carried, older, or invalid (gitreg.server.heartbeat.carry).
+    heartbeats: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -66,6 +68,7 @@ class MirrorReport:
         return {"repository": self.repository, "before": self.before, "after": self.after,
                 "advanced": self.after != self.before, "merged": self.merged,
                 "equivocations": self.equivocations, "exit_code": self.exit_code,
+                "heartbeats": self.heartbeats,
                 "upstreams": [{"url": u.url, "state": u.state, "detail": u.detail,
                                "commit": u.commit, "rule": u.rule, "fork_base": u.fork_base}
                               for u in self.upstreams]}
@@ -131,6 +134,7 @@ def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
+    from gitreg.server.heartbeat import carry
     from gitreg.site.crash import crash_point
     from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
@@ -175,5 +179,7 @@ def sync_mirror(path: Path, *, timeout: float = FETCH_TIMEOUT) -> MirrorReport:
             report.after = choice.target
             crash_point("mirror-advanced")
         settle(store, report.upstreams, choice, applied=True, provisional=True)
+        # Judged under the policy of the new main; dumb HTTP serves them after this.
+        report.heartbeats = carry(path, store, VerifyContext.for_site(utcnow()))
         _git(["-C", path, "update-server-info"], str(path))
     return report

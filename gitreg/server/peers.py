@@ -53,6 +53,8 @@ class PeersReport:
     equivocations: list[dict[str, Any]] = field(default_factory=list)
     # Why ``main`` did not move to the chosen state (a racing push), if it did not.
     raced: str = ""
+    # The peers' heartbeats: carried, older, or invalid (gitreg.server.heartbeat.carry).
+    heartbeats: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def advanced(self) -> bool:
@@ -73,6 +75,7 @@ class PeersReport:
             "advanced": self.advanced, "merged": self.merged,
             "merge_parents": list(self.merge_parents), "raced": self.raced,
             "exit_code": self.exit_code, "equivocations": self.equivocations,
+            "heartbeats": self.heartbeats,
             "peers": [{"url": p.url, "state": p.state, "detail": p.detail,
                        "commit": p.commit, "rule": p.rule, "fork_base": p.fork_base}
                       for p in self.peers],
@@ -110,6 +113,7 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
     from gitreg.gitstore.store import RegistryStore
     from gitreg.gitstore.verify_cache import SqliteCache
     from gitreg.model.dates import utcnow
+    from gitreg.server.heartbeat import carry
     from gitreg.site.crash import crash_point
     from gitreg.verify.context import VerifyContext
     from gitreg.verify.history import Verifier
@@ -155,6 +159,7 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
             if not report.raced:
                 report.after = choice.target
         settle(store, report.peers, choice, applied=not report.raced, provisional=False)
+        report.heartbeats = carry(path, store, VerifyContext.for_site(utcnow()))
     return report
 
 

@@ -88,7 +88,8 @@ def fetch_and_judge(path: Path, store: RegistryStore, verifier: Verifier, truste
     for url in urls:
         name = name_of(url)
         try:
-            head = fetch(path, url, name=name, timeout=timeout).new
+            # Heartbeats are staged too; the caller carries the valid ones.
+            head = fetch(path, url, name=name, timeout=timeout, heartbeats=True).new
         except UnreachableError as exc:
             judged.outcomes.append(UpstreamOutcome(url, "unreachable", exc.message))
             continue

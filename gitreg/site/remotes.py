@@ -28,6 +28,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pygit2
 
@@ -82,6 +83,11 @@ class RegistryOutcome:
     # not applied ("... [rule: policy-expired]"), and messages about inert lists.
     refused: str | None = None
     state_findings: list[str] = field(default_factory=list)
+    # Set by the sync's freeze check (gitreg.site.freshness): why the site stays at
+    # its trusted state, the verdict as JSON, and heartbeats ignored or skewed.
+    freeze: str | None = None
+    freshness: dict[str, Any] | None = None
+    heartbeat_findings: list[str] = field(default_factory=list)
 
     @property
     def any_valid(self) -> bool:
@@ -272,7 +278,8 @@ def prepare_dry_run(repositories: Path, scratch: Path, name: str) -> None:
 def _fetch_and_verify(store: RegistryStore, url: str, name: str, verifier: Verifier, *,
                       trusted: str | None, timeout: float) -> RemoteOutcome:
     try:
-        head = fetch(store.path, url, name=name, timeout=timeout).new
+        # Its heartbeats come along, for the freeze check (gitreg.site.freshness).
+        head = fetch(store.path, url, name=name, timeout=timeout, heartbeats=True).new
     except UnreachableError as exc:
         return RemoteOutcome(url, "unreachable", exc.message)
     except RejectedError as exc:

@@ -50,6 +50,7 @@ from gitreg.site.planner import (
 from gitreg.site.remotes import (
     RegistryOutcome,
     fetch_registry,
+    has_commit,
     open_local_repository,
     pinned_fingerprint,
     prepare_dry_run,
@@ -69,6 +70,8 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from gitreg.adapters.reconcile import CloudOutcome
+    from gitreg.gitstore.store import RegistryStore
+    from gitreg.site.config import RegistryConfig
 
 
 class DownloadProgress(Protocol):
@@ -110,6 +113,8 @@ class SyncReport:
                 code = max(code, EXIT_REJECTED if registry.any_invalid else EXIT_OPERATIONAL)
             if registry.refused:
                 code = max(code, EXIT_REJECTED)
+            if registry.freeze:
+                code = max(code, EXIT_OPERATIONAL)
         if any(c.error for c in self.clouds):
             code = max(code, EXIT_OPERATIONAL)
         if (self.unacknowledged_failures or any(c.failed for c in self.clouds)) \
@@ -134,6 +139,8 @@ class SyncReport:
                 "merge_error": r.merge_error,
                 "recovery": r.recovery, "refused": r.refused,
                 "state_findings": r.state_findings,
+                "freeze": r.freeze, "freshness": r.freshness,
+                "heartbeat_findings": r.heartbeat_findings,
                 "remotes": [{"url": m.url, "state": m.state, "detail": m.detail,
                              "commit": m.commit, "rule": m.rule, "fork_base": m.fork_base}
                             for m in r.remotes],
@@ -322,6 +329,8 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None, *,
                              merge_parents=merge_parents)
     if outcome.target is None:
         return outcome, None
+    if not _fresh_enough(store, registry, verifier, outcome, merge_parents):
+        return outcome, None
     index = stack.enter_context(ListIndex(repositories / f"{name}.lists.sqlite"))
     # What the target state is worth at the sync's reference time, judged from
     # the last verdict over the lists that changed since (not the whole tree).
@@ -349,6 +358,35 @@ def _registry_state(config: SiteConfig, name: str, trusted: str | None, *,
         registry, store, outcome.target, index, facts, config.subscriptions_for(name),
         inert={list_id: f"{f.message} [rule: {f.rule}]" for list_id, f in verdict.inert.items()},
         verdict_until=verdict.valid_until)
+
+
+def _fresh_enough(store: RegistryStore, registry: RegistryConfig, verifier: Verifier,
+                  outcome: RegistryOutcome, merge_parents: tuple[str, ...]) -> bool:
+    """The freeze check (gitreg.site.freshness); False if there is nothing to apply.
+
+    A state no young heartbeat vouches for is not applied: the site stays at
+    its trusted state (still judged at this sync's time, so expired lists
+    retire) and the sync exits 3.
+    """
+    from gitreg.site.freshness import check_freshness
+
+    target = outcome.target
+    assert target is not None
+    policy = verifier.state(store.commit(target).tree, commit=target).policy.signed
+    if policy.heartbeat is None:
+        return True
+    found = check_freshness(store, registry, policy, target, verifier.context)
+    outcome.freshness = found.to_json(verifier.context)
+    outcome.heartbeat_findings = found.findings
+    outcome.freeze = found.freeze()
+    if outcome.freeze is None or target == outcome.trusted:
+        return True
+    outcome.target = outcome.trusted
+    outcome.merged, outcome.merge_parents = bool(merge_parents), merge_parents
+    if outcome.target is None or not has_commit(store, outcome.target):
+        outcome.target = None  # nothing trusted here yet: nothing is applied
+        return False
+    return True
 
 
 class _Apply:
