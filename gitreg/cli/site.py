@@ -109,7 +109,8 @@ def _status(site: Any) -> dict[str, Any]:
                             "pending_events": 0}
     if not site.state_db.exists():
         data["registries"] = [{"name": r.name, "trusted_commit": None, "advanced_at": None,
-                               "merge_parents": [], "remotes": [], "equivocations": []}
+                               "merge_parents": [], "remotes": [], "equivocations": [],
+                               "freshness": None}
                               for r in site.registries]
         return data
     with SiteState.open(site.state_db) as state:
