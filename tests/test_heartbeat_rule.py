@@ -15,8 +15,14 @@ from pathlib import Path
 import pytest
 
 from gitreg.errors import InvalidDocumentError, PolicyViolationError, UsageError
-from gitreg.model.policy import PolicyEnvelope, new_policy, parse_duration, parse_policy
-from gitreg.publish.heartbeat_edit import remove_heartbeat, set_heartbeat
+from gitreg.model.policy import PolicyEnvelope, parse_duration, parse_policy
+from gitreg.publish.policy_edit import (
+    add_endorser,
+    new_policy,
+    remove_endorser,
+    remove_heartbeat,
+    set_heartbeat,
+)
 from gitreg.signing.interface import NAMESPACE_HEARTBEAT, NAMESPACE_POLICY
 from gitreg.signing.ssh import SSHPublicKey, SSHSigner
 from gitreg.verify.context import VerifyContext
@@ -137,6 +143,15 @@ def test_editing_the_requirement(policy: PolicyEnvelope, pairs: dict) -> None:
     assert remove_heartbeat(root_beats).signed.keys.keys() == {root.key_id}
     with pytest.raises(UsageError, match="give --key and --max-age"):
         set_heartbeat(gone, [root], None)
+
+
+def test_removing_an_endorser_keeps_its_key_while_it_signs_heartbeats(
+        policy: PolicyEnvelope, pairs: dict) -> None:
+    beat = pairs["beat"][1]
+    with_endorser = add_endorser(policy, "ops", [beat], allow=["imagelists/*"])
+    without = remove_endorser(with_endorser, "ops")
+    assert without.signed.heartbeat is not None and beat.key_id in without.signed.keys
+    assert parse_policy(without.canonical_bytes()).signed.heartbeat is not None
 
 
 # --- one statement ---------------------------------------------------------------

@@ -38,7 +38,8 @@ def test_status_of_a_fresh_site_creates_nothing(world: SiteWorld) -> None:
     config = world.site_config(["http://127.0.0.1:9/nothing.git"])
     data, text = _status(world, config)
     assert data["registries"] == [{"name": "test", "trusted_commit": None, "advanced_at": None,
-                                   "merge_parents": [], "remotes": [], "equivocations": []}]
+                                   "merge_parents": [], "remotes": [], "equivocations": [],
+                                   "freshness": None}]
     assert data["images"] == [] and data["conflicts"] == []
     assert "registry test: trusted none (never synced)" in text
     assert not world.state_dir.exists()

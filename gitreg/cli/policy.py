@@ -219,7 +219,7 @@ def heartbeat(
 ) -> None:
     """Require sites to see a fresh signed heartbeat (`gitreg server heartbeat`)."""
     from gitreg.errors import UsageError
-    from gitreg.publish.heartbeat_edit import remove_heartbeat, set_heartbeat
+    from gitreg.publish.policy_edit import remove_heartbeat, set_heartbeat
 
     if remove:
         if keys or max_age is not None:

@@ -21,6 +21,7 @@ from gitreg.model.policy import (
     Policy,
     PolicyEnvelope,
     PolicySignature,
+    parse_duration,
 )
 from gitreg.signing.interface import NAMESPACE_POLICY, PublicKey, Signer
 
@@ -105,7 +106,7 @@ def add_endorser(envelope: PolicyEnvelope, name: str, keys: Sequence[PublicKey],
 def remove_endorser(envelope: PolicyEnvelope, name: str) -> PolicyEnvelope:
     """Remove endorser ``name``, its keys (unless root keys) and its rule entries."""
     owned = envelope.signed.endorser_keys(name)
-    root = set(envelope.signed.root_keys)
+    root = set(envelope.signed.root_keys) | set(_heartbeat_keys(envelope.signed))
 
     def change(raw: dict[str, Any]) -> None:
         del raw["endorsers"][name]
@@ -152,7 +153,7 @@ def remove_key(envelope: PolicyEnvelope, name: str, key_id: str) -> PolicyEnvelo
         raise UsageError(f"key {key_id} is the last key of endorser {_q(name)}",
                          hint="add its new key first (`gitreg policy add-key`), or remove "
                               "the endorser (`gitreg policy remove-endorser`)")
-    root = key_id in policy.root_keys
+    root = key_id in policy.root_keys or key_id in _heartbeat_keys(policy)
 
     def change(raw: dict[str, Any]) -> None:
         raw["endorsers"][name]["keys"].remove(key_id)
@@ -197,7 +198,7 @@ def remove_root(envelope: PolicyEnvelope, key_id: str) -> PolicyEnvelope:
     if policy.threshold > len(roots) - 1:
         raise UsageError(f"the threshold {policy.threshold} would exceed the "
                          f"{len(roots) - 1} remaining root keys; lower it first")
-    owned = policy.endorser_of_key(key_id) is not None
+    owned = policy.endorser_of_key(key_id) is not None or key_id in _heartbeat_keys(policy)
 
     def change(raw: dict[str, Any]) -> None:
         raw["root"]["keys"].remove(key_id)
@@ -273,3 +274,63 @@ def add_signature(envelope: PolicyEnvelope, signer: Signer) -> PolicyEnvelope:
     else:
         signatures.append(new)
     return PolicyEnvelope(envelope.signed, tuple(signatures), envelope.source)
+
+
+# --- the heartbeat requirement (``signed.heartbeat``) ---------------------------
+
+
+def _heartbeat_keys(policy: Policy) -> tuple[str, ...]:
+    """Key ids the heartbeat requirement names: their material stays while it does."""
+    return policy.heartbeat.keys if policy.heartbeat is not None else ()
+
+
+def _used_elsewhere(policy: Policy, key_id: str) -> bool:
+    return key_id in policy.root_keys or policy.endorser_of_key(key_id) is not None
+
+
+def set_heartbeat(envelope: PolicyEnvelope, keys: Sequence[PublicKey],
+                  max_age: str | None) -> PolicyEnvelope:
+    """Require heartbeats signed by ``keys`` (all of them replace the old ones; none:
+    keep them) at most ``max_age`` old (None: keep it)."""
+    policy = envelope.signed
+    current = policy.heartbeat
+    if max_age is not None:
+        try:
+            parse_duration(max_age)
+        except ValueError as exc:
+            raise UsageError(f"--max-age: {exc}") from None
+    if current is None and (not keys or max_age is None):
+        raise UsageError("the policy requires no heartbeat yet: give --key and --max-age")
+    key_ids = list(dict.fromkeys(k.key_id for k in keys)) if keys else list(current.keys
+                                                                             if current else ())
+    age = max_age if max_age is not None else (current.max_age_text if current else "")
+    if current is not None and list(current.keys) == key_ids and current.max_age_text == age:
+        raise UsageError(f"the policy already requires heartbeats by {', '.join(key_ids)} "
+                         f"at most {age} old")
+    dropped = [k for k in (current.keys if current else ()) if k not in key_ids
+               and not _used_elsewhere(policy, k)]
+
+    def change(raw: dict[str, Any]) -> None:
+        for key in keys:
+            raw["keys"].setdefault(key.key_id, key.to_policy())
+        for key_id in dropped:
+            del raw["keys"][key_id]
+        raw["heartbeat"] = {"keys": key_ids, "max_age": age}
+
+    return edited(envelope, change)
+
+
+def remove_heartbeat(envelope: PolicyEnvelope) -> PolicyEnvelope:
+    """Require no heartbeat any more (heartbeat-only key material goes too)."""
+    policy = envelope.signed
+    current = policy.heartbeat
+    if current is None:
+        raise UsageError("the policy requires no heartbeat; nothing to remove")
+    dropped = [k for k in current.keys if not _used_elsewhere(policy, k)]
+
+    def change(raw: dict[str, Any]) -> None:
+        del raw["heartbeat"]
+        for key_id in dropped:
+            del raw["keys"][key_id]
+
+    return edited(envelope, change)
