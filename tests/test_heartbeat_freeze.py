@@ -148,6 +148,8 @@ def test_stranger_heartbeats_are_ignored_and_future_ones_are_clock_skew(
     assert cli.stderr.strip().splitlines()[-1].startswith("FAILED:"), cli.stderr
     assert "test: freeze suspected" in cli.stderr and "Traceback" not in cli.stderr
     assert "nothing applied" in cli.stderr
+    dry = world.run_cli(["site", "sync", "--config", site, "--dry-run", "--json"])
+    assert dry.returncode == 3 and json.loads(dry.stdout)["registries"][0]["freeze"], dry.stderr
 
     # A genuine heartbeat, but the site's clock is an hour behind the replica's.
     assert heartbeat(world, "a", beacon).returncode == 0
