@@ -248,6 +248,36 @@ def test_random_schedules_converge_without_rollback(world: World) -> None:
                 f"steps: {'; '.join(schedule.log)}: {exc}") from exc
 
 
+def test_replicas_that_merged_different_views_never_merge_their_merges(world: World) -> None:
+    # a, b, c pushed to three replicas from one base; replica C merged all three,
+    # replica A saw only b (C was down): two merges of the same pushes.
+    sim, store = world.sim, world.store
+    a, b, c = (sim.commit(sim.signed_list(list_id, sim.list_version(
+        list_id, version="7", images=[str(uuid.UUID(int=90 + n))]), world.endorsers[0]),
+        world.endorsers[0], parents=[world.base], move=False)
+        for n, list_id in enumerate(world.lists))
+    verifier = Verifier(store, MemoryCache(), context=VerifyContext.for_site(sim.clock))
+    for head in (a, b, c):
+        verifier.verify_range(world.base, head)
+    # Replicas: main is public (provisional=False), covered merges give way.
+    on_c = choose(store, verifier, c, [a, b], provisional=False)
+    on_a = choose(store, verifier, a, [b], provisional=False)
+    assert on_c.merged and on_a.merged and on_c.target != on_a.target
+    assert on_c.target is not None and on_a.target is not None
+
+    # Replica B sees both merges: it takes the one holding everything, no new merge.
+    on_b = choose(store, verifier, b, [on_a.target, on_c.target], provisional=False)
+    assert (on_b.target, on_b.merged) == (on_c.target, False)
+    # Replica A's own merge gives way too: C's merge holds all its parents.
+    again = choose(store, verifier, on_a.target, [on_c.target, b], provisional=False)
+    assert (again.target, again.merged) == (on_c.target, False)
+    # An endorser pushing to replica A (forward-only) must still merge them: the
+    # replica's main has to be an ancestor of what is pushed.
+    forward = choose(store, verifier, a, [on_a.target, on_c.target], provisional=False,
+                     covered=False)
+    assert forward.merged and forward.parents == tuple(sorted([on_a.target, on_c.target]))
+
+
 def test_clock_is_the_simulators(world: World) -> None:
     # The schedules judge expiry at the simulator's clock, never the machine's.
     assert isinstance(world.sim.clock, datetime) and Path(world.sim.path).exists()

@@ -194,3 +194,42 @@ def test_publish_push_explains_a_moved_replica_that_is_invalid(world: SiteWorld)
     assert git("-C", world.work, "merge-base", "--is-ancestor", forged, "main",
                check=False).returncode != 0
     assert _main(world.servers["rogue"]) == forged
+
+
+@pytest.mark.slow
+def test_replicas_that_merged_different_views_converge_without_merging_merges(
+        world: SiteWorld) -> None:
+    world.on_two_replicas("One")
+    c_url = world.server("c")
+    a_url, b_url = world.urls["a"], world.urls["b"]
+    # Three pushes from one base, one to each replica.
+    for name, replica in (("carol", "b"), ("dave", "c")):
+        clone = world.clone(name, replica)
+        new = world.new_list(f"{name}'s", cwd=clone)
+        world.add_image(new, name, name.encode() * 9, cwd=clone)
+        world.publish(name, cwd=clone, key=world.second_key)
+        world.push(replica, cwd=clone)
+    bobs = world.new_list("Bob's")
+    world.add_image(bobs, "bob", b"bob\n" * 9)
+    world.publish("bob")
+    world.push("a")
+
+    # Replica c merges all three; replica a misses c (down, say) and merges two.
+    code, on_c = _sync_peers(world, "c", "--peer", a_url, "--peer", b_url)
+    assert code == 0 and on_c["merged"] is True and len(on_c["merge_parents"]) == 3
+    code, on_a = _sync_peers(world, "a", "--peer", b_url)
+    assert code == 0 and on_a["merged"] is True and len(on_a["merge_parents"]) == 2
+
+    # b sees both merges: it takes c's, which holds everything, and merges nothing.
+    code, on_b = _sync_peers(world, "b", "--peer", a_url, "--peer", c_url)
+    assert code == 0, on_b
+    assert on_b["after"] == on_c["after"] and on_b["merged"] is False
+    states = {p["url"]: p["state"] for p in on_b["peers"]}  # type: ignore[attr-defined]
+    assert states == {a_url: "stale", c_url: "current"}
+    # a's own merge gives way to c's (all its parents are in it): no merge of merges.
+    code, again = _sync_peers(world, "a", "--peer", b_url, "--peer", c_url)
+    assert code == 0 and again["after"] == on_c["after"] and again["merged"] is False
+    merges = [line for line in git("-C", world.servers["a"], "log", "--merges", "--format=%H",
+                                   "main").stdout.split()]
+    assert merges == [on_c["after"]]
+    assert _main(world.servers["a"]) == _main(world.servers["b"]) == _main(world.servers["c"])

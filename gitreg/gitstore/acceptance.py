@@ -11,7 +11,8 @@ commit T of a local repository and a fetched head H:
 - *invalid*: a commit fails, or H shares no history with T.
 
 The new state is the one valid head that contains every other, or the
-deterministic merge of the maximal ones. The merge commit is built from its
+deterministic merge of the maximal ones (less the merges whose parents
+another maximal head holds: they add nothing). The merge commit is built from its
 inputs only (sorted parents, fixed identity, the newest parent's time, a
 message naming the parent count), so every party that merges the same heads
 writes the same commit id.
@@ -144,7 +145,8 @@ def merged_heads(store: RegistryStore, choice: Choice, heads: Sequence[str], *,
 
 
 def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
-           heads: Iterable[str], *, provisional: bool = True) -> Choice:
+           heads: Iterable[str], *, provisional: bool = True,
+           covered: bool = True) -> Choice:
     """The newest state made of ``trusted`` and ``heads``; merge if they diverged.
 
     ``heads``: every fetched head that is not invalid, stale ones included
@@ -154,8 +156,15 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
     mirror), not a branch others build on. A merge in it that no head
     contains is replaced by its parents, so the party ends on the very
     commit that everyone else computes from the same heads, instead of a
-    merge of its own merge. A replica's ``main`` only moves forward, so
+    merge of its own merge. A replica's ``main`` is public, so
     ``sync-peers`` passes ``provisional=False``.
+
+    ``covered``: a merge among the candidates (the trusted commit included)
+    whose parents another candidate holds is left out: it adds nothing, and
+    merging it again would be a merge of merges that adds nothing. For a
+    replica that is the one move of ``main`` that is not a fast-forward. An
+    endorser's ``publish --push`` passes ``covered=False``: what it pushes
+    must descend from the replica's ``main``.
     """
     valid = sorted(set(heads))
     candidates = set(valid)
@@ -168,6 +177,8 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
             return Choice(target=trusted, maximal=(trusted,))
         candidates |= expanded
     maximal = maximal_heads(store, candidates)
+    if covered:
+        maximal = _without_covered_merges(store, maximal)
     if not maximal:
         return Choice(target=None)
     if len(maximal) == 1:
@@ -175,6 +186,33 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
     merge, result = build_merge(store, verifier, maximal)
     return Choice(target=merge, merged=True, parents=tuple(maximal), maximal=tuple(maximal),
                   findings=result)
+
+
+def holds(store: RegistryStore, state: str, head: str) -> bool:
+    """Whether ``state`` holds all that ``head`` offers: it descends from it, or
+    ``head`` is a merge whose parents it descends from (the merge adds nothing)."""
+    if store.is_descendant(state, head):
+        return True
+    parents = store.commit(head).parents
+    return len(parents) > 1 and all(store.is_descendant(state, p) for p in parents)
+
+
+def _without_covered_merges(store: RegistryStore, maximal: list[str]) -> list[str]:
+    """``maximal`` less the merges whose parents another of them holds.
+
+    A merge's tree is a function of its parents alone, so such a merge adds
+    nothing to the head that holds its parents; merging the two would be a
+    merge of merges that adds nothing (two replicas that merged different
+    views of the same pushes). It gives way, in id order so that of two
+    merges covering each other one stays.
+    """
+    kept = list(maximal)
+    for head in sorted(maximal):
+        if len(store.commit(head).parents) < 2:
+            continue
+        if any(holds(store, other, head) for other in kept if other != head):
+            kept.remove(head)
+    return kept
 
 
 def _expand(store: RegistryStore, commit: str, heads: Sequence[str]) -> set[str]:

@@ -119,7 +119,7 @@ def settle(store: RegistryStore, outcomes: Sequence[UpstreamOutcome], choice: Ch
     ``applied``: ``main`` now names ``choice.target`` (no racing push).
     ``provisional``: a mirror, whose own earlier merge also counts as merging.
     """
-    from gitreg.gitstore.acceptance import merged_heads
+    from gitreg.gitstore.acceptance import holds, merged_heads
 
     usable = ("current", "ahead", "stale", "forked")
     for outcome in outcomes:
@@ -141,7 +141,8 @@ def settle(store: RegistryStore, outcomes: Sequence[UpstreamOutcome], choice: Ch
             if outcome.state == "ahead":
                 outcome.detail = f"{outcome.detail}; fast-forwarded to it"
             outcome.state = "current"
-        elif store.is_descendant(target, head):
+        elif holds(store, target, head):
             if outcome.state != "stale":
-                outcome.detail = "behind the new main"
+                outcome.detail = ("behind the new main" if store.is_descendant(target, head)
+                                  else "a merge of commits the new main holds")
             outcome.state = "stale"

@@ -33,7 +33,7 @@ from typing import Any
 import pygit2
 
 from gitreg.errors import GitregError, RejectedError, UnreachableError
-from gitreg.gitstore.acceptance import build_merge, choose, judge_head, merged_heads
+from gitreg.gitstore.acceptance import build_merge, choose, holds, judge_head, merged_heads
 from gitreg.gitstore.locks import clear_stale_locks
 from gitreg.gitstore.remote import fetch
 from gitreg.gitstore.store import RegistryStore
@@ -170,7 +170,7 @@ def fetch_registry(store: RegistryStore, registry: RegistryConfig, verifier: Ver
             remote.state = "forked"
             remote.detail = f"{remote.detail}; diverged from another head, merged"
         elif remote.state == "current" and head != choice.target \
-                and choice.target is not None and store.is_descendant(choice.target, head):
+                and choice.target is not None and holds(store, choice.target, head):
             remote.state = "stale"
             remote.detail = "behind another valid remote"
     if choice.target is not None and (choice.merged or merged):
