@@ -1,0 +1,266 @@
+"""Benchmark: replicas converging after 100 pushes, `sync-peers` after every push (issue 8).
+
+In ONE run, with keys generated at run time in a temporary directory:
+
+  1. builds a registry (``benchmarks/site_sync.py``'s ``build``: default 500
+     lists of 1 to 5 images, real history, packed) and seeds 3 hook-guarded
+     replicas from it (``gitreg server init``), each with the other two as
+     peers (by path: git's local transport runs upload-pack, as for any
+     remote);
+  2. pushes in rounds of 1 to 3 concurrent pushes (seeded): at the start of
+     a round each pushing endorser (3 working copies of one endorser key)
+     fetches a random replica (so copies are often stale), makes one signed
+     commit (a new version of a random list, 1 to 5 images) and pushes it
+     with the ``git`` CLI to its own replica (distinct replicas in a round),
+     so the pre-receive hook judges it. A push refused as non-fast-forward
+     is fetched, verified, merged deterministically and pushed again, as
+     ``gitreg publish --push`` does. After every accepted push, ``gitreg
+     server sync-peers`` runs on that replica (what the post-receive
+     trigger of docs/replication.md does): the pushes of a round land
+     first, then their replicas' ``sync-peers`` processes run at the same
+     time, as triggers of concurrent pushes would;
+  3. times each round from its first push until the replicas that received
+     a push hold one ``main``; after the last round, runs ``sync-peers`` on
+     every replica in turn (a timer round) until all three hold the same
+     ``main``, and times that;
+  4. counts the distinct merge commits each round created (replicas that
+     merge the same heads write the same commit, counted once) and walks
+     the converged history: merges, merges of merges, and merges that add
+     nothing (the merge's tree is one of its parents' trees).
+
+Baseline in the same run: the median ``git push`` (hook included), to which
+the median ``sync-peers`` is compared.
+
+    .venv/bin/python benchmarks/convergence.py                # a few minutes
+    .venv/bin/python benchmarks/convergence.py --pushes 30 --json out.json
+
+Exit status: 0 if the replicas converged, no round made more than one
+replica merge and no merge adds nothing; 1 if not; 2 if a command failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.measure import machine, say
+from benchmarks.site_sync import ENV, GITREG, ImageServer, build, import_pygit2
+
+REPLICAS = 3
+
+
+@dataclass
+class Tally:
+    push_seconds: list[float] = field(default_factory=list)
+    sync_seconds: list[float] = field(default_factory=list)
+    refused: int = 0  # pushes refused as non-fast-forward, then merged and pushed again
+    endorser_merges: int = 0
+    # Distinct merge commits the replicas' sync-peers wrote, per round.
+    replica_merges: dict[int, set[str]] = field(default_factory=dict)
+    round_seconds: list[float] = field(default_factory=list)
+
+
+def git(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *map(str, args)], capture_output=True, text=True,
+                          check=check, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+
+
+def main_of(repository: Path) -> str:
+    return git("-C", repository, "rev-parse", "main").stdout.strip()
+
+
+def sync_peers(replica: Path, tally: Tally) -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run([*GITREG, "server", "sync-peers", str(replica), "--json"],
+                          capture_output=True, text=True, check=False, env=ENV)
+    tally.sync_seconds.append(time.perf_counter() - started)
+    if done.returncode != 0:
+        raise RuntimeError(f"sync-peers {replica} exited {done.returncode}:\n{done.stderr}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--lists", type=int, default=500, help="lists in the registry")
+    parser.add_argument("--pushes", type=int, default=100, help="accepted pushes in all")
+    parser.add_argument("--seed", type=int, default=8, help="seed of the schedule")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    from gitreg.gitstore.acceptance import build_merge
+    from gitreg.gitstore.store import RegistryStore
+    from gitreg.server.init import init_server
+    from gitreg.server.peers import store_peers
+    from gitreg.verify.cache import MemoryCache
+    from gitreg.verify.context import VerifyContext
+    from gitreg.verify.history import Verifier
+    from tests.registry_simulator import image_entry, new_id, ssh_signer
+
+    rng = random.Random(args.seed)
+    signer = ssh_signer("bench endorser")
+    tally = Tally()
+    with tempfile.TemporaryDirectory(prefix="gitreg-convergence-") as tmp:
+        where = Path(tmp)
+        ENV.update({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+        ENV["PYTHONPYCACHEPREFIX"] = str(where / "pycache")
+        import_pygit2()
+        (where / "images").mkdir()
+        images = ImageServer(where / "images")
+        try:
+            body = b"one image shared by every list\n" * 32
+            shared = {"hv:uri": images.serve("shared.img", body), "hv:size": len(body),
+                      "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
+            say(f"building a {args.lists}-list registry ...")
+            registry = build(where, args.lists, signer, shared, args.seed)
+            sim = registry.sim
+            replicas = [where / f"replica-{n}.git" for n in range(REPLICAS)]
+            for path in replicas:
+                init_server(path, source=sim.path)
+            for path in replicas:
+                store_peers(path, [str(p) for p in replicas if p != path])
+            cache = MemoryCache()
+            copies = [sim.head] * REPLICAS  # the endorsers' working copies
+            versions: dict[str, int] = {}
+            pushes, round_no = 0, 0
+            started = time.perf_counter()
+            while pushes < args.pushes:
+                round_no += 1
+                count = min(rng.randint(1, REPLICAS), args.pushes - pushes)
+                targets = rng.sample(range(REPLICAS), count)
+                for who in range(count):
+                    # Each endorser starts the round from some replica: often a stale one.
+                    source = replicas[rng.randrange(REPLICAS)]
+                    git("-C", sim.path, "fetch", "-q", "--no-tags", source,
+                        f"+main:refs/copies/{who}")
+                    copies[who] = git("-C", sim.path, "rev-parse",
+                                      f"refs/copies/{who}").stdout.strip()
+                round_started = time.perf_counter()
+                for who, target in enumerate(targets):
+                    store = RegistryStore.open(sim.path)
+                    list_id = rng.choice(registry.list_ids)
+                    versions[list_id] = max(versions.get(list_id, 2), 2) + 1
+                    entries = [{**image_entry(new_id(), title=f"image {n}"), **shared}
+                               for n in range(rng.randint(1, 5))]
+                    sim.clock = max(sim.clock, datetime.now(UTC).replace(microsecond=0)
+                                    - timedelta(minutes=1))
+                    data = sim.list_version(list_id, version=str(versions[list_id]),
+                                            images=entries)
+                    commit = sim.commit(sim.signed_list(list_id, data, signer), signer,
+                                        parents=[copies[who]], move=False)
+                    t0 = time.perf_counter()
+                    done = git("-C", sim.path, "push", "-q", replicas[target],
+                               f"{commit}:refs/heads/main", check=False)
+                    if done.returncode != 0:
+                        tally.refused += 1
+                        git("-C", sim.path, "fetch", "-q", "--no-tags", replicas[target],
+                            f"+main:refs/copies/fetched-{who}")
+                        theirs = git("-C", sim.path, "rev-parse",
+                                     f"refs/copies/fetched-{who}").stdout.strip()
+                        store = RegistryStore.open(sim.path)
+                        verifier = Verifier(store, cache, context=VerifyContext.for_site(
+                            datetime.now(UTC)), pinned_policy=registry.trust_root)
+                        verifier.verify_range(store.merge_base((commit, theirs)), theirs)
+                        commit, _ = build_merge(store, verifier, [commit, theirs])
+                        tally.endorser_merges += 1
+                        done = git("-C", sim.path, "push", "-q", replicas[target],
+                                   f"{commit}:refs/heads/main", check=False)
+                        if done.returncode != 0:
+                            raise RuntimeError(f"push after merging refused: {done.stderr}")
+                    tally.push_seconds.append(time.perf_counter() - t0)
+                    copies[who] = commit
+                    pushes += 1
+                # The post-receive triggers of the round's pushes, at the same time.
+                with ThreadPoolExecutor(len(targets)) as pool:
+                    reports = list(pool.map(lambda t: sync_peers(replicas[t], tally), targets))
+                tally.replica_merges[round_no] = {r["after"] for r in reports if r["merged"]}
+                tally.round_seconds.append(time.perf_counter() - round_started)
+                if len({main_of(replicas[t]) for t in targets}) != 1:
+                    raise RuntimeError(f"round {round_no}: the pushed replicas differ")
+            pushed = time.perf_counter() - started
+            # After the last push: timer rounds over every replica until one main.
+            converge_started, timer_runs = time.perf_counter(), 0
+            timer_merges: set[str] = set()
+            while len({main_of(r) for r in replicas}) > 1:
+                for replica in replicas:
+                    report = sync_peers(replica, tally)
+                    if report["merged"]:
+                        timer_merges.add(report["after"])
+                    timer_runs += 1
+                    if len({main_of(r) for r in replicas}) == 1:
+                        break
+                if timer_runs > 3 * REPLICAS:
+                    raise RuntimeError("the replicas do not converge")
+            converge = time.perf_counter() - converge_started
+            head = main_of(replicas[0])
+            history = analyse(RegistryStore.open(replicas[0]), head)
+        finally:
+            images.close()
+
+    per_round = [len(m) for m in tally.replica_merges.values()]
+    result = {
+        "lists": args.lists, "pushes": pushes, "rounds": round_no,
+        "refused_pushes": tally.refused,
+        "seconds_100_pushes_with_sync": round(pushed, 1),
+        "seconds_to_converge_after_last_push": round(converge, 2),
+        "median_round_seconds": round(statistics.median(tally.round_seconds), 2),
+        "timer_runs_to_converge": timer_runs,
+        "median_push_ms": round(statistics.median(tally.push_seconds) * 1000),
+        "median_sync_peers_ms": round(statistics.median(tally.sync_seconds) * 1000),
+        "sync_over_push": round(statistics.median(tally.sync_seconds)
+                                / statistics.median(tally.push_seconds), 2),
+        "merges": {"by_replicas": sum(per_round) + len(timer_merges),
+                   "by_replicas_in_timer_rounds": len(timer_merges),
+                   "by_endorsers": tally.endorser_merges, **history,
+                   "rounds_with_a_replica_merge": sum(1 for n in per_round if n),
+                   "most_replica_merges_in_one_round": max(per_round, default=0)},
+        "machine": machine(),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0 if history["adding_nothing"] == 0 and max(per_round, default=0) <= 1 else 1
+
+
+def analyse(store: Any, head: str) -> dict[str, int]:
+    """Merge commits in the history of ``head``, and how many are merges of merges."""
+    merges = of_merges = nothing = 0
+    seen, todo = set(), [head]
+    while todo:
+        oid = todo.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        commit = store.commit(oid)
+        todo.extend(commit.parents)
+        if len(commit.parents) < 2:
+            continue
+        merges += 1
+        parents = [store.commit(p) for p in commit.parents]
+        of_merges += any(len(p.parents) > 1 for p in parents)
+        nothing += any(p.tree == commit.tree for p in parents)
+    return {"in_history": merges, "merges_of_merges": of_merges, "adding_nothing": nothing}
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:
+        say(str(exc))
+        sys.exit(2)
