@@ -53,6 +53,13 @@ class FakeFacts:
                        sig_blob: str) -> bool:
         return not (self.policy_version(policy_blob) >= 2 and list_blob in self.revoked)
 
+    def attestation_time(self, blob: str, *, path: str, policy_blob: str) -> str:
+        return blob.rsplit(":", maxsplit=1)[-1]  # ``A:<path>:<time>``
+
+    def attestation_allowed(self, policy_blob: str, *, path: str, blob: str,
+                            sig_blob: str) -> bool:
+        return True
+
 
 def _tree(lists: Mapping[str, tuple[str, str]], policy: str) -> dict[str, str]:
     tree = {layout.REGISTRY_FILE: "gitreg", layout.POLICY_FILE: policy}

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from gitreg.catalogue.attestations import read_attestations
 from gitreg.catalogue.sources import FORMAT
 from gitreg.errors import PolicyViolationError, RejectedError, SignatureError
 from gitreg.gitstore.store import RegistryStore
@@ -84,12 +85,16 @@ def read_registry(store: RegistryStore, head: str, *, name: str, cache: Verifica
     for list_id, record in lists.items():
         if record is not unchanged.get(list_id):
             lists[list_id] = {**record, "digest": record_digest(record)}
+    kept = base.get("attestation_files") if base and not signatures_stale else None
+    found = read_attestations(store, policy, cache, head=head, entries=entries, at=at,
+                              previous=kept)
     return {
         "format": FORMAT, "registry": state.info.registry_id, "name": name,
         "registry_name": state.info.name, "head": head, "policy_blob": state.policy_blob,
         "policy_version": policy.version, "policy_expires": format_date(policy.expires),
         # The policy itself, for the trust core's verdict at query time (status.py).
-        "policy": policy.to_dict(), "lists": lists,
+        "policy": policy.to_dict(), "lists": lists, "attestations": found["by_image"],
+        "attestation_files": {"by_path": found["by_path"]},
     }
 
 

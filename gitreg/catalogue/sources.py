@@ -31,8 +31,8 @@ MAIN = "refs/heads/main"
 CACHE_NAME = "catalogue.cache"
 # Bumped whenever the record shape changes: cached records of another format
 # are read again from Git. Here, not in the reader: a search at an unchanged
-# state must not import the verifier.
-FORMAT = 4
+# state must not import the verifier. 5: attestations.
+FORMAT = 5
 
 
 @contextmanager

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 # The modules of gitreg.cli whose ``register(app)`` adds their commands; a
 # test checks that every module defining a command is listed.
 COMMAND_MODULES = ("registry", "imagelists", "images", "policy", "check", "interop",
-                   "verify", "server", "site", "search", "web", "replica", "mirror")
+                   "verify", "server", "site", "search", "web", "replica", "mirror",
+                   "attest")
 
 
 def build_app() -> typer.Typer:

@@ -107,6 +107,35 @@ def remove_endorser(
           lambda p: policy_edit.remove_endorser(p, name))
 
 
+@policy_app.command("add-attester")
+def add_attester(
+    name: str = typer.Argument(..., metavar="SITE", help="The attester's (site's) name."),
+    keys: list[str] = typer.Option(
+        ..., "--key", help="Its public key: an SSH .pub file, openpgp:FINGERPRINT or an "
+        "armoured OpenPGP key file (it signs statements and commits). Repeatable."),
+    email: str | None = typer.Option(None, "--email", help="The site's contact address."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Let a site sign attestations: its keys and the rule attestations/SITE/*."""
+    from gitreg.publish.policy_edit import add_attester as add
+    from gitreg.publish.policy_edit import attester_glob
+
+    public = _public_keys(keys)
+    _edit(registry, f"added attester {name} with {len(public)} key(s), allowed "
+          f"{attester_glob(name)}", lambda p: add(p, name, public, email=email))
+
+
+@policy_app.command("remove-attester")
+def remove_attester(
+    name: str = typer.Argument(..., metavar="SITE", help="The attester to remove."),
+    registry: Path | None = registry_option(),
+) -> None:
+    """Remove an attester: its keys and rule entries (its statements count no more)."""
+    from gitreg.publish.policy_edit import remove_attester as remove
+
+    _edit(registry, f"removed attester {name}", lambda p: remove(p, name))
+
+
 @policy_app.command("add-key")
 def add_key(
     name: str = typer.Argument(..., help="An endorser of the policy."),
@@ -295,8 +324,17 @@ def show(
         lines.append(f"  {name}{contact}")
         lines += [f"    key {key_id} ({policy.keys[key_id].get('scheme')})"
                   for key_id in endorser.keys]
+    if policy.attesters:
+        lines.append("attesters:")
+    for name, attester in sorted(policy.attesters.items()):
+        contact = f" <{attester.email}>" if attester.email else ""
+        lines.append(f"  {name}{contact}")
+        lines += [f"    key {key_id} ({policy.keys[key_id].get('scheme')})"
+                  for key_id in attester.keys]
     lines.append("rules:" if policy.rules else "rules: none (nobody may change a list)")
-    lines += [f"  {', '.join(rule.paths)}: {', '.join(rule.endorsers)}" for rule in policy.rules]
+    lines += [f"  {', '.join(rule.paths)}: "
+              + ", ".join([*rule.endorsers, *(f"attester {a}" for a in rule.attesters)])
+              for rule in policy.rules]
     limits = policy.limits
     lines.append(f"limits: file size {limits.max_file_size} bytes, list lifetime "
                  f"{limits.max_list_lifetime_days} days, {limits.max_images_per_list} images "

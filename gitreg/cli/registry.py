@@ -113,8 +113,15 @@ def publish(
                         f"{p.images.describe()}")
         output.ok(f"published commit {result.commit}")
         output.data(result.commit)
-    if not push:
-        return
+    if push:
+        push_and_report(copy)
+
+
+def push_and_report(copy: WorkingCopy) -> None:
+    """Push ``main`` to every replica, one line each; exit 1 or 3 when one refused or failed."""
+    from gitreg.cli import output
+    from gitreg.publish import replicas
+
     verdicts = replicas.push_main(copy, notice=output.info)
     for verdict in verdicts:
         (output.ok if verdict.status == "accepted" else output.error)(verdict.describe())

@@ -185,6 +185,10 @@ def available_command(config: Path = _CONFIG, json_output: bool = _JSON) -> None
                 output.data(f"    image {image['uuid']} {image['title']!r} "
                             f"v{image['version']}{series} ({image['os']} "
                             f"{image['osversion']} {image['arch']}, {image['size']} bytes)")
+                said = image["attestations"]
+                if said["by"]:
+                    output.data(f"      attested: {said['passed']} passed, {said['failed']} "
+                                f"failed ({'; '.join(said['by'])})")
 
 
 _IMAGE = typer.Argument(..., help="The image's UUID (as `gitreg site status` shows it).")

@@ -33,6 +33,7 @@ from gitreg.errors import (
     UsageError,
 )
 from gitreg.model import strictjson
+from gitreg.model.attestation import ATTESTER_NAME
 from gitreg.model.dates import DATE_FORMAT, format_date, parse_date
 from gitreg.model.globs import glob_matches, glob_problem, is_literal
 from gitreg.model.registry_info import uuid_problem
@@ -47,8 +48,11 @@ ENDORSER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}")
 
 _SIGNED_REQUIRED = ("version", "expires", "registry", "root", "keys", "endorsers", "rules")
 _ROOT_FIELDS = ("keys", "threshold")
+# Endorser and attester entries alike.
 _ENDORSER_FIELDS = ("keys", "email", "expires")
-_RULE_FIELDS = ("paths", "endorsers")
+_RULE_FIELDS = ("paths", "endorsers", "attesters")
+# Where attestations live: a rule naming attesters covers only paths below it.
+ATTESTATION_DIR = "attestations/"
 _SIGNATURE_FIELDS = ("keyid", "sig")
 _HEARTBEAT_FIELDS = ("keys", "max_age")
 # "<n><unit>", unit m(inutes), h(ours) or d(ays): what an operator writes in a cron line.
@@ -85,11 +89,17 @@ class Endorser:
 
 
 @dataclass(frozen=True)
+class Attester(Endorser):
+    """One attester (a site): who may sign statements about images, with which keys."""
+
+
+@dataclass(frozen=True)
 class Rule:
-    """Paths (globs) that the named endorsers may change."""
+    """Paths (globs) that the named endorsers (lists) or attesters (attestations) may change."""
 
     paths: tuple[str, ...]
     endorsers: tuple[str, ...]
+    attesters: tuple[str, ...] = ()
 
     def covers(self, path: str) -> bool:
         """Whether ``path`` (or, for ``X.sig``, the list ``X`` it signs) matches a glob."""
@@ -250,15 +260,20 @@ def _check_root(c: _Checker, root: Any, path: str, keys: Mapping[str, Any]) -> N
                   f"not {threshold}")
 
 
-def _check_endorsers(c: _Checker, endorsers: Any, path: str, keys: Mapping[str, Any]) -> None:
-    if not c.expect(endorsers, dict, path, "an object (name -> endorser)"):
+def _check_key_holders(c: _Checker, holders: Any, path: str, keys: Mapping[str, Any], *,
+                       kind: str, name_re: re.Pattern[str], name_rule: str,
+                       owner: dict[str, str]) -> None:
+    """Endorsers or attesters: name -> {keys, email, expires}.
+
+    ``owner`` (key id -> "endorser NAME") is shared between the two kinds: one
+    key, one holder, otherwise a signature could not say who signed.
+    """
+    if not c.expect(holders, dict, path, f"an object (name -> {kind})"):
         return
-    owner: dict[str, str] = {}
-    for name, entry in endorsers.items():
+    for name, entry in holders.items():
         at = _member(path, name)
-        if not ENDORSER_NAME.fullmatch(name):
-            c.add(at, f"invalid endorser name {_q(name)} (letters, digits and ._@+-, "
-                      "starting with a letter or digit, at most 64)")
+        if not name_re.fullmatch(name):
+            c.add(at, f"invalid {kind} name {_q(name)} ({name_rule})")
         if not c.expect(entry, dict, at, "an object"):
             continue
         c.fields(entry, at, _ENDORSER_FIELDS, ("keys",))
@@ -268,11 +283,9 @@ def _check_endorsers(c: _Checker, endorsers: Any, path: str, keys: Mapping[str, 
                 if key_id not in keys:
                     c.add(key_at, f"unknown key {_q(key_id)} (not in signed.keys)")
                 elif key_id in owner:
-                    # One key, one endorser: otherwise a signature could not say who signed.
-                    c.add(key_at, f"key {_q(key_id)} already belongs to endorser "
-                                  f"{_q(owner[key_id])}")
+                    c.add(key_at, f"key {_q(key_id)} already belongs to {owner[key_id]}")
                 else:
-                    owner[key_id] = name
+                    owner[key_id] = f"{kind} {_q(name)}"
         if "email" in entry and c.expect(entry["email"], str, f"{at}.email", "a string") \
                 and "@" not in entry["email"]:
             c.add(f"{at}.email", f"not an e-mail address: {_q(entry['email'])}")
@@ -280,23 +293,34 @@ def _check_endorsers(c: _Checker, endorsers: Any, path: str, keys: Mapping[str, 
             c.date(entry["expires"], f"{at}.expires")
 
 
-def _check_rules(c: _Checker, rules: Any, path: str, endorsers: Any) -> None:
+def _check_rules(c: _Checker, rules: Any, path: str, endorsers: Any,
+                 attesters: Any = None) -> None:
     if not c.expect(rules, list, path, "an array of rules"):
         return
     known = endorsers if isinstance(endorsers, dict) else {}
+    sites = attesters if isinstance(attesters, dict) else {}
     for i, rule in enumerate(rules):
         at = f"{path}[{i}]"
         if not c.expect(rule, dict, at, "an object"):
             continue
-        c.fields(rule, at, _RULE_FIELDS, _RULE_FIELDS)
+        c.fields(rule, at, _RULE_FIELDS, ("paths",))
+        if "endorsers" not in rule and "attesters" not in rule:
+            c.add(f"{at}.endorsers", "missing (a rule names endorsers or attesters)")
         if "paths" in rule:
             for j, glob in c.id_list(rule["paths"], f"{at}.paths", "path globs"):
                 if (why := glob_problem(glob)) is not None:
                     c.add(f"{at}.paths[{j}]", why)
+                elif "attesters" in rule and not glob.startswith(ATTESTATION_DIR):
+                    c.add(f"{at}.paths[{j}]", f"a rule naming attesters covers only "
+                                              f"{ATTESTATION_DIR} paths, not {_q(glob)}")
         if "endorsers" in rule:
             for j, name in c.id_list(rule["endorsers"], f"{at}.endorsers", "endorser names"):
                 if name not in known:
                     c.add(f"{at}.endorsers[{j}]", f"unknown endorser {_q(name)}")
+        if "attesters" in rule:
+            for j, name in c.id_list(rule["attesters"], f"{at}.attesters", "attester names"):
+                if name not in sites:
+                    c.add(f"{at}.attesters[{j}]", f"unknown attester {_q(name)}")
 
 
 def _check_limits(c: _Checker, limits: Any, path: str) -> None:
@@ -346,10 +370,20 @@ def _check_signed(c: _Checker, signed: Any, path: str) -> None:
         keys = {}
     if "root" in signed:
         _check_root(c, signed["root"], f"{path}.root", keys)
+    owner: dict[str, str] = {}
     if "endorsers" in signed:
-        _check_endorsers(c, signed["endorsers"], f"{path}.endorsers", keys)
+        _check_key_holders(c, signed["endorsers"], f"{path}.endorsers", keys, kind="endorser",
+                           name_re=ENDORSER_NAME, owner=owner,
+                           name_rule="letters, digits and ._@+-, starting with a letter or "
+                                     "digit, at most 64")
+    if "attesters" in signed:
+        _check_key_holders(c, signed["attesters"], f"{path}.attesters", keys, kind="attester",
+                           name_re=ATTESTER_NAME, owner=owner,
+                           name_rule="letters, digits and ._-, starting with a letter or "
+                                     "digit, at most 64")
     if "rules" in signed:
-        _check_rules(c, signed["rules"], f"{path}.rules", signed.get("endorsers"))
+        _check_rules(c, signed["rules"], f"{path}.rules", signed.get("endorsers"),
+                     signed.get("attesters"))
     if "limits" in signed:
         _check_limits(c, signed["limits"], f"{path}.limits")
     if "heartbeat" in signed:
@@ -419,9 +453,17 @@ class Policy:
             name: Endorser(name=name, keys=tuple(entry["keys"]), email=entry.get("email"),
                            expires=parse_date(entry["expires"]) if "expires" in entry else None)
             for name, entry in raw["endorsers"].items()}
-        self._rules = tuple(Rule(paths=tuple(r["paths"]), endorsers=tuple(r["endorsers"]))
+        self._attesters = {
+            name: Attester(name=name, keys=tuple(entry["keys"]), email=entry.get("email"),
+                           expires=parse_date(entry["expires"]) if "expires" in entry else None)
+            for name, entry in raw.get("attesters", {}).items()}
+        self._rules = tuple(Rule(paths=tuple(r["paths"]),
+                                 endorsers=tuple(r.get("endorsers", ())),
+                                 attesters=tuple(r.get("attesters", ())))
                             for r in raw["rules"])
         self._owner = {key_id: e.name for e in self._endorsers.values() for key_id in e.keys}
+        self._attester_owner = {key_id: a.name for a in self._attesters.values()
+                                for key_id in a.keys}
         given = raw.get("limits", {})
         self._limits = Limits(**{k: given[k] for k in _LIMIT_NAMES if k in given})
         self._key_cache: dict[str, PublicKey] = {}
@@ -432,7 +474,11 @@ class Policy:
         # list (10,000 rules) must not cost 10,000 regex matches per path.
         self._exact: dict[str, set[str]] = {}
         self._wild: list[tuple[str, tuple[str, ...]]] = []
+        self._attester_rules = tuple((glob, rule.attesters) for rule in self._rules
+                                     if rule.attesters for glob in rule.paths)
         for rule in self._rules:
+            if not rule.endorsers:
+                continue
             for glob in rule.paths:
                 if is_literal(glob):
                     self._exact.setdefault(glob, set()).update(rule.endorsers)
@@ -469,6 +515,11 @@ class Policy:
     @property
     def endorsers(self) -> Mapping[str, Endorser]:
         return MappingProxyType(self._endorsers)
+
+    @property
+    def attesters(self) -> Mapping[str, Attester]:
+        """Name -> attester: the sites that may sign statements about images."""
+        return MappingProxyType(self._attesters)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -537,6 +588,29 @@ class Policy:
     def endorser_of_key(self, key_id: str) -> str | None:
         """The endorser owning ``key_id``, or None (a root-only or unknown key)."""
         return self._owner.get(key_id)
+
+    def attester_of_key(self, key_id: str) -> str | None:
+        """The attester owning ``key_id``, or None."""
+        return self._attester_owner.get(key_id)
+
+    def attesters_for_path(self, path: str) -> frozenset[str]:
+        """Names of the attesters a rule allows to change ``path`` (and its ``.sig``)."""
+        candidates = [path]
+        if path.endswith(SIG_SUFFIX):
+            candidates.append(path[: -len(SIG_SUFFIX)])
+        return frozenset(name for glob, names in self._attester_rules
+                         for candidate in candidates if glob_matches(glob, candidate)
+                         for name in names)
+
+    def attester_keys(self, name: str) -> tuple[str, ...]:
+        """The key ids of attester ``name`` (none for an unknown name)."""
+        attester = self._attesters.get(name)
+        return attester.keys if attester is not None else ()
+
+    def is_attester_active(self, name: str, now: datetime) -> bool:
+        """Whether attester ``name`` exists and has not expired at ``now``."""
+        attester = self._attesters.get(name)
+        return attester is not None and (attester.expires is None or now < attester.expires)
 
     def endorser_keys(self, name: str) -> tuple[str, ...]:
         """The key ids of endorser ``name``."""

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from gitreg.errors import UsageError
+from gitreg.model.attestation import ATTESTER_NAME
 from gitreg.model.dates import format_date
 from gitreg.model.globs import glob_problem
 from gitreg.model.policy import (
@@ -84,23 +85,36 @@ def add_endorser(envelope: PolicyEnvelope, name: str, keys: Sequence[PublicKey],
         if (why := glob_problem(glob)) is not None:
             raise UsageError(why)
     for key in keys:
-        if (owner := policy.endorser_of_key(key.key_id)) is not None:
-            raise UsageError(f"key {key.key_id} already belongs to endorser {_q(owner)}")
+        _check_unowned(policy, key)
 
     def change(raw: dict[str, Any]) -> None:
-        key_ids: list[str] = []
-        for key in keys:
-            raw["keys"].setdefault(key.key_id, key.to_policy())
-            if key.key_id not in key_ids:
-                key_ids.append(key.key_id)
-        entry: dict[str, Any] = {"keys": key_ids}
-        if email is not None:
-            entry["email"] = email
-        raw["endorsers"][name] = entry
+        raw["endorsers"][name] = _key_holder(raw, keys, email)
         for glob in globs:
             _allow_in(raw, name, glob)
 
     return edited(envelope, change)
+
+
+def _check_unowned(policy: Policy, key: PublicKey) -> None:
+    """One key, one endorser or attester: otherwise a signature could not say who signed."""
+    if (owner := policy.endorser_of_key(key.key_id)) is not None:
+        raise UsageError(f"key {key.key_id} already belongs to endorser {_q(owner)}")
+    if (site := policy.attester_of_key(key.key_id)) is not None:
+        raise UsageError(f"key {key.key_id} already belongs to attester {_q(site)}")
+
+
+def _key_holder(raw: dict[str, Any], keys: Sequence[PublicKey],
+                email: str | None) -> dict[str, Any]:
+    """An endorser or attester entry for ``keys`` (their material added to ``keys``)."""
+    key_ids: list[str] = []
+    for key in keys:
+        raw["keys"].setdefault(key.key_id, key.to_policy())
+        if key.key_id not in key_ids:
+            key_ids.append(key.key_id)
+    entry: dict[str, Any] = {"keys": key_ids}
+    if email is not None:
+        entry["email"] = email
+    return entry
 
 
 def remove_endorser(envelope: PolicyEnvelope, name: str) -> PolicyEnvelope:
@@ -113,14 +127,22 @@ def remove_endorser(envelope: PolicyEnvelope, name: str) -> PolicyEnvelope:
         for key_id in owned:
             if key_id not in root:
                 del raw["keys"][key_id]
-        rules = []
-        for rule in raw["rules"]:
-            rule["endorsers"] = [n for n in rule["endorsers"] if n != name]
-            if rule["endorsers"]:
-                rules.append(rule)
-        raw["rules"] = rules
+        _drop_from_rules(raw, "endorsers", name)
 
     return edited(envelope, change)
+
+
+def _drop_from_rules(raw: dict[str, Any], field: str, name: str) -> None:
+    """Take ``name`` out of every rule's ``field``; drop rules that name nobody then."""
+    rules = []
+    for rule in raw["rules"]:
+        if field in rule:
+            rule[field] = [n for n in rule[field] if n != name]
+            if not rule[field]:
+                del rule[field]
+        if rule.get("endorsers") or rule.get("attesters"):
+            rules.append(rule)
+    raw["rules"] = rules
 
 
 def add_key(envelope: PolicyEnvelope, name: str, key: PublicKey) -> PolicyEnvelope:
@@ -134,6 +156,7 @@ def add_key(envelope: PolicyEnvelope, name: str, key: PublicKey) -> PolicyEnvelo
         raise UsageError(f"key {key.key_id} already belongs to endorser {_q(owner)}",
                          hint=f"remove it there first: `gitreg policy remove-key {owner} "
                               f"{key.key_id}`")
+    _check_unowned(policy, key)
 
     def change(raw: dict[str, Any]) -> None:
         raw["keys"].setdefault(key.key_id, key.to_policy())
@@ -198,7 +221,8 @@ def remove_root(envelope: PolicyEnvelope, key_id: str) -> PolicyEnvelope:
     if policy.threshold > len(roots) - 1:
         raise UsageError(f"the threshold {policy.threshold} would exceed the "
                          f"{len(roots) - 1} remaining root keys; lower it first")
-    owned = policy.endorser_of_key(key_id) is not None or key_id in _heartbeat_keys(policy)
+    owned = (policy.endorser_of_key(key_id) is not None or policy.attester_of_key(key_id)
+             is not None or key_id in _heartbeat_keys(policy))
 
     def change(raw: dict[str, Any]) -> None:
         raw["root"]["keys"].remove(key_id)
@@ -225,11 +249,68 @@ def _allow_in(raw: dict[str, Any], name: str, glob: str) -> None:
     # Endorsers allowed the same single glob share one rule, so the rule list
     # stays as short as a human would write it.
     for rule in raw["rules"]:
-        if rule["paths"] == [glob]:
+        if rule["paths"] == [glob] and "endorsers" in rule:
             if name not in rule["endorsers"]:
                 rule["endorsers"].append(name)
             return
     raw["rules"].append({"paths": [glob], "endorsers": [name]})
+
+
+def attester_glob(name: str) -> str:
+    """The rule an attester gets: its own directory of statements."""
+    return f"attestations/{name}/*"
+
+
+def add_attester(envelope: PolicyEnvelope, name: str, keys: Sequence[PublicKey],
+                 email: str | None = None) -> PolicyEnvelope:
+    """Add attester ``name`` (a site) with ``keys`` and the rule ``attestations/<name>/*``."""
+    policy = envelope.signed
+    if name in policy.attesters:
+        raise UsageError(f"{envelope.source}: attester {_q(name)} already exists")
+    if not ATTESTER_NAME.fullmatch(name):
+        raise UsageError(f"invalid attester name {_q(name)} (letters, digits and ._-, "
+                         "starting with a letter or digit, at most 64)")
+    if not keys:
+        raise UsageError(f"attester {_q(name)} needs at least one key")
+    for key in keys:
+        if key.scheme == "x509":
+            raise UsageError(f"key {key.key_id}: an attester signs its commits with its key, "
+                             "and git signs commits with SSH or OpenPGP keys, not X.509")
+        _check_unowned(policy, key)
+    if email is not None and "@" not in email:
+        raise UsageError(f"--email {email!r} is not an e-mail address")
+
+    def change(raw: dict[str, Any]) -> None:
+        raw.setdefault("attesters", {})[name] = _key_holder(raw, keys, email)
+        raw["rules"].append({"paths": [attester_glob(name)], "attesters": [name]})
+
+    return edited(envelope, change)
+
+
+def remove_attester(envelope: PolicyEnvelope, name: str) -> PolicyEnvelope:
+    """Remove attester ``name``, its keys (unless root keys) and its rule entries.
+
+    Its statements stay in the tree (they are never deleted) but count no more:
+    no policy key of an attester signs them.
+    """
+    policy = envelope.signed
+    if name not in policy.attesters:
+        known = ", ".join(sorted(policy.attesters)) or "none"
+        raise UsageError(f"{envelope.source}: no attester named {_q(name)} "
+                         f"(attesters: {known})")
+    owned = policy.attester_keys(name)
+    root = set(policy.root_keys) | set(_heartbeat_keys(policy))
+
+    def change(raw: dict[str, Any]) -> None:
+        del raw["attesters"][name]
+        if not raw["attesters"]:
+            del raw["attesters"]
+        for key_id in owned:
+            if key_id not in root:
+                del raw["keys"][key_id]
+        _drop_from_rules(raw, "attesters", name)
+
+    return edited(envelope, change)
 
 
 def new_policy(registry_id: str, root_keys: Sequence[PublicKey], threshold: int,

@@ -18,6 +18,8 @@ Scheme = Literal["ssh", "openpgp", "x509"]
 # be replayed as a list signature and vice versa. "git" is git's own choice.
 NAMESPACE_IMAGELIST = "gitreg-imagelist"
 NAMESPACE_POLICY = "gitreg-policy"
+# A site's statement about an image (attestations/<site>/<uuid>.json).
+NAMESPACE_ATTESTATION = "gitreg-attestation"
 NAMESPACE_GIT = "git"
 # Heartbeats (gitreg.verify.heartbeat): a freshness statement is never a policy or a list.
 NAMESPACE_HEARTBEAT = "gitreg-heartbeat"

@@ -2,7 +2,9 @@
 
 `gitreg site available` (vmcatcher's ``vmcatcher_image -l``): read from the
 site's local repository at the commit the site last verified and applied,
-so it shows only what the site trusts. Nothing is fetched or changed.
+so it shows only what the site trusts. Nothing is fetched or changed. Each
+image carries its attestation counts: which attesters of the trusted state's
+policy said it passed or failed (``gitreg.catalogue.attestations``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from gitreg.catalogue.attestations import read_attestations
+from gitreg.catalogue.search import attestation_counts
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.dates import format_date
 from gitreg.model.imagelist import parse_imagelist
@@ -18,6 +22,10 @@ from gitreg.site.config import SiteConfig
 from gitreg.site.planner import MAX_LIST_BYTES
 from gitreg.site.state import SiteState
 from gitreg.verify import layout
+from gitreg.verify.cache import MemoryCache
+from gitreg.verify.context import VerifyContext
+from gitreg.verify.history import Verifier
+from gitreg.verify.source import Entry
 
 
 @dataclass
@@ -47,7 +55,9 @@ def available(config: SiteConfig, *, now: datetime) -> list[Offer]:
             continue
         subscriptions = config.subscriptions_for(registry.name)
         store = RegistryStore.open(path)
-        for entry in store.entries(store.commit(commit).tree):
+        entries = store.entries(store.commit(commit).tree)
+        said = _attestations(store, commit, entries, now)
+        for entry in entries:
             if not layout.is_list(entry.path):
                 continue
             imagelist = parse_imagelist(store.blob(entry.oid, MAX_LIST_BYTES),
@@ -67,6 +77,22 @@ def available(config: SiteConfig, *, now: datetime) -> list[Offer]:
                     "version": image.version, "series": image.series,
                     "os": image.os, "osversion": image.osversion, "arch": image.arch,
                     "size": image.size,
+                    "attestations": attestation_counts({"attestations": said},
+                                                       image.identifier.lower()),
                 } for image in imagelist.images],
             })
     return offers
+
+
+def _attestations(store: RegistryStore, commit: str, entries: list[Entry],
+                  now: datetime) -> dict[str, Any]:
+    """Image UUID -> the statements that count under the trusted state's policy."""
+    if not any(layout.is_attestation(e.path) for e in entries):
+        return {}
+    cache = MemoryCache()
+    tree = store.commit(commit).tree
+    policy = Verifier(store, cache, context=VerifyContext.for_site(now)).state(
+        tree, commit=commit).policy.signed
+    found = read_attestations(store, policy, cache, head=commit,
+                              entries={e.path: e for e in entries}, at=now)
+    return dict(found["by_image"])

@@ -10,8 +10,9 @@ position in history, never by date), at the reference time of the run's
 merge of its parents. This module walks the history and keeps the caches;
 the rules live one family a module: ``layout`` (paths, modes, sizes),
 ``commits`` (descent, roots, signatures, authorisation), ``lists``,
-``policy_rules`` (thresholds, transitions, expiry), ``merge`` and ``state``
-(expiry as a property of the state).
+``attestations`` (sites' signed statements about images), ``policy_rules``
+(thresholds, transitions, expiry), ``merge`` and ``state`` (expiry as a
+property of the state).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from functools import partial
 from gitreg.errors import InvalidDocumentError, PolicyViolationError
 from gitreg.model.policy import Policy, PolicyEnvelope, parse_policy
 from gitreg.model.registry_info import RegistryInfo
-from gitreg.verify import commits, layout, lists, policy_rules
+from gitreg.verify import attestations, commits, layout, lists, policy_rules
 from gitreg.verify.cache import VerificationCache
 from gitreg.verify.context import VerifyContext
 from gitreg.verify.facts import ListFacts, list_facts
@@ -252,12 +253,18 @@ class Verifier:
         max_size = policy.limits.max_file_size
 
         lists: set[str] = set()
+        statements: set[str] = set()
         policy_changed = False
         for change in self.source.changes(parent.tree, facts.tree):
             size = partial(self.source.blob_size, change.new.oid) if change.new else None
             layout.check_change(change, commit=facts.oid, max_size=max_size, size=size)
             if change.path == layout.POLICY_FILE:
                 policy_changed = True
+                continue
+            if (owner := layout.attestation_of(change.path)) is not None:
+                attestations.check_authorisation(policy, signer=signer, path=change.path,
+                                                  context=self.context, commit=facts.oid)
+                statements.add(layout.attestation_path(*owner))
                 continue
             list_id = layout.list_id_of(change.path)
             assert list_id is not None  # check_change enforced the layout
@@ -272,13 +279,53 @@ class Verifier:
             self._check_policy_change(before, after, facts)
             policy_rules.check_policy_expiry(after.policy.signed, context=self.context,
                                              commit=facts.oid)
-        elif lists:
+        elif lists or statements:
             # Endorsers act under a live policy; renewing it is always possible.
             policy_rules.check_policy_expiry(policy, context=self.context, commit=facts.oid)
         for list_id in sorted(lists):
             self._check_list(list_id, parent, facts, policy)
         self._check_unique_images(lists, facts, max_size)
+        for path in sorted(statements):
+            self._check_attestation(path, parent, facts, policy)
         self.cache.mark_tree_indexed(facts.tree)
+
+    def _check_attestation(self, path: str, parent: CommitFacts, facts: CommitFacts,
+                           policy: Policy) -> None:
+        sig_path = path + ".sig"
+        entry, sig_entry = attestations.check_pair(
+            self.source.entry(facts.tree, path), self.source.entry(facts.tree, sig_path),
+            path=path, sig_path=sig_path, commit=facts.oid)
+        max_size = policy.limits.max_file_size
+        key_id = attestations.statement_signer(
+            policy, attestations.allowed_keys(policy, path, self.context), blob=entry.oid,
+            sig_blob=sig_entry.oid, data=lambda: self.source.blob(entry.oid, max_size),
+            signature=self.source.blob(sig_entry.oid, max_size), cache=self.cache,
+            at=self.context.at, commit=facts.oid, path=sig_path)
+        if policy.keys[key_id].get("scheme") == "x509":
+            self._time_dependent = True
+        new = attestations.parse(self.source.blob(entry.oid, max_size), commit=facts.oid,
+                                 path=path, max_size=max_size)
+        old_entry = self.source.entry(parent.tree, path)
+        old = None
+        if old_entry is not None and old_entry.oid != entry.oid:
+            old = attestations.parse(self.source.blob(old_entry.oid, max_size),
+                                     commit=facts.oid, path=path, max_size=max_size)
+        attestations.check_statement(
+            new, old, path=path, digest=self.image_digest(new.image, facts.tree, max_size),
+            context=self.context, commit=facts.oid)
+
+    def image_digest(self, image: str, tree: str, max_size: int) -> str | None:
+        """The SHA-512 of ``image`` in the list of ``tree`` that carries it (indexed trees)."""
+        for blob in sorted(self.cache.blobs_with_image(image)):
+            found = self.cache.list_facts(blob)
+            if found is None:
+                continue
+            path = layout.list_path(found.identifier)
+            current = self.source.entry(tree, path)
+            if current is not None and current.oid == blob:
+                return attestations.image_digest(self.source.blob(blob, max_size), image,
+                                                 source=path, max_size=max_size)
+        return None
 
     def _check_list(self, list_id: str, parent: CommitFacts, facts: CommitFacts,
                     policy: Policy) -> None:

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 
 from gitreg.errors import PolicyViolationError
+from gitreg.model.attestation import ATTESTER_NAME
 from gitreg.verify.source import MODE_BLOB, MODE_COMMIT, MODE_EXEC, MODE_LINK, Change, Entry
 
 REGISTRY_FILE = "gitreg.json"
@@ -16,6 +17,8 @@ LIST_DIR = "imagelists/"
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _LIST_RE = re.compile(rf"imagelists/({_UUID})\.json")
 _SIG_RE = re.compile(rf"imagelists/({_UUID})\.json\.sig")
+ATTESTATION_DIR = "attestations/"
+_ATTESTATION_RE = re.compile(rf"attestations/({ATTESTER_NAME.pattern})/({_UUID})\.json(\.sig)?")
 
 
 def list_path(list_id: str) -> str:
@@ -34,6 +37,23 @@ def list_id_of(path: str) -> str | None:
 
 def is_list(path: str) -> bool:
     return _LIST_RE.fullmatch(path) is not None
+
+
+def attestation_path(attester: str, image: str) -> str:
+    return f"{ATTESTATION_DIR}{attester}/{image}.json"
+
+
+def attestation_of(path: str) -> tuple[str, str] | None:
+    """(attester, image UUID) of ``attestations/<attester>/<uuid>.json`` or its ``.sig``."""
+    # The prefix test first: most paths of a registry are lists.
+    match = _ATTESTATION_RE.fullmatch(path) if path.startswith(ATTESTATION_DIR) else None
+    return (match.group(1), match.group(2)) if match else None
+
+
+def is_attestation(path: str) -> bool:
+    """Whether ``path`` is a statement (not its ``.sig``)."""
+    return (path.startswith(ATTESTATION_DIR) and path.endswith(".json")
+            and _ATTESTATION_RE.fullmatch(path) is not None)
 
 
 def check_mode(entry: Entry, *, commit: str) -> None:
@@ -61,10 +81,12 @@ def check_entry(entry: Entry, *, commit: str, max_size: int, size: Callable[[], 
     """
     check_mode(entry, commit=commit)
     path = entry.path
-    if path not in (REGISTRY_FILE, POLICY_FILE) and list_id_of(path) is None:
+    if (path not in (REGISTRY_FILE, POLICY_FILE) and list_id_of(path) is None
+            and attestation_of(path) is None):
         raise PolicyViolationError(
             "path outside the registry layout (allowed: gitreg.json, policy.json, "
-            "imagelists/<uuid>.json and .json.sig)", rule="layout-path", commit=commit, path=path)
+            "imagelists/<uuid>.json, attestations/<attester>/<uuid>.json and their .sig)",
+            rule="layout-path", commit=commit, path=path)
     size_bytes = size()
     if size_bytes > max_size:
         raise PolicyViolationError(f"file of {size_bytes} bytes exceeds the policy limit of "
@@ -98,6 +120,10 @@ def check_change(change: Change, *, commit: str, max_size: int,
             raise PolicyViolationError(
                 "lists are never deleted; decommission one by publishing a newer version "
                 "with no images", rule="list-deleted", commit=commit, path=change.path)
+        if attestation_of(change.path) is not None:
+            raise PolicyViolationError(
+                "attestations are never deleted; a newer statement replaces an older one",
+                rule="attestation-deleted", commit=commit, path=change.path)
         if change.path in (REGISTRY_FILE, POLICY_FILE):
             raise PolicyViolationError(f"{change.path} may not be removed",
                                        rule="layout-required", commit=commit, path=change.path)

@@ -4,7 +4,9 @@ For every path, the content of the parent with the highest version wins
 (``hv:version`` for a list with its ``.sig``, the policy version for
 ``policy.json``); identical content is taken as is. The merged policy is
 chosen first, and a list version whose signer that policy no longer allows is
-not a candidate, so a concurrent revocation wins. Two different contents at
+not a candidate, so a concurrent revocation wins. An attestation (with its
+``.sig``) is merged the same way, the latest ``predicate.time`` winning
+among the statements the merged policy's attesters signed. Two different contents at
 the same highest version are an equivocation by their signer: it is reported,
 and the smallest blob id is taken, so that every party computes the same tree
 and no list ever goes back to a lower version. Anyone computes the same tree,
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from gitreg.errors import PolicyViolationError
 from gitreg.model.versions import compare_versions
 from gitreg.signing.interface import NAMESPACE_IMAGELIST
-from gitreg.verify import layout
+from gitreg.verify import attestations, layout
 from gitreg.verify.signatures import check_signature
 from gitreg.verify.source import Entry
 
@@ -57,6 +59,15 @@ class MergeFacts(Protocol):
         """Whether the policy in ``policy_blob`` allows the signature over the list."""
         ...
 
+    def attestation_time(self, blob: str, *, path: str, policy_blob: str) -> str:
+        """The ``predicate.time`` (``YYYY-MM-DDTHH:MM:SSZ``) of the statement in ``blob``."""
+        ...
+
+    def attestation_allowed(self, policy_blob: str, *, path: str, blob: str,
+                            sig_blob: str) -> bool:
+        """Whether the policy in ``policy_blob`` allows the signature over the statement."""
+        ...
+
 
 @dataclass(frozen=True)
 class Equivocation:
@@ -75,6 +86,8 @@ class Equivocation:
                     "keeping the merge base's content")
         what = "policies" if self.path == layout.POLICY_FILE else "contents"
         kind = "version" if self.path == layout.POLICY_FILE else "hv:version"
+        if layout.is_attestation(self.path):
+            kind = "predicate.time"
         return (f"{self.path}: {len(self.blobs)} different {what} with {kind} "
                 f"{self.version!r} (equivocation, in {', '.join(c[:12] for c in self.commits)}); "
                 f"took blob {(self.chosen or 'none')[:12]}")
@@ -126,7 +139,40 @@ def merge_trees(facts: MergeFacts, parents: tuple[str, ...]) -> MergeResult:
             if len({t.get(layout.list_path(list_id)) for _, t in trees}) > 1:
                 changed.append(list_id)
     _resolve_image_conflicts(facts, policy_blob, changed, base, result)
+    statements = sorted({p for _, t in trees for p in t if layout.is_attestation(p)})
+    for path in statements:
+        picked = _merge_attestation(facts, policy_blob, path, trees=trees, base=base,
+                                    result=result)
+        if picked is not None:
+            result.tree[path], result.tree[path + ".sig"] = picked
     return result
+
+
+def _merge_attestation(facts: MergeFacts, policy_blob: str, path: str, *,
+                       trees: list[tuple[str, Mapping[str, str]]], base: Mapping[str, str],
+                       result: MergeResult) -> tuple[str, str] | None:
+    """The statement at ``path`` with the latest time that the merged policy allows."""
+    sig = path + ".sig"
+    holders: dict[tuple[str, str], list[str]] = {}
+    for commit, tree in trees:
+        if path in tree and sig in tree:
+            holders.setdefault((tree[path], tree[sig]), []).append(commit)
+    if len(holders) == 1:
+        return next(iter(holders))
+    allowed = sorted(pair for pair in holders
+                     if facts.attestation_allowed(policy_blob, path=sig, blob=pair[0],
+                                                  sig_blob=pair[1]))
+    if not allowed:
+        return (base[path], base[sig]) if path in base and sig in base else None
+    times = {pair: facts.attestation_time(pair[0], path=path, policy_blob=policy_blob)
+             for pair in allowed}
+    latest = max(times.values())
+    tied = [pair for pair in allowed if times[pair] == latest]
+    if len(tied) > 1:
+        result.findings.append(Equivocation(
+            path, latest, tuple(pair[0] for pair in tied),
+            tuple(sorted(c for pair in tied for c in holders[pair])), tied[0][0]))
+    return tied[0]
 
 
 def _list_of(path: str) -> str | None:
@@ -273,6 +319,30 @@ class VerifierFacts:
                 namespace=NAMESPACE_IMAGELIST, at=verifier.context.at, cache=verifier.cache,
                 rule="merge-list",
                 commit="merge", path=path, what="the list")
+        except PolicyViolationError:
+            return False
+        return True
+
+
+    def attestation_time(self, blob: str, *, path: str, policy_blob: str) -> str:
+        policy = self._verifier.policy_blob(policy_blob).signed
+        max_size = policy.limits.max_file_size
+        statement = attestations.parse(self._verifier.source.blob(blob, max_size),
+                                       commit="merge", path=path, max_size=max_size)
+        return f"{statement.time:%Y-%m-%dT%H:%M:%SZ}"
+
+    def attestation_allowed(self, policy_blob: str, *, path: str, blob: str,
+                            sig_blob: str) -> bool:
+        verifier = self._verifier
+        policy = verifier.policy_blob(policy_blob).signed
+        max_size = policy.limits.max_file_size
+        allowed = attestations.allowed_keys(policy, path[: -len(".sig")], verifier.context)
+        try:
+            attestations.statement_signer(
+                policy, allowed, blob=blob, sig_blob=sig_blob,
+                data=lambda: verifier.source.blob(blob, max_size),
+                signature=verifier.source.blob(sig_blob, max_size), cache=verifier.cache,
+                at=verifier.context.at, commit="merge", path=path)
         except PolicyViolationError:
             return False
         return True
