@@ -24,7 +24,7 @@ from tests.registry_simulator import RegistrySimulator, new_id, ssh_signer
 from tests.site_registry import site_toml
 
 LAYOUT = ("path outside the registry layout (allowed: gitreg.json, policy.json, "
-          "imagelists/<uuid>.json and .json.sig)")
+          "imagelists/<uuid>.json, attestations/<attester>/<uuid>.json and their .sig)")
 
 
 def test_message_stays_bare_and_is_shown_with_place_and_rule_once() -> None:
