@@ -41,14 +41,12 @@ replica merge and no merge adds nothing; 1 if not; 2 if a command failed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,7 +58,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import machine, say
-from benchmarks.site_sync import ENV, GITREG, ImageServer, build, import_pygit2
+from benchmarks.site_sync import ENV, GITREG, build, workplace
 
 REPLICAS = 3
 
@@ -116,102 +114,90 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(args.seed)
     signer = ssh_signer("bench endorser")
     tally = Tally()
-    with tempfile.TemporaryDirectory(prefix="gitreg-convergence-") as tmp:
-        where = Path(tmp)
-        ENV.update({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
-        ENV["PYTHONPYCACHEPREFIX"] = str(where / "pycache")
-        import_pygit2()
-        (where / "images").mkdir()
-        images = ImageServer(where / "images")
-        try:
-            body = b"one image shared by every list\n" * 32
-            shared = {"hv:uri": images.serve("shared.img", body), "hv:size": len(body),
-                      "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
-            say(f"building a {args.lists}-list registry ...")
-            registry = build(where, args.lists, signer, shared, args.seed)
-            sim = registry.sim
-            replicas = [where / f"replica-{n}.git" for n in range(REPLICAS)]
-            for path in replicas:
-                init_server(path, source=sim.path)
-            for path in replicas:
-                store_peers(path, [str(p) for p in replicas if p != path])
-            cache = MemoryCache()
-            copies = [sim.head] * REPLICAS  # the endorsers' working copies
-            versions: dict[str, int] = {}
-            pushes, round_no = 0, 0
-            started = time.perf_counter()
-            while pushes < args.pushes:
-                round_no += 1
-                count = min(rng.randint(1, REPLICAS), args.pushes - pushes)
-                targets = rng.sample(range(REPLICAS), count)
-                for who in range(count):
-                    # Each endorser starts the round from some replica: often a stale one.
-                    source = replicas[rng.randrange(REPLICAS)]
-                    git("-C", sim.path, "fetch", "-q", "--no-tags", source,
-                        f"+main:refs/copies/{who}")
-                    copies[who] = git("-C", sim.path, "rev-parse",
-                                      f"refs/copies/{who}").stdout.strip()
-                round_started = time.perf_counter()
-                for who, target in enumerate(targets):
+    with workplace("gitreg-convergence-") as (where, _images, shared):
+        say(f"building a {args.lists}-list registry ...")
+        registry = build(where, args.lists, signer, shared, args.seed)
+        sim = registry.sim
+        replicas = [where / f"replica-{n}.git" for n in range(REPLICAS)]
+        for path in replicas:
+            init_server(path, source=sim.path)
+        for path in replicas:
+            store_peers(path, [str(p) for p in replicas if p != path])
+        cache = MemoryCache()
+        copies = [sim.head] * REPLICAS  # the endorsers' working copies
+        versions: dict[str, int] = {}
+        pushes, round_no = 0, 0
+        started = time.perf_counter()
+        while pushes < args.pushes:
+            round_no += 1
+            count = min(rng.randint(1, REPLICAS), args.pushes - pushes)
+            targets = rng.sample(range(REPLICAS), count)
+            for who in range(count):
+                # Each endorser starts the round from some replica: often a stale one.
+                source = replicas[rng.randrange(REPLICAS)]
+                git("-C", sim.path, "fetch", "-q", "--no-tags", source,
+                    f"+main:refs/copies/{who}")
+                copies[who] = git("-C", sim.path, "rev-parse",
+                                  f"refs/copies/{who}").stdout.strip()
+            round_started = time.perf_counter()
+            for who, target in enumerate(targets):
+                store = RegistryStore.open(sim.path)
+                list_id = rng.choice(registry.list_ids)
+                versions[list_id] = max(versions.get(list_id, 2), 2) + 1
+                entries = [{**image_entry(new_id(), title=f"image {n}"), **shared}
+                           for n in range(rng.randint(1, 5))]
+                sim.clock = max(sim.clock, datetime.now(UTC).replace(microsecond=0)
+                                - timedelta(minutes=1))
+                data = sim.list_version(list_id, version=str(versions[list_id]),
+                                        images=entries)
+                commit = sim.commit(sim.signed_list(list_id, data, signer), signer,
+                                    parents=[copies[who]], move=False)
+                t0 = time.perf_counter()
+                done = git("-C", sim.path, "push", "-q", replicas[target],
+                           f"{commit}:refs/heads/main", check=False)
+                if done.returncode != 0:
+                    tally.refused += 1
+                    git("-C", sim.path, "fetch", "-q", "--no-tags", replicas[target],
+                        f"+main:refs/copies/fetched-{who}")
+                    theirs = git("-C", sim.path, "rev-parse",
+                                 f"refs/copies/fetched-{who}").stdout.strip()
                     store = RegistryStore.open(sim.path)
-                    list_id = rng.choice(registry.list_ids)
-                    versions[list_id] = max(versions.get(list_id, 2), 2) + 1
-                    entries = [{**image_entry(new_id(), title=f"image {n}"), **shared}
-                               for n in range(rng.randint(1, 5))]
-                    sim.clock = max(sim.clock, datetime.now(UTC).replace(microsecond=0)
-                                    - timedelta(minutes=1))
-                    data = sim.list_version(list_id, version=str(versions[list_id]),
-                                            images=entries)
-                    commit = sim.commit(sim.signed_list(list_id, data, signer), signer,
-                                        parents=[copies[who]], move=False)
-                    t0 = time.perf_counter()
+                    verifier = Verifier(store, cache, context=VerifyContext.for_site(
+                        datetime.now(UTC)), pinned_policy=registry.trust_root)
+                    verifier.verify_range(store.merge_base((commit, theirs)), theirs)
+                    commit, _ = build_merge(store, verifier, [commit, theirs])
+                    tally.endorser_merges += 1
                     done = git("-C", sim.path, "push", "-q", replicas[target],
                                f"{commit}:refs/heads/main", check=False)
                     if done.returncode != 0:
-                        tally.refused += 1
-                        git("-C", sim.path, "fetch", "-q", "--no-tags", replicas[target],
-                            f"+main:refs/copies/fetched-{who}")
-                        theirs = git("-C", sim.path, "rev-parse",
-                                     f"refs/copies/fetched-{who}").stdout.strip()
-                        store = RegistryStore.open(sim.path)
-                        verifier = Verifier(store, cache, context=VerifyContext.for_site(
-                            datetime.now(UTC)), pinned_policy=registry.trust_root)
-                        verifier.verify_range(store.merge_base((commit, theirs)), theirs)
-                        commit, _ = build_merge(store, verifier, [commit, theirs])
-                        tally.endorser_merges += 1
-                        done = git("-C", sim.path, "push", "-q", replicas[target],
-                                   f"{commit}:refs/heads/main", check=False)
-                        if done.returncode != 0:
-                            raise RuntimeError(f"push after merging refused: {done.stderr}")
-                    tally.push_seconds.append(time.perf_counter() - t0)
-                    copies[who] = commit
-                    pushes += 1
-                # The post-receive triggers of the round's pushes, at the same time.
-                with ThreadPoolExecutor(len(targets)) as pool:
-                    reports = list(pool.map(lambda t: sync_peers(replicas[t], tally), targets))
-                tally.replica_merges[round_no] = {r["after"] for r in reports if r["merged"]}
-                tally.round_seconds.append(time.perf_counter() - round_started)
-                if len({main_of(replicas[t]) for t in targets}) != 1:
-                    raise RuntimeError(f"round {round_no}: the pushed replicas differ")
-            pushed = time.perf_counter() - started
-            # After the last push: timer rounds over every replica until one main.
-            converge_started, timer_runs = time.perf_counter(), 0
-            timer_merges: set[str] = set()
-            while len({main_of(r) for r in replicas}) > 1:
-                for replica in replicas:
-                    report = sync_peers(replica, tally)
-                    if report["merged"]:
-                        timer_merges.add(report["after"])
-                    timer_runs += 1
-                    if len({main_of(r) for r in replicas}) == 1:
-                        break
-                if timer_runs > 3 * REPLICAS:
-                    raise RuntimeError("the replicas do not converge")
-            converge = time.perf_counter() - converge_started
-            head = main_of(replicas[0])
-            history = analyse(RegistryStore.open(replicas[0]), head)
-        finally:
-            images.close()
+                        raise RuntimeError(f"push after merging refused: {done.stderr}")
+                tally.push_seconds.append(time.perf_counter() - t0)
+                copies[who] = commit
+                pushes += 1
+            # The post-receive triggers of the round's pushes, at the same time.
+            with ThreadPoolExecutor(len(targets)) as pool:
+                reports = list(pool.map(lambda t: sync_peers(replicas[t], tally), targets))
+            tally.replica_merges[round_no] = {r["after"] for r in reports if r["merged"]}
+            tally.round_seconds.append(time.perf_counter() - round_started)
+            if len({main_of(replicas[t]) for t in targets}) != 1:
+                raise RuntimeError(f"round {round_no}: the pushed replicas differ")
+        pushed = time.perf_counter() - started
+        # After the last push: timer rounds over every replica until one main.
+        converge_started, timer_runs = time.perf_counter(), 0
+        timer_merges: set[str] = set()
+        while len({main_of(r) for r in replicas}) > 1:
+            for replica in replicas:
+                report = sync_peers(replica, tally)
+                if report["merged"]:
+                    timer_merges.add(report["after"])
+                timer_runs += 1
+                if len({main_of(r) for r in replicas}) == 1:
+                    break
+            if timer_runs > 3 * REPLICAS:
+                raise RuntimeError("the replicas do not converge")
+        converge = time.perf_counter() - converge_started
+        head = main_of(replicas[0])
+        history = analyse(RegistryStore.open(replicas[0]), head)
 
     per_round = [len(m) for m in tally.replica_merges.values()]
     result = {

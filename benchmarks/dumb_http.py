@@ -30,14 +30,11 @@ Exit status: 0 if the target is met, 1 if not, 2 if a command failed.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.measure import machine, say
-from benchmarks.site_sync import ENV, GITREG, ImageServer, build, import_pygit2, publish_change
+from benchmarks.site_sync import ENV, GITREG, build, publish_change, workplace
 
 TARGET = 2.0
 
@@ -128,21 +125,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tests.registry_simulator import ssh_signer
 
     signer = ssh_signer("bench endorser")
-    with tempfile.TemporaryDirectory(prefix="gitreg-dumb-http-") as tmp:
-        where = Path(tmp)
-        ENV.update({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
-        ENV["PYTHONPYCACHEPREFIX"] = str(where / "pycache")
-        import_pygit2()
-        (where / "images").mkdir()
-        images = ImageServer(where / "images")
+    with workplace("gitreg-dumb-http-") as (where, images, shared):
         www = where / "www"
         www.mkdir()
         static, static_url = static_server(www)
         smart_server = None
         try:
-            body = b"one image shared by every list\n" * 32
-            shared = {"hv:uri": images.serve("shared.img", body), "hv:size": len(body),
-                      "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
             say(f"building a {args.lists}-list registry ...")
             registry = build(where, args.lists, signer, shared, args.seed)
             say(f"  built in {registry.build_seconds:.1f} s ({registry.image_count} images)")
@@ -184,7 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 smart_server.stop()
             static.terminate()
             static.wait(timeout=10)
-            images.close()
 
     ratio = median(times["dumb"]) / median(times["smart"])
     sync_ratio = median(times["sync-dumb"]) / median(times["sync-smart"])

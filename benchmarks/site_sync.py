@@ -57,7 +57,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,6 +162,26 @@ class ImageServer:
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+@contextmanager
+def workplace(prefix: str) -> Iterator[tuple[Path, ImageServer, dict[str, object]]]:
+    """A temporary directory, the environment of the timed processes, and an image
+    server with the one image every list carries: (directory, server, image fields)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        where = Path(tmp)
+        ENV.update({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+        ENV["PYTHONPYCACHEPREFIX"] = str(where / "pycache")
+        import_pygit2()  # fills the caches; the initial syncs do the same for gitreg
+        (where / "images").mkdir()
+        images = ImageServer(where / "images")
+        try:
+            body = b"one image shared by every list\n" * 32
+            yield where, images, {"hv:uri": images.serve("shared.img", body),
+                                  "hv:size": len(body),
+                                  "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
+        finally:
+            images.close()
 
 
 def build(where: Path, lists: int, signer: SSHSigner, shared: dict[str, object],
@@ -312,17 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tests.registry_simulator import ssh_signer
 
     signer = ssh_signer("bench endorser")
-    with tempfile.TemporaryDirectory(prefix="gitreg-site-bench-") as tmp:
-        where = Path(tmp)
-        ENV.update({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
-        ENV["PYTHONPYCACHEPREFIX"] = str(where / "pycache")
-        import_pygit2()  # fills the caches; the initial syncs do the same for gitreg
-        (where / "images").mkdir()
-        images = ImageServer(where / "images")
+    with workplace("gitreg-site-bench-") as (where, images, shared):
         try:
-            body = b"one image shared by every list\n" * 32
-            shared = {"hv:uri": images.serve("shared.img", body), "hv:size": len(body),
-                      "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
             sizes = [args.small, args.large] if args.profile is None else [args.large]
             registries: list[Registry] = []
             sites: list[Site] = []
@@ -378,8 +390,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except RuntimeError as exc:
             say(str(exc))
             return 2
-        finally:
-            images.close()
 
     median = statistics.median
     small_one, small_all, large_one, large_all = sites
