@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -157,15 +157,10 @@ class ListIndex:
         """Keep the summaries of list blobs (blob ids name their content: never stale)."""
         if not summaries:
             return
-        try:
-            db = self._connect()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT OR REPLACE INTO summary VALUES (?, ?)",
-                               [(blob, json.dumps(s.to_json(), ensure_ascii=False))
-                                for blob, s in summaries.items()])
-        except (sqlite3.DatabaseError, OSError):
-            self._discard()  # a summary is only ever a shortcut
+        with self._writing() as db:
+            db.executemany("INSERT OR REPLACE INTO summary VALUES (?, ?)",
+                           [(blob, json.dumps(s.to_json(), ensure_ascii=False))
+                            for blob, s in summaries.items()])
 
     def names(self, blobs: Collection[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
         """Blob -> (title, series names) kept for ``blobs`` (for subscriptions by name)."""
@@ -184,14 +179,9 @@ class ListIndex:
     def keep_names(self, names: dict[str, tuple[str, tuple[str, ...]]]) -> None:
         if not names:
             return
-        try:
-            db = self._connect()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT OR REPLACE INTO names VALUES (?, ?, ?)",
-                               [(b, t, json.dumps(list(s))) for b, (t, s) in names.items()])
-        except (sqlite3.DatabaseError, OSError):
-            self._discard()
+        with self._writing() as db:
+            db.executemany("INSERT OR REPLACE INTO names VALUES (?, ?, ?)",
+                           [(b, t, json.dumps(list(s))) for b, (t, s) in names.items()])
 
     def planned(self) -> Planned | None:
         """What was last planned, or None (never, or unreadable: plan in full)."""
@@ -207,25 +197,16 @@ class ListIndex:
             return None
 
     def set_planned(self, planned: Planned) -> None:
-        try:
-            db = self._connect()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("INSERT OR REPLACE INTO planned VALUES (1, ?, ?, ?, ?, ?)",
-                           (planned.key, planned.tree, planned.valid_from.isoformat(),
-                            planned.valid_until.isoformat() if planned.valid_until else None,
-                            json.dumps(sorted(planned.dirty))))
-        except (sqlite3.DatabaseError, OSError):
-            self._discard()
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO planned VALUES (1, ?, ?, ?, ?, ?)",
+                       (planned.key, planned.tree, planned.valid_from.isoformat(),
+                        planned.valid_until.isoformat() if planned.valid_until else None,
+                        json.dumps(sorted(planned.dirty))))
 
     def forget_planned(self) -> None:
         """The next sync plans in full (the site's records changed behind the plan)."""
-        try:
-            db = self._connect()
-            with db:
-                db.execute("DELETE FROM planned")
-        except (sqlite3.DatabaseError, OSError):
-            self._discard()
+        with self._writing() as db:
+            db.execute("DELETE FROM planned")
 
     def verdict(self) -> StateVerdict | None:
         """The state verdict kept by ``keep_verdict``, to carry forward (or None)."""
@@ -251,12 +232,8 @@ class ListIndex:
             "policy_version": verdict.policy_version,
             "expired_endorsers": sorted(verdict.expired_endorsers),
             "inert": {k: [f.endorser, f.path] for k, f in verdict.inert.items()}})
-        try:
-            db = self._connect()
-            with db:
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('verdict', ?)", (body,))
-        except (sqlite3.DatabaseError, OSError):
-            self._discard()
+        with self._writing() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('verdict', ?)", (body,))
 
     # --- storage -----------------------------------------------------------
 
@@ -281,19 +258,26 @@ class ListIndex:
               previous: dict[str, str] | None) -> None:
         # A failure to record is not the sync's: it goes on with the lists it
         # has, and the next sync rebuilds the index.
+        with self._writing() as db:
+            if previous is None:
+                db.execute("DELETE FROM lists")
+                previous = {}
+            gone = [(u,) for u in previous if u not in lists]
+            changed = [(u, b) for u, b in lists.items() if previous.get(u) != b]
+            db.executemany("DELETE FROM lists WHERE list_uuid = ?", gone)
+            db.executemany("INSERT OR REPLACE INTO lists VALUES (?, ?)", changed)
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           [("version", _VERSION), ("tree", tree)])
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. The index is only ever a shortcut: one SQLite
+        cannot write is removed (the next sync rebuilds it), never an error."""
         try:
             db = self._connect()
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                if previous is None:
-                    db.execute("DELETE FROM lists")
-                    previous = {}
-                gone = [(u,) for u in previous if u not in lists]
-                changed = [(u, b) for u, b in lists.items() if previous.get(u) != b]
-                db.executemany("DELETE FROM lists WHERE list_uuid = ?", gone)
-                db.executemany("INSERT OR REPLACE INTO lists VALUES (?, ?)", changed)
-                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                               [("version", _VERSION), ("tree", tree)])
+                yield db
         except (sqlite3.DatabaseError, OSError):
             self._discard()
 
