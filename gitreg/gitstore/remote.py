@@ -210,10 +210,9 @@ def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "ma
     the remote has now), for ``gitreg.server.heartbeat`` to judge.
     """
     local = remote_ref(name, branch)
-    extra: list[str] = []
-    if heartbeats:
-        extra = ["--prune", remote_url, f"+refs/heads/{branch}:{local}",
-                 staged_refspec(name)]
+    refspecs = [f"+refs/heads/{branch}:{local}"]
+    if heartbeats:  # --prune: the staged heartbeats are what the remote has now
+        refspecs.append(staged_refspec(name))
     shown = redact(remote_url)
     before = _ref_commit(bare_repo_path, local)
     run = run_git(
@@ -224,7 +223,7 @@ def fetch(bare_repo_path: Path, remote_url: str, *, name: str, branch: str = "ma
          # it as is halves index-pack's CPU; the roll-up compresses it later.
          "-c", "core.compression=0",
          "fetch", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules", "--quiet",
-         *(extra or [remote_url, f"+refs/heads/{branch}:{local}"])],
+         *(["--prune"] if heartbeats else []), remote_url, *refspecs],
         timeout=timeout, what=f"remote {shown}",
     )
     if run.returncode != 0:
