@@ -79,7 +79,10 @@ def build(where: Path, lists: int, signer: object) -> Registry:
     list_ids = [new_id(f"{lists}/list/{i}") for i in range(lists)]
     for start in range(0, lists, BATCH):
         chunk = list_ids[start:start + BATCH]
-        sim.publish(signer, {list_id: [new_id(f"{list_id}/image/0")] for list_id in chunk})
+        # As real lists do, each carries 1 to 5 images (3 on average).
+        sim.publish(signer, {list_id: [new_id(f"{list_id}/image/{i}")
+                                       for i in range(1 + (start + n) % 5)]
+                             for n, list_id in enumerate(chunk)})
     build_seconds = time.perf_counter() - started
 
     server = where / f"server-{lists}.git"

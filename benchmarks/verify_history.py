@@ -4,7 +4,7 @@ In ONE run, with keys generated at run time in a temporary directory:
 
   1. builds one registry per endorser scheme with ``tests/registry_simulator.py``
      (pygit2 objects; a root commit, a policy commit adding the endorser, then
-     the lists, 1,000 per signed commit, each list with one image):
+     the lists, 1,000 per signed commit, each list with 1 to 5 images):
        - ssh:     lists and commits signed in-process with an Ed25519 SSHSigner;
        - x509:    lists signed with S/MIME/CMS (RSA 2048 under a run-time CA),
                   commits with the endorser's SSH key (X.509 never signs commits);
@@ -96,7 +96,10 @@ def build_history(where: Path, scheme: str, lists: int, *, list_signer: object,
     step = max(1, lists // sample_size) if sample_size else 0
 
     def signed(list_id: str) -> tuple[str, bytes, bytes]:
-        data = sim.list_version(list_id, version="1", images=[new_id(f"{list_id}/image")],
+        # As real lists do, each carries 1 to 5 images (3 on average).
+        count = 1 + int(list_id[:8], 16) % 5
+        data = sim.list_version(list_id, version="1",
+                                images=[new_id(f"{list_id}/image/{i}") for i in range(count)],
                                 endorser=endorser_fields)
         return list_id, data, list_signer.sign(data, namespace=NAMESPACE)
 
