@@ -46,6 +46,8 @@ RULES_DIGESTS = {
     10: "eb1567bcd1f7eb2984cb06b6e8cebce918bc57e3bcc0335478c40586efcc8279",
     # Attestations: attestations.py, their layout, authorisation and merge.
     11: "2fdb29560f22ea1405bfe7e48dac416e4f8bb3a838f2ca0a9b06f2be652beb7a",
+    # The key digest of a cached verdict is computed once per policy (same value).
+    12: "25be167adb67ac61b6dc1f7739046ad647d4439e5f5304ef9a80a947dd3e4075",
 }
 
 

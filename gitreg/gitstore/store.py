@@ -41,6 +41,8 @@ DEFAULT_MAX_TREE_SIZE = 128 * 1024 * 1024
 DEFAULT_MAX_COMMIT_SIZE = 1024 * 1024
 # The layout is two levels deep; anything far deeper is hostile.
 MAX_TREE_DEPTH = 64
+# Tree diffs kept per store (each a pair of tree ids; trees never change).
+_KEPT_DIFFS = 16
 _PARSED_TREE_CACHE = 64
 
 _KIND: dict[int, ObjectKind] = {
@@ -230,6 +232,10 @@ class RegistryStore:
         self.max_tree_size = max_tree_size
         self.max_commit_size = max_commit_size
         self._trees: OrderedDict[str, _ParsedTree] = OrderedDict()
+        # The same two trees are diffed several times (pre-verification and the
+        # walk; a site's state verdict and list index): on a flat 20,000-entry
+        # tree each diff costs milliseconds.
+        self._diffs: OrderedDict[tuple[str, str], tuple[Change, ...]] = OrderedDict()
 
     # --- opening ------------------------------------------------------------
 
@@ -421,9 +427,16 @@ class RegistryStore:
             return [Change(e.path, None, e.oid, None, e.filemode)
                     for e in self.tree_entries(new_root)]
         old_root = self._tree_of(old_tree)
+        kept = self._diffs.get((old_root, new_root))
+        if kept is not None:
+            self._diffs.move_to_end((old_root, new_root))
+            return list(kept)
         changes: list[Change] = []
         self._compare(old_root, new_root, "", 0, changes)
         changes.sort(key=lambda c: c.path)
+        self._diffs[(old_root, new_root)] = tuple(changes)
+        if len(self._diffs) > _KEPT_DIFFS:
+            self._diffs.popitem(last=False)
         return changes
 
     def _compare(self, old_oid: str, new_oid: str, prefix: str, depth: int,

@@ -467,6 +467,7 @@ class Policy:
         given = raw.get("limits", {})
         self._limits = Limits(**{k: given[k] for k in _LIMIT_NAMES if k in given})
         self._key_cache: dict[str, PublicKey] = {}
+        self._digests: dict[str, str] = {}
         # A separate copy, so a caller writing into it cannot change what is signed.
         self._keys_view: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             copy.deepcopy(raw["keys"]))
@@ -639,6 +640,16 @@ class Policy:
                                   f"{exc.message}", hint=exc.hint) from None
         self._key_cache[key_id] = key
         return key
+
+    def key_digest(self, key_id: str) -> str:
+        """sha256 of the canonical JSON of ``key_id``'s material, computed once per
+        policy: a verifier looks it up for every signature, and X.509 material
+        carries whole CA certificates."""
+        digest = self._digests.get(key_id)
+        if digest is None:
+            digest = hashlib.sha256(strictjson.canonical_dumps(self.keys[key_id])).hexdigest()
+            self._digests[key_id] = digest
+        return digest
 
     def __repr__(self) -> str:
         return f"Policy(version={self.version}, registry={self.registry!r})"

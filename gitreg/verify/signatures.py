@@ -8,20 +8,18 @@ is reported with the endorser it belongs to, so the message says who tried.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Collection
 from datetime import datetime
 
 from gitreg.errors import InvalidKeyError, PolicyViolationError, SignatureError
 from gitreg.model.policy import Policy
-from gitreg.model.strictjson import canonical_dumps
 from gitreg.signing import schemes
 from gitreg.verify.cache import VerificationCache
 
 
 def key_digest(policy: Policy, key_id: str) -> str:
     """A digest of a key's material: the cache key for 'verified with this key'."""
-    return hashlib.sha256(canonical_dumps(policy.keys[key_id])).hexdigest()
+    return policy.key_digest(key_id)
 
 
 def named_signer(policy: Policy, signature: bytes) -> tuple[str | None, str | None]:
