@@ -19,7 +19,7 @@ $(BIN)/gitreg: pyproject.toml
 dev: system-deps $(BIN)/gitreg
 
 lint: dev
-	$(BIN)/ruff check gitreg hooks tests benchmarks
+	$(BIN)/ruff check gitreg hooks tests benchmarks contrib
 	$(BIN)/mypy
 
 test: lint

@@ -60,10 +60,12 @@ def test_every_cloud_mistake_is_reported_with_its_path() -> None:
 
 def test_glance_import_methods_are_glance_only_and_spelled_out() -> None:
     (cloud,) = parse({"name": "g", "type": "glance", "cloud": "c", "convert": "glance",
-                      "upload": "web-download"}).clouds
-    assert (cloud.convert, cloud.glance_converts, cloud.upload) == (True, True, "web-download")
+                      "upload": "web-download", "verify_plugin": True}).clouds
+    assert (cloud.convert, cloud.glance_converts, cloud.upload, cloud.verify_plugin) == (
+        True, True, "web-download", True)
     (plain,) = parse({"name": "g", "type": "glance", "cloud": "c"}).clouds
-    assert (plain.convert, plain.glance_converts, plain.upload) == (True, False, "stream")
+    assert (plain.convert, plain.glance_converts, plain.upload, plain.verify_plugin) == (
+        True, False, "stream", False)
     with pytest.raises(InvalidDocumentError) as caught:
         parse({"name": "g", "type": "glance", "cloud": "c", "convert": "remote",
                "upload": "ftp"},
@@ -73,6 +75,24 @@ def test_glance_import_methods_are_glance_only_and_spelled_out() -> None:
     assert set(problems) == {"cloud[0].convert", "cloud[0].upload", "cloud[1].upload"}
     assert problems["cloud[0].convert"] == 'must be true, false or "glance", not \'remote\''
     assert "the opennebula adapter takes neither" in problems["cloud[1].upload"]
+
+
+def test_web_download_is_refused_without_the_verify_plugin() -> None:
+    # Without gitreg's Glance plugin, fetched bytes become an active image
+    # before anyone can compare digests: the config says so and is refused.
+    with pytest.raises(InvalidDocumentError) as caught:
+        parse({"name": "g", "type": "glance", "cloud": "c", "upload": "web-download"},
+              {"name": "h", "type": "glance", "cloud": "c", "verify_plugin": "yes"},
+              {"name": "one", "type": "opennebula", "endpoint": "http://one:2633/RPC2",
+               "verify_plugin": True})
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert set(problems) == {"cloud[0].upload", "cloud[1].verify_plugin",
+                             "cloud[2].verify_plugin"}
+    assert problems["cloud[0].upload"].startswith(
+        'upload = "web-download" needs verify_plugin = true')
+    assert "before they can be checked" in problems["cloud[0].upload"]
+    assert problems["cloud[1].verify_plugin"] == "must be true or false, not a string"
+    assert "the opennebula adapter has none" in problems["cloud[2].verify_plugin"]
 
 
 def test_duplicate_cloud_names_are_refused() -> None:

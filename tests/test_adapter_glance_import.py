@@ -1,20 +1,28 @@
 """Glance's interoperable import against the real Glance 33: web-download and conversion.
 
 The test Glance (tests/fixtures/glance.py) enables glance-direct and
-web-download, the image-conversion import plugin (output raw) and
-web-download from 127.0.0.1, so a site's ``upload = "web-download"`` and
-``convert = "glance"`` run end to end: Glance fetches from the test image
-server on 127.0.0.1 and converts with its own plugin.
+web-download, gitreg's verify plugin (contrib/glance-verify-plugin) then
+the image-conversion import plugin (output raw), and web-download from
+127.0.0.1, so a site's ``upload = "web-download"``, ``verify_plugin = true``
+and ``convert = "glance"`` run end to end: Glance fetches from the test
+image server on 127.0.0.1, checks the bytes with gitreg's plugin before
+activation and converts with its own plugin.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 from tests.fixtures.cloud_site import add
 from tests.fixtures.glance import CountingProxy, GlanceServer
@@ -30,12 +38,49 @@ def site(world: SiteWorld, glance_server: GlanceServer, glance_proxy: CountingPr
     return GlanceSite(world, glance_server, glance_proxy, monkeypatch)
 
 
+WEB_DOWNLOAD = 'upload = "web-download"\nverify_plugin = true'
+
+
 def _paths(site: GlanceSite, image_id: str) -> list[tuple[str, str]]:
     return [(m, p.split("?")[0]) for m, p in site.proxy.requests if image_id in p]
 
 
+class StatusWatch:
+    """Every status Glance shows for one gitreg image, polled from a thread while a sync runs."""
+
+    def __init__(self, glance: GlanceServer, image_uuid: str) -> None:
+        self.glance, self.image_uuid = glance, image_uuid
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                found = [i for i in self.glance.images()
+                         if i.get("gitreg_image") == self.image_uuid]
+            except (OSError, ValueError):  # Glance busy: look again
+                found = []
+            self.seen.extend(str(i["status"]) for i in found)
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> StatusWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def _records(site: GlanceSite, image_uuid: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(site.world.state_dir / "state.sqlite") as db:
+        return db.execute("SELECT state, remote_id FROM cloud_image WHERE cloud = ? AND "
+                          "image_uuid = ?", (site.name, image_uuid)).fetchall()
+
+
 def test_web_download_full_cycle(site: GlanceSite) -> None:
-    site.cloud_toml = 'upload = "web-download"\nvisibility = "public"'
+    site.cloud_toml = WEB_DOWNLOAD + '\nvisibility = "public"'
     body = os.urandom(400000)
     image = add(site, "fetched", body, version="2")
     site.publish("one image")
@@ -48,6 +93,8 @@ def test_web_download_full_cycle(site: GlanceSite) -> None:
         "active", "public", False)
     assert (glance["os_hash_algo"], glance["os_hash_value"]) == ("sha512", digest)
     assert glance["gitreg_sha512"] == glance["gitreg_uploaded_sha512"] == digest
+    # gitreg's plugin checked the staged bytes inside Glance's task, before activation.
+    assert glance["gitreg_import_verified"] == digest and glance["gitreg_size"] == str(len(body))
     assert glance["image_source"].endswith("/fetched.img") and glance["size"] == len(body)
     # Glance fetched the bytes itself (the site's download, then Glance's), and no
     # byte went through the Image API; the image was made public only once checked.
@@ -64,34 +111,82 @@ def test_web_download_full_cycle(site: GlanceSite) -> None:
     assert site.proxy.writes == [] and site.cloud(again)["writes"] == 0
 
 
-def test_wrong_bytes_at_the_url_never_become_a_visible_image(site: GlanceSite) -> None:
-    site.cloud_toml = 'upload = "web-download"\nvisibility = "public"'
+@pytest.mark.parametrize("served", ["same size", "other size"])
+def test_wrong_bytes_at_the_url_never_become_an_active_image(site: GlanceSite,
+                                                              served: str) -> None:
+    site.cloud_toml = WEB_DOWNLOAD + '\nvisibility = "public"'
     body = os.urandom(120000)
     image = add(site, "swapped", body)
     site.publish("image")
     site.write_config(cloud=False)
     assert site.sync()["exit_code"] == 0  # the site verified the right bytes
-    site.world.images.serve("/swapped.img", os.urandom(len(body)))  # then the URL changed
+    wrong = os.urandom(len(body) if served == "same size" else len(body) + 4096)
+    site.world.images.serve("/swapped.img", wrong)  # then the URL changed
     site.write_config(cloud=True)
-    report = site.sync()
+    with StatusWatch(site.glance, image) as watch:
+        report = site.sync()
+    # The plugin failed Glance's task before _ImportToStore: the image went from
+    # importing back to queued and was deleted; no poll ever saw it active.
+    assert watch.seen and "active" not in watch.seen, watch.seen
     cloud = site.cloud(report)
     (failed,) = cloud["failed"]
-    assert failed["uuid"] == image and "SHA-512" in failed["reason"], cloud
-    assert "image deleted" in failed["reason"] and report["exit_code"] == 1
+    assert (failed["uuid"], failed["imagelist"]) == (image, site.list_uuid), cloud
+    reason = failed["reason"]
+    assert "refused by gitreg's verify plugin in Glance before activation" in reason, reason
+    assert ("not gitreg_sha512" if served == "same size" else
+            f"staged {len(wrong)} bytes, not gitreg_size {len(body)}") in reason, reason
+    assert "never active, image deleted" in reason and report["exit_code"] == 1
     assert site.images() == []
-    # Created private and hidden, never changed before it was deleted.
     (created,) = [b for m, p, b in site.proxy.json_bodies if (m, p) == ("POST", "/v2/images")]
     assert (created["visibility"], created["os_hidden"]) == ("private", True)
+    assert (created["gitreg_sha512"], created["gitreg_size"]) == (
+        hashlib.sha512(body).hexdigest(), str(len(body)))
     assert not [r for r in site.proxy.requests if r[0] == "PATCH"], site.proxy.requests
     assert (site.world.state_dir / "cache" / image).read_bytes() == body
+    assert _records(site, image) == [("failed", None)]  # nothing registered
     # Refused for good, as a wrong upload is: no new request on the next run.
     site.proxy.requests.clear()
     assert site.cloud(site.sync())["writes"] == 0
 
 
+@pytest.fixture(scope="module")
+def glance_without_plugin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GlanceServer]:
+    server = GlanceServer(tmp_path_factory.mktemp("glance-bare"),
+                          import_plugins=("image_conversion",))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_glance_without_the_plugin_is_found_out_and_its_import_deleted(
+        world: SiteWorld, glance_without_plugin: GlanceServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The site says verify_plugin = true, Glance does not run it: the image goes
+    # active unverified (the window the plugin closes, seen by the watch), then
+    # gitreg finds no gitreg_import_verified, deletes it and says what to fix.
+    proxy = CountingProxy(glance_without_plugin)
+    try:
+        site = GlanceSite(world, glance_without_plugin, proxy, monkeypatch)
+        site.cloud_toml = WEB_DOWNLOAD
+        image = add(site, "unchecked", os.urandom(80000))
+        site.publish("image")
+        with StatusWatch(glance_without_plugin, image) as watch:
+            report = site.sync()
+        (failed,) = site.cloud(report)["failed"]
+        assert failed["uuid"] == image and "without gitreg's verify plugin" in failed["reason"]
+        assert "image_import_plugins" in failed["reason"]
+        assert site.images() == [] and report["exit_code"] == 1
+        assert "active" in watch.seen, watch.seen  # what the plugin prevents
+        assert _records(site, image) == []  # an import failure: tried again next run
+    finally:
+        proxy.close()
+
+
 def test_a_url_glance_cannot_fetch_fails_this_run_and_the_next_run_imports(
         site: GlanceSite) -> None:
-    site.cloud_toml = 'upload = "web-download"'
+    site.cloud_toml = WEB_DOWNLOAD
     body = os.urandom(50000)
     image = add(site, "gone", body)
     site.publish("image")
@@ -121,7 +216,8 @@ def _qcow2_with_data(tmp_path: Path) -> tuple[bytes, bytes]:
 @pytest.mark.parametrize("upload", ["stream", "web-download"])
 def test_qcow2_converted_by_glance_arrives_raw_with_both_hashes(
         site: GlanceSite, tmp_path: Path, upload: str) -> None:
-    site.cloud_toml = f'disk_formats = ["raw"]\nconvert = "glance"\nupload = "{upload}"'
+    site.cloud_toml = f'disk_formats = ["raw"]\nconvert = "glance"\nupload = "{upload}"\n' \
+        'verify_plugin = true'
     qcow2_bytes, raw = _qcow2_with_data(tmp_path)
     image = add(site, f"converted-{upload}", qcow2_bytes, fmt="qcow2")
     site.publish("qcow2")
@@ -134,6 +230,8 @@ def test_qcow2_converted_by_glance_arrives_raw_with_both_hashes(
         hashlib.sha512(raw).hexdigest()
     assert glance["gitreg_sha512"] == hashlib.sha512(qcow2_bytes).hexdigest()
     assert glance["gitreg_source_format"] == "qcow2"
+    # gitreg's plugin ran first, on the qcow2 bytes the list vouches for.
+    assert glance["gitreg_import_verified"] == glance["gitreg_sha512"]
     calls = _paths(site, glance["id"])
     # glance-direct stages the qcow2 (through the withholding check); web-download
     # lets Glance fetch it. Glance converts either way; no raw byte is uploaded.
@@ -158,3 +256,46 @@ def test_glance_conversion_is_refused_when_the_result_could_not_be_checked(
     (failed,) = cloud["failed"]
     assert failed["uuid"] == image and "only into raw" in failed["reason"]
     assert site.images() == [] and cloud["writes"] == 0
+
+
+def _import_directly(glance: GlanceServer, body: bytes, **props: str) -> dict[str, Any]:
+    """glance-direct by hand (no gitreg): create, stage ``body``, import, wait for the task."""
+    api = f"{glance.url}/v2/images"
+    created = requests.post(api, json={"name": "by-hand", "disk_format": "raw",
+                                       "container_format": "bare", **props}, timeout=30).json()
+    staged = requests.put(f"{api}/{created['id']}/stage", data=body, timeout=30,
+                          headers={"Content-Type": "application/octet-stream"})
+    assert staged.status_code == 204, staged.text
+    started = requests.post(f"{api}/{created['id']}/import", timeout=30,
+                            json={"method": {"name": "glance-direct"}})
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        image: dict[str, Any] = requests.get(f"{api}/{created['id']}", timeout=30).json()
+        done = image["status"] == "active" or image.get("os_glance_failed_import")
+        if done and not image.get("os_glance_import_task"):
+            tasks = requests.get(f"{api}/{created['id']}/tasks", timeout=30).json()["tasks"]
+            image["task_message"] = tasks[-1]["message"] if tasks else ""
+            requests.delete(f"{api}/{created['id']}", timeout=30)
+            return image
+        time.sleep(0.1)
+    raise AssertionError(f"import of {created['id']} did not end")
+
+
+def test_the_plugin_refuses_staged_bytes_on_glance_direct_and_leaves_other_images_alone(
+        glance_server: GlanceServer) -> None:
+    # glance-direct as any client may do it: the plugin's own revert (no download
+    # task here) puts the image back to queued with the store failed.
+    body = os.urandom(70000)
+    wrong = _import_directly(glance_server, body,
+                             gitreg_sha512=hashlib.sha512(b"other").hexdigest())
+    assert (wrong["status"], wrong["os_glance_failed_import"]) == ("queued", "file"), wrong
+    assert wrong["task_message"].startswith("gitreg_verify refused: image "), wrong
+    assert "gitreg_import_verified" not in wrong
+    right = _import_directly(glance_server, body, gitreg_sha512=hashlib.sha512(body).hexdigest(),
+                             gitreg_size=str(len(body)))
+    assert right["status"] == "active"
+    assert right["gitreg_import_verified"] == right["os_hash_value"] == \
+        hashlib.sha512(body).hexdigest()
+    other = _import_directly(glance_server, body)  # not gitreg's: imported unchecked
+    assert other["status"] == "active" and "gitreg_import_verified" not in other

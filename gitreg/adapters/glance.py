@@ -19,9 +19,14 @@ Glance's interoperable import (Image API v2.6) is the other way in: with
 file is staged through the same withholding check. Either way Glance's
 image-conversion plugin, where the site has one, converts before the image
 goes active. Glance takes no expected digest for an import and activates the
-image as soon as its task ends, so an imported image is created private and
-hidden (usable by no other project) and its ``os_hash_value`` is checked
-after the task: only then does it get its visibility.
+image as soon as its task ends; gitreg's import plugin
+(contrib/glance-verify-plugin, ``verify_plugin = true``, required for
+web-download) compares the staged bytes with ``gitreg_size`` and
+``gitreg_sha512`` inside the task, before activation, fails the task on a
+mismatch and otherwise records ``gitreg_import_verified``, without which an
+imported image is deleted. An imported image is still created private and
+hidden and its ``os_hash_value`` checked after the task: only then does it
+get its visibility.
 """
 
 from __future__ import annotations
@@ -51,6 +56,11 @@ TIMEOUT = 300.0
 PAGE = 1000
 PATCH_TYPE = "application/openstack-images-v2.1-json-patch"
 IMPORT_TIMEOUT = 3600.0
+# The protocol with contrib/glance-verify-plugin (which cannot import gitreg):
+# the start of its task message on wrong bytes, and the property it sets when
+# the staged bytes had the image's gitreg_sha512.
+PLUGIN_REFUSED = "gitreg_verify refused"
+PLUGIN_VERIFIED = "gitreg_import_verified"
 # Polling an import: first after 0.2 s, then 1.5 times longer each time, at most 5 s.
 _POLL_FIRST, _POLL_GROWTH, _POLL_MAX = 0.2, 1.5, 5.0
 # Image fields that are not free-form properties.
@@ -99,11 +109,13 @@ class _CheckedFile:
 class GlanceBackend(CloudBackend):
     kind = "glance"
 
-    def __init__(self, session: Any, endpoint: str, *, cloud: str) -> None:
+    def __init__(self, session: Any, endpoint: str, *, cloud: str,
+                 verify_plugin: bool = False) -> None:
         super().__init__()
         self.session = session
         self.endpoint = endpoint.rstrip("/").removesuffix("/v2")
         self.cloud = cloud
+        self.verify_plugin = verify_plugin
         self._errors = _transport_errors()
 
     @classmethod
@@ -130,7 +142,8 @@ class GlanceBackend(CloudBackend):
         if not endpoint:
             raise UsageError(f"cloud {config.name}: no image endpoint for {config.cloud!r}",
                              hint="set image_endpoint_override in clouds.yaml")
-        return cls(session, str(endpoint), cloud=config.name)
+        return cls(session, str(endpoint), cloud=config.name,
+                   verify_plugin=config.verify_plugin)
 
     # --- HTTP -----------------------------------------------------------------
 
@@ -226,7 +239,16 @@ class GlanceBackend(CloudBackend):
         while True:
             image = self._request("GET", f"/v2/images/{created.id}").json()
             status = image.get("status")
-            if status == "active":
+            # Active comes before the task's last steps; its lock goes last. Until
+            # then a write races the task's own (SQLite Glance: "database is locked").
+            if status == "active" and not image.get("os_glance_import_task"):
+                if self.verify_plugin and image.get(PLUGIN_VERIFIED) != upload.sha512:
+                    self.delete(created)
+                    raise ImportFailedError(
+                        f"Glance made the {method} import active without gitreg's verify "
+                        f"plugin's {PLUGIN_VERIFIED} = the list's SHA-512: is gitreg_verify "
+                        "installed and listed first in [image_import_opts] "
+                        "image_import_plugins? image deleted")
                 if image.get("disk_format") != upload.stored_format:
                     self.delete(created)
                     raise ImageRefusedError(
@@ -242,6 +264,12 @@ class GlanceBackend(CloudBackend):
                 why = self._task_message(created.id) if failed else \
                     f"not active after {IMPORT_TIMEOUT:.0f} s (status {status})"
                 self.delete(created)
+                if why.startswith(PLUGIN_REFUSED):
+                    # Wrong bytes, found before activation: refused as a wrong upload is.
+                    raise ImageRefusedError(
+                        f"wrong bytes from {method}, refused by gitreg's verify plugin in "
+                        f"Glance before activation ({why.removeprefix(PLUGIN_REFUSED + ': ')}"
+                        f"); never active, image deleted")
                 raise ImportFailedError(f"Glance's {method} import failed: {why}; image "
                                         "deleted")
             time.sleep(delay)

@@ -46,7 +46,7 @@ from gitreg.site.crash import crash_point
 Key = tuple[str, str]  # (image UUID, the list's SHA-512)
 # Set once at upload and never compared: they describe that upload.
 _UPLOAD_ONLY = frozenset({"gitreg_commit", "gitreg_uploaded_sha512", "gitreg_source_format",
-                          "min_disk"})
+                          "gitreg_size", "gitreg_import_verified", "min_disk"})
 
 
 @dataclass
@@ -61,6 +61,8 @@ class CloudOutcome:
     retired: list[dict[str, str]] = field(default_factory=list)
     cleaned: list[dict[str, str]] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    # image UUID -> its list's UUID, for the failed ones (reports name both).
+    lists: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     reads: int = 0
     writes: int = 0
@@ -69,7 +71,8 @@ class CloudOutcome:
         return {"name": self.name, "type": self.kind, "uploaded": self.uploaded,
                 "updated": self.updated, "restored": self.restored, "retired": self.retired,
                 "cleaned": self.cleaned,
-                "failed": [{"uuid": k, "reason": v} for k, v in sorted(self.failed.items())],
+                "failed": [{"uuid": k, "imagelist": self.lists.get(k), "reason": v}
+                           for k, v in sorted(self.failed.items())],
                 "error": self.error, "reads": self.reads, "writes": self.writes}
 
 
@@ -164,6 +167,7 @@ class Reconciler:
                 record: CloudRecord | None) -> None:
         if record is not None and record.state == "failed" and not group:
             self.outcome.failed[image.uuid] = record.reason
+            self.outcome.lists[image.uuid] = image.list_uuid
             return
         expected = record.uploaded_sha512 if record and record.uploaded_sha512 else None
         keep = self._clean(group, {image.sha512, *([expected] if expected else [])},
@@ -173,6 +177,7 @@ class Reconciler:
                 keep = self._upload(image, place)
             except ImageRefusedError as exc:
                 self.outcome.failed[image.uuid] = exc.message
+                self.outcome.lists[image.uuid] = image.list_uuid
                 if not isinstance(exc, ImportFailedError):  # Glance's fetch may work next run
                     self.records.put(image.uuid, image.sha512, state="failed",
                                      reason=exc.message, now=self.now)
@@ -219,6 +224,8 @@ class Reconciler:
             props["min_ram"] = str(ram)
         props["min_disk"] = str(properties.min_disk_gib(info.virtual_size, image.size))
         props["gitreg_uploaded_sha512"] = upload.stored_sha512
+        # With gitreg_sha512, what Glance's verify plugin checks staged bytes against.
+        props["gitreg_size"] = str(image.size)
         if image.commit:
             props["gitreg_commit"] = image.commit
         if source_format != upload.stored_format:

@@ -143,7 +143,8 @@ def _print_sync(report: Any) -> None:
             # The adapters' errors already name the cloud.
             output.warn(f"{cloud.error} (the cache stays; the next sync retries)")
         for image_uuid, reason in sorted(cloud.failed.items()):
-            output.warn(f"cloud {cloud.name}: image {image_uuid} refused: {reason}")
+            of_list = f" of list {cloud.lists[image_uuid]}" if image_uuid in cloud.lists else ""
+            output.warn(f"cloud {cloud.name}: image {image_uuid}{of_list} refused: {reason}")
         output.info(f"cloud {cloud.name}: {len(cloud.uploaded)} uploaded, "
                     f"{len(cloud.updated)} updated, {len(cloud.retired)} retirement step(s), "
                     f"{cloud.writes} write request(s)")

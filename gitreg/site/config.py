@@ -319,7 +319,7 @@ DISK_FORMATS = ("ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi
 DEFAULT_RETIRE = {"hide": 0.0, "deactivate": 7 * 86400.0, "delete": 30 * 86400.0}
 _CLOUD_KEYS = ("name", "type", "cloud", "registries", "disk_formats", "convert", "visibility",
                "projects", "retire", "endpoint", "auth_file", "datastore",
-               "template", "permissions", "upload")
+               "template", "permissions", "upload", "verify_plugin")
 
 
 @dataclass(frozen=True)
@@ -336,6 +336,9 @@ class CloudConfig:
     # not a local qemu-img), upload = "web-download" (Glance fetches hv:uri itself).
     glance_converts: bool = False
     upload: UploadMethod = "stream"
+    # glance: the Glance runs contrib/glance-verify-plugin (gitreg_verify), which
+    # refuses imported bytes before activation; upload = "web-download" needs it.
+    verify_plugin: bool = False
     visibility: Visibility = "private"
     projects: Mapping[str, str] = field(default_factory=dict)  # VO -> project id
     hide_after: float = DEFAULT_RETIRE["hide"]
@@ -384,6 +387,20 @@ def _parse_cloud(reader: _Reader, where: str, entry: Mapping[str, Any],
         reader.problem(f"{where}.convert" if convert == "glance" else f"{where}.upload",
                        'convert = "glance" and upload = "web-download" are Glance\'s import '
                        f"methods; the {kind} adapter takes neither")
+    verify_plugin = entry.get("verify_plugin", False)
+    if not isinstance(verify_plugin, bool):
+        reader.problem(f"{where}.verify_plugin",
+                       f"must be true or false, not {_kind(verify_plugin)}")
+    elif kind != "glance" and verify_plugin:
+        reader.problem(f"{where}.verify_plugin", f"is Glance's import plugin; the {kind} "
+                       "adapter has none")
+    elif kind == "glance" and upload == "web-download" and not verify_plugin:
+        # Glance activates a web-download image when its task ends, before any
+        # client can compare digests: only the plugin checks before that.
+        reader.problem(f"{where}.upload", 'upload = "web-download" needs verify_plugin = true '
+                       "(Glance running gitreg's import plugin, contrib/glance-verify-plugin): "
+                       "without it Glance makes fetched bytes an active image before they "
+                       "can be checked")
     visibility = reader.choice(f"{where}.visibility", entry.get("visibility"), VISIBILITIES,
                                default="private")
     projects = reader.string_table(f"{where}.projects", entry.get("projects"))
@@ -407,6 +424,7 @@ def _parse_cloud(reader: _Reader, where: str, entry: Mapping[str, Any],
         name=name, type=cast(CloudType, kind), cloud=cloud, registries=tuple(chosen),
         disk_formats=tuple(formats), convert=convert is not False,
         glance_converts=convert == "glance", upload=cast(UploadMethod, upload),
+        verify_plugin=verify_plugin is True,
         visibility=cast(Visibility, visibility), projects=projects,
         hide_after=retire["hide"], deactivate_after=retire["deactivate"],
         delete_after=retire["delete"], endpoint=endpoint,
