@@ -164,9 +164,10 @@ def test_summaries_are_kept_by_blob_and_survive_their_json_form(tmp_path: Path) 
 # --- whole syncs ------------------------------------------------------------------
 
 
-def _image(image_server: ImageServer, name: str) -> dict[str, object]:
+def _image(image_server: ImageServer, name: str, image_id: str | None = None
+           ) -> dict[str, object]:
     body = hashlib.sha256(name.encode()).digest() * 40
-    image_id = new_id()
+    image_id = image_id or new_id()
     return {**image_entry(image_id, title=name), "hv:size": len(body),
             "hv:uri": image_server.serve(f"/{name}.img", body),
             "sl:checksum:sha512": hashlib.sha512(body).hexdigest()}
@@ -392,53 +393,152 @@ def test_a_failed_download_is_planned_again_until_it_arrives(
     assert sync(load_config(config)).planned_lists == {"r": 0}
 
 
+class TwinSites:
+    """Two sites of one registry: one plans from changes, the other in full every time."""
+
+    def __init__(self, tmp_path: Path, registry: Registry) -> None:
+        self.changes = _site(tmp_path, registry)
+        (tmp_path / "full").mkdir()
+        self.full = _site(tmp_path / "full", registry)
+        self.full_index = tmp_path / "full" / "state" / "repos" / "r.lists.sqlite"
+
+    def sync(self, context: str) -> None:
+        """Sync both; they must end holding the same records."""
+        for config in (self.changes, self.full):
+            report = sync(load_config(config))
+            assert report.exit_code == 0, context
+        assert _held(self.changes) == _held(self.full), context
+        # The second site forgets what it planned: it plans in full each time.
+        with ListIndex(self.full_index) as index:
+            index.forget_planned()
+
+
+def _list_of(config: Path, image_uuid: str) -> str:
+    with SiteState.open(load_config(config).state_db) as state:
+        return next(r.list_uuid for r in state.images() if r.uuid == image_uuid)
+
+
+def _cached_lists(config: Path) -> dict[str, str]:
+    """Image UUID -> the list its record names, for the images the site holds."""
+    with SiteState.open(load_config(config).state_db) as state:
+        return {r.uuid: r.list_uuid for r in state.images() if r.state == "cached"}
+
+
+def test_an_image_moved_to_another_list_names_that_list_at_the_next_change(
+        tmp_path: Path, image_server: ImageServer) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    source, dest = new_id("move-source"), new_id("move-dest")
+    image, stays = _image(image_server, "mover"), _image(image_server, "stays")
+    image_uuid = str(image["dc:identifier"])
+    registry.publish({source: [image], dest: []})  # both at version 1
+    sites = TwinSites(tmp_path, registry)
+    sites.sync("first sync")
+    registry.publish({source: [image, stays]})  # the source at version 2
+    sites.sync("image added next to it")
+
+    # One change moves it; the destination reaches version 2 too, so only
+    # the list (not its version) tells the site's record that it moved.
+    registry.publish({source: [stays], dest: [image]})
+    sites.sync("image moved")
+    assert _list_of(sites.changes, image_uuid) == dest
+
+    registry.publish({source: [stays, _image(image_server, "later")]})
+    sites.sync("the old list changes again")
+    assert _held(sites.changes)[image_uuid][0] == "cached"
+
+
+def test_an_image_moved_out_of_a_list_decommissioned_in_the_same_change_stays(
+        tmp_path: Path, image_server: ImageServer) -> None:
+    registry = _registry(tmp_path / "registry.git")
+    source, dest = new_id("gone-source"), new_id("gone-dest")
+    image = _image(image_server, "survivor")
+    image_uuid = str(image["dc:identifier"])
+    registry.publish({source: [image]})
+    sites = TwinSites(tmp_path, registry)
+    sites.sync("first sync")
+
+    # Lists are never deleted: the old one is decommissioned (a version with
+    # no image) in the commit that creates the new list, at version 1 as the
+    # record of the image says.
+    registry.publish({source: [], dest: [image]})
+    sites.sync("moved to a new list, old list decommissioned")
+    assert _list_of(sites.changes, image_uuid) == dest
+    assert _held(sites.changes)[image_uuid][0] == "cached"
+
+    registry.publish({source: [_image(image_server, "revived")]})
+    sites.sync("the decommissioned list carries an image again")
+    registry.publish({dest: [image, _image(image_server, "neighbour")]})
+    sites.sync("the new list changes")
+    assert _held(sites.changes)[image_uuid][0] == "cached"
+
+
 def test_planning_from_changes_ends_where_a_full_plan_does(
         tmp_path: Path, image_server: ImageServer) -> None:
-    """A property: after each random change both sites hold the same records (seeded)."""
+    """A property: after each random change both sites hold the same records (seeded).
+
+    Every identifier derives from the seed, so a seed replays its schedule.
+    Each run moves images between lists (into new lists, and out of lists
+    decommissioned by the move), the case plans from changes once got wrong.
+    """
     import os
     import random
 
     # GITREG_PLAN_SEED replays a failing schedule.
     seed = int(os.environ.get("GITREG_PLAN_SEED") or random.randrange(1 << 32))
+    print(f"GITREG_PLAN_SEED={seed}")
     rng = random.Random(seed)
+    counter = 0
+
+    def fresh(kind: str) -> str:
+        nonlocal counter
+        counter += 1
+        return new_id(f"plan-{seed}-{kind}-{counter}")
+
+    def image() -> dict[str, object]:
+        image_id = fresh("image")
+        return _image(image_server, f"s{seed}-{image_id}", image_id)
+
     registry = _registry(tmp_path / "registry.git")
     lists: dict[str, list[dict[str, object]]] = {
-        new_id(): [_image(image_server, f"p{n}i{i}") for i in range(rng.randint(0, 3))]
-        for n in range(6)}
+        fresh("list"): [image() for _ in range(rng.randint(0, 3))] for _ in range(6)}
     registry.publish(lists)
-    changes = _site(tmp_path, registry)
-    (tmp_path / "full").mkdir()
-    full = _site(tmp_path / "full", registry)
-    counter = 0
+    sites = TwinSites(tmp_path, registry)
+    moves = 0
     for step in range(6):
-        for config in (changes, full):
-            report = sync(load_config(config))
-            assert report.exit_code == 0, f"seed {seed} step {step}"
-        assert _held(changes) == _held(full), f"seed {seed} step {step}"
-        # The second site forgets what it planned: it plans in full each time.
-        with ListIndex(tmp_path / "full" / "state" / "repos" / "r.lists.sqlite") as i:
-            i.forget_planned()
+        sites.sync(f"seed {seed} step {step}")
+        # Every record names the list that holds its image now (a plan from
+        # changes finds records by the list they name).
+        holder = {str(i["dc:identifier"]): u for u, images in lists.items() for i in images}
+        cached = _cached_lists(sites.changes)
+        assert cached == {u: holder[u] for u in cached}, f"seed {seed} step {step}"
         edit: dict[str, list[dict[str, object]]] = {}
-        for list_uuid in rng.sample(sorted(lists), rng.randint(1, 3)):
+        for list_uuid in rng.sample(sorted(lists), rng.randint(0 if step else 1, 3)):
             images = list(lists[list_uuid])
             action = rng.choice(["add", "drop", "replace", "empty"])
-            counter += 1
             if action == "add" or not images:
-                images.append(_image(image_server, f"s{counter}"))
+                images.append(image())
             elif action == "drop":
                 images.pop(rng.randrange(len(images)))
             elif action == "replace":
-                images[rng.randrange(len(images))] = _image(image_server, f"s{counter}")
+                images[rng.randrange(len(images))] = image()
             else:
                 images = []
             lists[list_uuid] = edit[list_uuid] = images
-        if rng.random() < 0.3:  # an image moves from one list to another
-            source, dest = rng.sample(sorted(lists), 2)
-            if lists[source] and source not in edit and dest not in edit:
-                moved = lists[source].pop()
-                lists[dest] = [*lists[dest], moved]
-                edit[source], edit[dest] = lists[source], lists[dest]
+        # Images move from one list to another, or to a list new in this change;
+        # moving them all decommissions the old list. The first step always moves.
+        sources = sorted(u for u, i in lists.items() if i and u not in edit)
+        if sources and (step == 0 or rng.random() < 0.6):
+            source = rng.choice(sources)
+            others = sorted(u for u in lists if u != source and u not in edit)
+            dest = fresh("list") if not others or rng.random() < 0.5 else rng.choice(others)
+            count = rng.randint(1, len(lists[source]))
+            moved, kept = lists[source][:count], lists[source][count:]
+            lists[source], lists[dest] = kept, [*lists.get(dest, []), *moved]
+            edit[source], edit[dest] = lists[source], lists[dest]
+            moves += 1
         registry.publish(edit)
+    sites.sync(f"seed {seed} last step")
+    assert moves > 0, f"seed {seed}"
 
 
 def test_a_replaced_image_version_counts_as_retired(

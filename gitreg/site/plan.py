@@ -29,7 +29,9 @@ from gitreg.verify.facts import CREATED_SKEW
 HELD_STATES: tuple[ImageState, ...] = ("cached", "pending", "failed")
 # Part of the key under which a site remembers what it planned: bump it
 # whenever desired_images computes something else from the same inputs.
-DESIRED_IMAGES_VERSION = "3"
+# 4: records of images moved between lists name their new list (make_plan);
+# the one full plan after an upgrade repairs the records older syncs left.
+DESIRED_IMAGES_VERSION = "4"
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class Plan:
     download: list[DesiredImage] = field(default_factory=list)
     retire: list[Retirement] = field(default_factory=list)
     keep: list[DesiredImage] = field(default_factory=list)
-    # Metadata-only changes of images kept (a new list version, same bytes).
+    # Record-only changes of images kept (a new list or list version, same bytes).
     refresh: list[DesiredImage] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)
     claims: list[Conflict] = field(default_factory=list)
@@ -298,8 +300,10 @@ def make_plan(registries: Sequence[RegistryImages], records: Iterable[ImageRecor
         holds = (held is not None and held.state == "cached" and image_uuid in in_cache
                  and held.registry == want.registry)
         if holds and held is not None and held.sha512 == want.sha512:
-            if held.list_version != want.list_version or dict(held.metadata) != dict(
-                    want.metadata):
+            # An image moved to another list keeps its bytes but must name its
+            # new list: a plan from changes finds a record by the list it names.
+            if (held.list_uuid != want.list_uuid or held.list_version != want.list_version
+                    or dict(held.metadata) != dict(want.metadata)):
                 plan.refresh.append(want)
             plan.keep.append(want)
         else:
