@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from gitreg.gitstore.acceptance import build_merge, choose, judge_head
+from gitreg.gitstore.acceptance import Choice, build_merge, choose, judge_head
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.versions import compare_versions
 from gitreg.signing.interface import Signer
@@ -276,6 +276,48 @@ def test_replicas_that_merged_different_views_never_merge_their_merges(world: Wo
     forward = choose(store, verifier, a, [on_a.target, on_c.target], provisional=False,
                      covered=False)
     assert forward.merged and forward.parents == tuple(sorted([on_a.target, on_c.target]))
+
+
+def test_an_endorsers_merge_gives_way_so_a_round_makes_one_merge(world: World) -> None:
+    # Replica A moved to r; endorser 0, from a stale copy (the base), pushes c0 to A
+    # and merges A's main (m0, forward-only); endorser 1 pushes c1 on r to B.
+    sim, store = world.sim, world.store
+
+    def signed(n: int, parent: str) -> str:
+        list_id = world.lists[n]
+        data = sim.list_version(list_id, version="8", images=[str(uuid.UUID(int=70 + n))])
+        return sim.commit(sim.signed_list(list_id, data, world.endorsers[n % 2]),
+                          world.endorsers[n % 2], parents=[parent], move=False)
+
+    r = signed(0, world.base)
+    c0, c1 = signed(1, world.base), signed(2, r)
+    verifier = Verifier(store, MemoryCache(), context=VerifyContext.for_site(sim.clock))
+    for head in (r, c0, c1):
+        verifier.verify_range(world.base, head)
+    m0 = choose(store, verifier, c0, [r], provisional=False, covered=False).target
+    assert m0 is not None and store.commit(m0).parents == tuple(sorted([c0, r]))
+
+    # Both replicas end on the one merge of the two signed commits, not merge(m0, c1).
+    on_a = choose(store, verifier, m0, [c1, r], provisional=False)
+    on_b = choose(store, verifier, c1, [m0, r], provisional=False)
+    assert on_a.merged and on_a.target == on_b.target and on_a.parents == tuple(sorted([c0, c1]))
+    x = on_a.target
+    assert x is not None and not store.is_descendant(x, m0)
+    # Every list at its newest signed content: nothing of m0 or c1 is lost.
+    tree = _tree(store, x)
+    for commit, n in ((r, 0), (c0, 1), (c1, 2)):
+        path = next(p for p in _tree(store, commit) if world.lists[n] in p)
+        assert tree[path] == _tree(store, commit)[path]
+    # Converged: nothing moves and no merge is built again.
+    assert choose(store, verifier, x, [x, r], provisional=False) == \
+        Choice(target=x, maximal=(x,))
+    # The old outcome, a merge of the endorser's merge, gives way to x too (one
+    # party alone on it builds x again); a site that held m0 moves to x.
+    n = choose(store, verifier, c1, [m0], provisional=False, covered=False).target
+    assert n is not None and n != x
+    assert choose(store, verifier, n, [x], provisional=False).target == x
+    assert choose(store, verifier, n, [], provisional=False).target == x
+    assert choose(store, verifier, m0, [x]).target == x
 
 
 def test_clock_is_the_simulators(world: World) -> None:

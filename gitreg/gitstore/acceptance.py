@@ -10,9 +10,10 @@ commit T of a local repository and a fetched head H:
   path);
 - *invalid*: a commit fails, or H shares no history with T.
 
-The new state is the one valid head that contains every other, or the
-deterministic merge of the maximal ones (less the merges whose parents
-another maximal head holds: they add nothing). The merge commit is built from its
+The new state is canonical: the deterministic merge of the newest signed
+commits the heads and T hold (``signed_tips``: a merge that no signed commit
+builds on gives way to its parents), or the one of them that holds all
+others; an endorser's push merges forward instead. The merge commit is built from its
 inputs only (sorted parents, fixed identity, the newest parent's time, a
 message naming the parent count), so every party that merges the same heads
 writes the same commit id.
@@ -149,24 +150,28 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
            covered: bool = True) -> Choice:
     """The newest state made of ``trusted`` and ``heads``; merge if they diverged.
 
-    ``heads``: every fetched head that is not invalid, stale ones included
-    (they bound how far a provisional merge is taken apart).
+    ``heads``: every fetched head that is not invalid, stale ones included.
 
-    ``provisional``: the trusted commit is this party's own view (a site, a
-    mirror), not a branch others build on. A merge in it that no head
-    contains is replaced by its parents, so the party ends on the very
-    commit that everyone else computes from the same heads, instead of a
-    merge of its own merge. A replica's ``main`` is public, so
-    ``sync-peers`` passes ``provisional=False``.
+    ``covered`` (sites, mirrors, replicas): the state is canonical, a
+    function of the commits offered only: the deterministic merge of the
+    newest *signed tips* (``signed_tips``), or the one tip that holds all
+    others. A merge carries nothing signed (its tree is a function of its
+    parents), so a merge that no signed commit builds on gives way to its
+    parents: the merge an endorser made of a replica's ``main`` and its own
+    commit, a replica's merge of another view of the same pushes, a site's
+    own merge. Every party that sees the same commits ends on one commit, a
+    round of concurrent pushes makes one merge, and nobody merges merges.
+    An existing verified merge of exactly those tips is taken as is.
 
-    ``covered``: a merge among the candidates (the trusted commit included)
-    whose parents another candidate holds is left out: it adds nothing, and
-    merging it again would be a merge of merges that adds nothing. For a
-    replica that is the one move of ``main`` that is not a fast-forward. An
-    endorser's ``publish --push`` passes ``covered=False``: what it pushes
-    must descend from the replica's ``main``.
+    ``covered=False`` (an endorser's ``publish --push``): what it pushes must
+    descend from the replica's ``main``, so every maximal head is merged as
+    it is. ``provisional`` then says whether ``trusted`` is this party's own
+    view, a merge in it that no head contains giving way to its parents.
     """
     valid = sorted(set(heads))
+    if covered:
+        offered = {*valid, *([trusted] if trusted is not None else [])}
+        return _choose_canonical(store, verifier, offered)
     candidates = set(valid)
     if trusted is not None:
         # A provisional merge that no head contains gives way to its parents
@@ -177,8 +182,6 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
             return Choice(target=trusted, maximal=(trusted,))
         candidates |= expanded
     maximal = maximal_heads(store, candidates)
-    if covered:
-        maximal = _without_covered_merges(store, maximal)
     if not maximal:
         return Choice(target=None)
     if len(maximal) == 1:
@@ -188,31 +191,54 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
                   findings=result)
 
 
+def _choose_canonical(store: RegistryStore, verifier: Verifier, offered: set[str]) -> Choice:
+    """The canonical state of the verified commits ``offered`` (see ``choose``)."""
+    tips = maximal_heads(store, signed_tips(store, offered))
+    if not tips:
+        return Choice(target=None)
+    if len(tips) == 1:
+        return Choice(target=tips[0], maximal=(tips[0],))
+    # A merge of exactly these tips that a party already holds (verified: its
+    # tree is their merge) is the state; of two, the larger id, as everywhere.
+    existing = [c for c in offered if sorted(store.commit(c).parents) == tips]
+    if existing:
+        return Choice(target=max(existing), maximal=(max(existing),))
+    merge, result = build_merge(store, verifier, tips)
+    return Choice(target=merge, merged=True, parents=tuple(tips), maximal=tuple(tips),
+                  findings=result)
+
+
+def signed_tips(store: RegistryStore, commits: Iterable[str]) -> set[str]:
+    """The commits that are not merges, reached from ``commits`` through merges only.
+
+    A merge is a function of its parents; what a state holds is its signed
+    commits, and the newest of them (those at the end of a chain of merges)
+    determine it.
+    """
+    found: set[str] = set()
+    todo, seen = list(commits), set()
+    while todo:
+        oid = todo.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        parents = store.commit(oid).parents
+        if len(parents) > 1:
+            todo.extend(parents)
+        else:
+            found.add(oid)
+    return found
+
+
 def holds(store: RegistryStore, state: str, head: str) -> bool:
     """Whether ``state`` holds all that ``head`` offers: it descends from it, or
-    ``head`` is a merge whose parents it descends from (the merge adds nothing)."""
-    if store.is_descendant(state, head):
+    ``head`` is a merge whose signed tips it descends from (the merge adds nothing)."""
+    if state == head or store.is_descendant(state, head):
         return True
-    parents = store.commit(head).parents
-    return len(parents) > 1 and all(store.is_descendant(state, p) for p in parents)
-
-
-def _without_covered_merges(store: RegistryStore, maximal: list[str]) -> list[str]:
-    """``maximal`` less the merges whose parents another of them holds.
-
-    A merge's tree is a function of its parents alone, so such a merge adds
-    nothing to the head that holds its parents; merging the two would be a
-    merge of merges that adds nothing (two replicas that merged different
-    views of the same pushes). It gives way, in id order so that of two
-    merges covering each other one stays.
-    """
-    kept = list(maximal)
-    for head in sorted(maximal):
-        if len(store.commit(head).parents) < 2:
-            continue
-        if any(holds(store, other, head) for other in kept if other != head):
-            kept.remove(head)
-    return kept
+    if len(store.commit(head).parents) < 2:
+        return False
+    return all(t == state or store.is_descendant(state, t)
+               for t in signed_tips(store, [head]))
 
 
 def _expand(store: RegistryStore, commit: str, heads: Sequence[str]) -> set[str]:

@@ -3,12 +3,14 @@
 Every peer's ``main`` is fetched into ``refs/gitreg/peers/<id>/main`` and
 judged by the acceptance rule (``gitreg.gitstore.acceptance``) from the
 replica's own ``main``; the replica then moves ``main`` to the newest valid
-state: a peer's head that contains it, or the deterministic merge of the
-diverged heads (a descendant of the old ``main``, so a fast-forward). The
-one move that is not a fast-forward: a ``main`` that is a merge whose
-parents a peer's head holds gives way to that head (a merge carries no
-signed content, its tree is a function of its parents), so two replicas
-that merged different views of the same pushes never merge their merges.
+state, the canonical one (``gitreg.gitstore.acceptance.choose``): a peer's
+head that contains it, or the deterministic merge of the newest signed
+commits (usually a descendant of the old ``main``, so a fast-forward). The
+one move that is not a fast-forward: a ``main`` that is a merge no signed
+commit builds on (an endorser's merge of this ``main`` and a stale commit,
+or a merge of another view of the same pushes) gives way to the canonical
+merge of the same signed commits and more, so a round of concurrent pushes
+yields one merge and replicas never merge their merges.
 The move is a compare-and-swap (``git update-ref NEW OLD``):
 a push that lands meanwhile makes it fail, nothing is lost, and the next run
 merges that push too. Verification is the hook's verifier, judging expiry as
@@ -149,8 +151,8 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
                                      name_of=lambda url: peer_ref(url)[0],
                                      timeout=timeout)
             report.peers = judged.outcomes
-            # main moves forward, or off a merge whose parents a peer's head holds
-            # (docs/format.md, "Replication"): no merges of merges adding nothing.
+            # main moves forward, or off a merge no signed commit builds on
+            # (docs/format.md, "Replication"): one merge a round, no merges of merges.
             choice = choose(store, verifier, before, judged.heads, provisional=False)
         finally:
             cache.close()
