@@ -15,8 +15,10 @@ host it under any path):
 
 A rebuild renders only the pages whose inputs changed: each page's inputs
 are hashed into ``.gitreg-web.json`` and a page whose hash is unchanged is
-left as it is. Templates escape everything (Jinja2 autoescape); the only
-markup not escaped is the Markdown renderer's, which allows no raw HTML.
+left as it is; a list whose inputs did not change is not even hashed again
+(``units``). New files are staged and committed together (``staging``).
+Templates escape everything (Jinja2 autoescape); the only markup not
+escaped is the Markdown renderer's, which allows no raw HTML.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ from pathlib import Path
 from typing import Any
 
 from gitreg.catalogue import markdown
-from gitreg.catalogue.search import attestation_counts, compact_keys, newness, rows
-from gitreg.catalogue.status import REVOKED, VALID, list_status
+from gitreg.catalogue.search import attestation_counts, compact_keys, newness
+from gitreg.catalogue.status import REVOKED, VALID
+from gitreg.catalogue.web import units
+from gitreg.catalogue.web.staging import Staging, recover
 
 # Bumped with any template change, so a rebuild renders every page again.
 TEMPLATE_VERSION = "4"
 MANIFEST = ".gitreg-web.json"
+CACHE = units.CACHE
 # No inline script anywhere: app.js is the only script, loaded from 'self'.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https:; "
        "connect-src 'self'; base-uri 'none'; form-action 'self'")
@@ -110,14 +115,14 @@ def _json_bytes(value: Any) -> bytes:
 
 
 class _Writer:
-    """Writes pages whose input hash changed; remembers every page it was asked for."""
+    """Stages pages whose input hash changed; remembers every page it was asked for."""
 
     def __init__(self, out: Path, manifest: dict[str, str], report: BuildReport) -> None:
         self.out = out
         self.old = manifest
         self.new: dict[str, str] = {}
         self.report = report
-        self._made: set[Path] = set()
+        self.staging = Staging(out)
         self._present: dict[str, set[str]] = {}
 
     def _exists(self, path: str) -> bool:
@@ -137,27 +142,37 @@ class _Writer:
             self._present[directory] = names
         return name in names
 
+    def current(self, pages: dict[str, str]) -> bool:
+        """Whether every page of ``pages`` is on disk as ``pages`` says."""
+        old = self.old
+        return all(old.get(path) == digest and self._exists(path)
+                   for path, digest in pages.items())
+
+    def keep(self, pages: dict[str, str]) -> None:
+        """Pages a rebuild leaves as they are (``current`` said so)."""
+        self.new.update(pages)
+        self.report.unchanged += len(pages)
+
     def page(self, path: str, digest: str, make: Callable[[], bytes | str]) -> None:
+        # A page two lists make (an image moved from one to the other): the
+        # last one made is the page, whatever an earlier one staged.
+        again = path in self.new
         self.new[path] = digest
-        if self.old.get(path) == digest and self._exists(path):
+        if not again and self.old.get(path) == digest and self._exists(path):
             self.report.unchanged += 1
             return
-        target = self.out / path
         content = make()
-        data = content.encode("utf-8") if isinstance(content, str) else content
-        if target.parent not in self._made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._made.add(target.parent)
-        temporary = target.with_name(f".{target.name}.tmp")
-        temporary.write_bytes(data)
-        temporary.replace(target)
+        self.staging.write(path, content.encode("utf-8") if isinstance(content, str)
+                           else content)
         self.report.rendered.append(path)
 
-    def finish(self) -> None:
-        for path in sorted(set(self.old) - set(self.new)):
-            (self.out / path).unlink(missing_ok=True)
-            self.report.removed.append(path)
-        (self.out / MANIFEST).write_bytes(_json_bytes(self.new))
+    def finish(self, cache: bytes) -> None:
+        """Stage the manifest and the cache, then commit everything at once."""
+        gone = sorted(set(self.old) - set(self.new))
+        self.report.removed.extend(gone)
+        self.staging.write(MANIFEST, _json_bytes(self.new))
+        self.staging.write(CACHE, cache)
+        self.staging.commit(gone)
 
 
 def _read_manifest(out: Path) -> dict[str, str]:
@@ -168,26 +183,6 @@ def _read_manifest(out: Path) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): str(v) for k, v in value.items()}
-
-
-def index_rows(registries: Sequence[dict[str, Any]], now: str) -> list[dict[str, Any]]:
-    """The search rows with attestation counts and each row's rank in its series.
-
-    ``series_rank`` orders a series oldest (0) to newest, so app.js can pick
-    "the latest" without reimplementing version comparison.
-    """
-    return _index_rows(registries, now)[0]
-
-
-def _index_rows(registries: Sequence[dict[str, Any]], now: str
-                ) -> tuple[list[dict[str, Any]], dict[str, list[tuple[Any, dict[str, Any]]]]]:
-    """``index_rows`` and the rows by series (``_by_series``)."""
-    found = rows(registries, now)
-    series = _by_series(found)
-    for members in series.values():
-        for rank, (_key, row) in enumerate(members):
-            row["series_rank"] = rank
-    return found, series
 
 
 def _by_series(found: Iterable[dict[str, Any]]
@@ -306,15 +301,13 @@ class _Site:
         return self._render("list.html", {"root": "../", "item": item, "registry": registry,
                                           "markdown": _markdown(item["description_md"])})
 
-    def image(self, item: dict[str, Any], list_digest: str, image: dict[str, Any],
-              state: tuple[str, str], attestations: dict[str, Any]) -> None:
-        """An image page; ``list_digest`` covers the list record it is made from."""
-        digest = _digest("image", list_digest, image["id"], image["title"], state,
-                         attestations)
-        self.writer.page(f"images/{image['id']}.html", digest,
-                         partial(self._image, item, image, state, attestations))
+    @staticmethod
+    def image_digest(list_digest: str, image: dict[str, Any], state: tuple[str, str],
+                     attestations: dict[str, Any]) -> str:
+        """An image page's hash; ``list_digest`` covers the list record it is made from."""
+        return _digest("image", list_digest, image["id"], image["title"], state, attestations)
 
-    def _image(self, item: dict[str, Any], image: dict[str, Any], state: tuple[str, str],
+    def image_page(self, item: dict[str, Any], image: dict[str, Any], state: tuple[str, str],
                attestations: dict[str, Any]) -> str:
         history = [e for e in item["history"]
                    if image["id"] in e["added"] or image["id"] in e["removed"]
@@ -330,83 +323,116 @@ class _Site:
 
 def build_site(registries: Sequence[dict[str, Any]], out: Path, *, now: str,
                base_url: str | None = None) -> BuildReport:
-    """Write (or bring up to date) the static catalogue of ``registries`` in ``out``."""
-    report = BuildReport()
+    """Write (or bring up to date) the static catalogue of ``registries`` in ``out``.
+
+    A list whose inputs (its record's digest, its and its images' status,
+    attestations and series ranks) are those of the last build keeps its
+    pages and its index rows as that build made them (``units``); the rest
+    is made as a first build would, so the output is the same byte for byte.
+    Every file changes at once (``staging``).
+    """
     out.mkdir(parents=True, exist_ok=True)
+    recover(out)
+    report = BuildReport()
     writer = _Writer(out, _read_manifest(out), report)
     site = _Site(writer, now)
-    found, by_series = _index_rows(registries, now)
+    cached = units.load(out / CACHE)
+    ranks = units.series_ranks(registries)
+    shared = units.shared_pages(registries)
+    made: dict[str, dict[str, Any]] = {}
+    for index, registry in enumerate(registries):
+        for record in registry["lists"].values():
+            key, inputs = units.inputs(index, registry, record, now, ranks)
+            unit = cached.get(key)
+            if (unit is not None and unit["inputs"] == inputs and key not in shared
+                    and writer.current(unit["pages"])):
+                writer.keep(unit["pages"])
+            else:
+                unit = _list_unit(site, index, registry, record, inputs)
+            made[key] = unit
 
     for name in ("app.js", "style.css"):
         data = resources.files("gitreg.catalogue.web").joinpath("static", name).read_bytes()
         writer.page(f"static/{name}", _digest(hashlib.sha256(data).hexdigest()),
                     partial(bytes, data))
-    list_items = _list_pages(site, registries, found)
-    _series_pages(site, found, by_series, now)
+    # The rows in `gitreg search` order: by title, version, image (stable).
+    found = sorted((entry for unit in made.values() for entry in unit["rows"]), key=_first)
+    light = [entry[3] for entry in found]
+    _series_pages(site, registries, light, now)
 
-    list_items.sort(key=lambda i: (i["title"], i["id"]))
-    index = {"generated": now, "base_url": base_url, "count": len(found),
-             "registries": [{k: r[k] for k in ("registry", "name", "head")}
-                            for r in registries],
-             "rows": [{**row, "keys": compact_keys(row)} for row in found]}
-    index_bytes = _json_bytes(index)
+    head = _json_bytes({"generated": now, "base_url": base_url, "count": len(found),
+                        "registries": [{k: r[k] for k in ("registry", "name", "head")}
+                                       for r in registries]})
+    # The index as one encoding of {..., "rows": [...]} would give it ("rows" sorts last).
+    index_bytes = b"".join((head[:-1], b',"rows":[',
+                            ",".join(entry[1] for entry in found).encode("utf-8"), b"]}"))
     index_digest = hashlib.sha256(index_bytes).hexdigest()
     writer.page("api/index.json", _digest(index_digest), partial(bytes, index_bytes))
-    series = sorted({r["series"] for r in found if r["series"] is not None})
+    items = sorted((unit["item"] for unit in made.values()), key=_first)
+    series = sorted({r["series"] for r in light if r["series"] is not None})
     writer.page("index.html", _digest("index", index_digest), lambda: site._render(
-        "index.html", {"root": "", "image_rows": image_rows(found),
-                       "list_rows": list_rows(list_items), "series": series,
-                       "valid_count": sum(1 for r in found if r["status"] == VALID)}))
-    writer.finish()
+        "index.html", {"root": "", "image_rows": _markup("".join(e[2] for e in found)),
+                       "list_rows": _markup("".join(item[1] for item in items)),
+                       "series": series,
+                       "valid_count": sum(1 for r in light if r["status"] == VALID)}))
+    writer.finish(units.dump(made))
     return report
 
 
-def _list_pages(site: _Site, registries: Sequence[dict[str, Any]],
-                found: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    now = site.common["generated"]
-    by_image = {(r["registry"], r["image"]): r for r in found}
-    list_items: list[dict[str, Any]] = []
-    for registry in registries:
-        head = {k: registry[k] for k in ("registry", "name", "policy_expires")}
-        for record in registry["lists"].values():
-            status, reason = list_status(registry, record, now)
-            item = {k: v for k, v in record.items() if k != "digest"}
-            item.update(status=status, reason=reason)
-            list_items.append(item)
-            # The record's own digest (kept by the reader) stands for its content.
-            digest = _digest("list", record.get("digest") or _record_digest(record),
-                             status, reason, head)
-            site.writer.page(f"lists/{record['id']}.html", digest,
-                             partial(site.list_page, item, registry))
-            site.json(f"api/lists/{record['id']}.json", digest,
-                      partial(dict, item, registry=head))
-            for image in record["images"]:
-                row = by_image[(registry["registry"], image["id"])]
-                site.image(item, digest, image, (row["status"], row["reason"]),
-                           row["attestations"])
-            current = {image["id"] for image in record["images"]}
-            for gone in record["revoked"]:
-                if gone["id"] in current:
-                    continue
-                stub = {"id": gone["id"], "title": gone["title"], "version": None,
-                        "expires": None, "series": None, "uri": None, "description": None,
-                        "description_md": None, "keys": {}}
-                site.image(item, digest, stub, (REVOKED, f"removed from the list in version "
-                                                         f"{gone['version']}"),
-                           attestation_counts(registry, gone["id"]))
-    return list_items
+def _markup(text: str) -> Any:
+    from markupsafe import Markup
+
+    return Markup(text)  # noqa: S704 (made of image_rows / list_rows, escaped value by value)
 
 
-def _record_digest(record: dict[str, Any]) -> str:
-    from gitreg.catalogue.reader import record_digest
+def _list_unit(site: _Site, index: int, registry: dict[str, Any], record: dict[str, Any],
+               inputs: tuple[Any, ...]) -> dict[str, Any]:
+    """A list's pages (staged where changed), its index rows and its line in the index."""
+    record_digest, (status, reason), head, image_inputs, revoked_inputs = inputs
+    registry_head = dict(zip(("registry", "name", "policy_expires"), head, strict=True))
+    digest = _digest("list", record_digest, status, reason, registry_head)
+    token = _digest(inputs)
+    pages: dict[str, str] = {}
 
-    return record_digest(record)
+    def page(path: str, page_digest: str, make: Callable[[], bytes | str]) -> None:
+        pages[path] = page_digest
+        site.writer.page(path, page_digest, make)
+
+    item = {k: v for k, v in record.items() if k != "digest"}
+    item.update(status=status, reason=reason)
+    page(f"lists/{record['id']}.html", digest, partial(site.list_page, item, registry))
+    page(f"api/lists/{record['id']}.json", digest,
+         lambda: _json_bytes(dict(item, registry=registry_head)))
+    found = []
+    for position, (image, (state, _found, rank)) in enumerate(
+            zip(record["images"], image_inputs, strict=True)):
+        row = units.full_row(registry, record, image, state, rank)
+        page(f"images/{image['id']}.html",
+             site.image_digest(digest, image, state, row["attestations"]),
+             partial(site.image_page, item, image, state, row["attestations"]))
+        index_json = _COMPACT_JSON.encode({**row, "keys": compact_keys(row)})
+        found.append(units.row_entry(row, index_json, str(image_rows([row])), token,
+                                     [index, record["id"], position]))
+    current = {image["id"] for image in record["images"]}
+    for gone, _found in zip(record["revoked"], revoked_inputs, strict=True):
+        if gone["id"] in current:
+            continue
+        stub = {"id": gone["id"], "title": gone["title"], "version": None,
+                "expires": None, "series": None, "uri": None, "description": None,
+                "description_md": None, "keys": {}}
+        state = (REVOKED, f"removed from the list in version {gone['version']}")
+        counts = attestation_counts(registry, gone["id"])
+        page(f"images/{gone['id']}.html", site.image_digest(digest, stub, state, counts),
+             partial(site.image_page, item, stub, state, counts))
+    return {"inputs": inputs, "pages": pages, "rows": found,
+            "item": [(item["title"], item["id"]), str(list_rows([item]))]}
 
 
-def _series_pages(site: _Site, found: list[dict[str, Any]],
-                  by_series: dict[str, list[tuple[Any, dict[str, Any]]]], now: str) -> None:
+def _series_pages(site: _Site, registries: Sequence[dict[str, Any]],
+                  found: list[dict[str, Any]], now: str) -> None:
+    """Per series: its page, its fixed latest link and ``latest.json`` (from light rows)."""
     best = latest_rows(found)
-    for name, members in sorted(by_series.items()):
+    for name, members in sorted(_by_series(found).items()):
         ordered = [row for _key, row in sorted(members, key=_first, reverse=True)]
         top = best.get(name)
         key = slug(name)
@@ -419,5 +445,12 @@ def _series_pages(site: _Site, found: list[dict[str, Any]],
                   latest=top)
         # Hashed without the time: "at" says when the answer was last judged
         # to change, and a rebuild at a later time leaves it (and 2,000 like it).
-        site.json(f"api/series/{key}/latest.json", _digest("latest", name, top),
-                  partial(latest_document, top, name, now))
+        # The row's unit inputs stand for the row (the full row is made if written).
+        site.json(f"api/series/{key}/latest.json",
+                  _digest("latest", name, top and [top["token"], top["ref"]]),
+                  partial(_latest_json, registries, top, name, now))
+
+
+def _latest_json(registries: Sequence[dict[str, Any]], top: dict[str, Any] | None,
+                 name: str, now: str) -> dict[str, Any]:
+    return latest_document(top and units.row_of(registries, top), name, now)
