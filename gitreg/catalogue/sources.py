@@ -21,11 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitreg.errors import GitregError, RejectedError, UsageError
-from gitreg.gitstore.store import RegistryStore
-from gitreg.verify.cache import MemoryCache, VerificationCache
+
+if TYPE_CHECKING:
+    from gitreg.gitstore.store import RegistryStore
+    from gitreg.verify.cache import VerificationCache
 
 MAIN = "refs/heads/main"
 CACHE_NAME = "catalogue.cache"
@@ -55,17 +57,26 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Snapshot:
     """One registry state to catalogue."""
 
     label: str  # the argument or config entry it came from, for messages
     name: str | None  # display name (site config name); None: the registry's own
-    store: RegistryStore
+    opened: RegistryStore | None  # None: opened when first needed (``store``)
     head: str
     cache_file: Path | None
     verify_cache_file: Path | None  # None: the state is a site's, already verified
     pinned: str | None = None
+    path: Path | None = None  # where ``store`` opens the repository from
+
+    @property
+    def store(self) -> RegistryStore:
+        if self.opened is None:
+            from gitreg.gitstore.store import RegistryStore
+
+            self.opened = RegistryStore.open(self.path or Path())
+        return self.opened
 
 
 def snapshots(arguments: Sequence[str | Path],
@@ -88,15 +99,65 @@ def snapshots(arguments: Sequence[str | Path],
 
 
 def _repository_snapshot(path: Path) -> Snapshot:
-    store = RegistryStore.open(path)
-    head = store.ref(MAIN)
-    if head is None:
-        raise UsageError(f"{path}: {MAIN} is missing (not a registry, or nothing published)")
+    plain = _plain_head(path)
+    if plain is not None:
+        git_dir, head = plain
+        store = None
+    else:
+        from gitreg.gitstore.store import RegistryStore
+
+        store = RegistryStore.open(path)
+        found = store.ref(MAIN)
+        if found is None:
+            raise UsageError(f"{path}: {MAIN} is missing (not a registry, or nothing "
+                             "published)")
+        git_dir, head = store.path, found
     # Files, not a directory named gitreg: that would shadow the package for
     # `python -m gitreg` run inside a bare repository.
-    return Snapshot(label=str(path), name=None, store=store, head=head,
-                    cache_file=store.path / f"gitreg-{CACHE_NAME}",
-                    verify_cache_file=store.path / "gitreg-catalogue.verify.sqlite")
+    return Snapshot(label=str(path), name=None, opened=store, head=head,
+                    cache_file=git_dir / f"gitreg-{CACHE_NAME}",
+                    verify_cache_file=git_dir / "gitreg-catalogue.verify.sqlite", path=path)
+
+
+_OID = frozenset("0123456789abcdef")
+
+
+def _plain_head(path: Path) -> tuple[Path, str] | None:
+    """``(git dir, main)`` read from the files of a plain repository, else None.
+
+    A search at an unchanged state needs only the head to find its cached
+    records, and pygit2's import was a tenth of it. Anything unusual (a
+    linked worktree, a symbolic or missing ref, another ref storage) is left
+    to libgit2.
+    """
+    git_dir = path / ".git"
+    if not git_dir.is_dir():
+        git_dir = path
+        if not ((path / "HEAD").is_file() and (path / "objects").is_dir()):
+            return None
+    if (git_dir / "commondir").exists():
+        return None
+    try:
+        head = (git_dir / MAIN).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        head = _packed_ref(git_dir, MAIN) or ""
+    except (OSError, UnicodeError):
+        return None
+    if len(head) != 40 or not _OID.issuperset(head):
+        return None
+    return git_dir, head
+
+
+def _packed_ref(git_dir: Path, name: str) -> str | None:
+    try:
+        lines = (git_dir / "packed-refs").read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeError):
+        return None
+    for line in lines:
+        oid, _, ref = line.partition(" ")
+        if ref == name:
+            return oid
+    return None
 
 
 def _site_snapshots(path: Path, warnings: list[str]) -> Iterator[Snapshot]:
@@ -118,43 +179,60 @@ def _site_snapshots(path: Path, warnings: list[str]) -> Iterator[Snapshot]:
                             "skipped")
             continue
         yield Snapshot(label=f"{path}:{registry.name}", name=registry.name,
-                       store=RegistryStore.open(repository), head=head,
+                       opened=None, path=repository, head=head,
                        cache_file=config.repositories_dir / f"{registry.name}.{CACHE_NAME}",
                        verify_cache_file=None, pinned=pinned_fingerprint(registry))
 
 
 # What a search needs is kept apart from the lists' histories (a sixth of
-# the file, but the most objects), so a search loads only its part.
+# the file, but the most objects) and from the verbatim keys of lists and
+# images (a third of the objects, read only for a filter on a key no column
+# holds), so a search loads only its part.
 _HISTORY_KEYS = ("history", "revoked")
-_LENGTH = 8  # the file starts with the byte length of the records part
+_LENGTH = 8  # each of the first two parts starts with its byte length
+_LAYOUT = 2  # records, keys, histories
 
 
-def load_cached(snapshot: Snapshot, *, history: bool = True) -> dict[str, Any] | None:
+def load_cached(snapshot: Snapshot, *, history: bool = True,
+                keys: bool = True) -> dict[str, Any] | None:
     """The cached records of this registry (any earlier state), if readable.
 
     ``history=False``: the list records come without ``history`` and ``revoked``.
+    ``keys=False`` (with ``history=False``): lists and images come without
+    ``keys``, and ``lifted_odd`` (``search.lifted_odd``) says where a filter
+    on a key a column holds must read another value.
     """
     if snapshot.cache_file is None:
         return None
+    keys = keys or history
     try:
-        data = memoryview(snapshot.cache_file.read_bytes())
-        size = int.from_bytes(data[:_LENGTH], "big")
-        # Our own file beside the repository; loading runs no code.
-        with paused_gc():
-            header, value = marshal.loads(data[_LENGTH:_LENGTH + size])  # noqa: S302
-            if header != _cache_header(FORMAT) or not isinstance(value, dict):
-                return None
-            if history:
-                histories = marshal.loads(data[_LENGTH + size:])  # noqa: S302
-                for list_id, record in value["lists"].items():
-                    record["history"], record["revoked"] = histories[list_id]
+        with snapshot.cache_file.open("rb") as handle:
+            part = handle.read(int.from_bytes(handle.read(_LENGTH), "big"))
+            # Our own file beside the repository; loading runs no code.
+            with paused_gc():
+                header, value = marshal.loads(part)  # noqa: S302
+                if header != _cache_header(FORMAT) or not isinstance(value, dict):
+                    return None
+                if keys:
+                    found = marshal.loads(  # noqa: S302
+                        handle.read(int.from_bytes(handle.read(_LENGTH), "big")))
+                    del value["lifted_odd"]
+                    for list_id, record in value["lists"].items():
+                        record["keys"], image_keys = found[list_id]
+                        for image, image_key_map in zip(record["images"], image_keys,
+                                                        strict=True):
+                            image["keys"] = image_key_map
+                if history:
+                    histories = marshal.loads(handle.read())  # noqa: S302
+                    for list_id, record in value["lists"].items():
+                        record["history"], record["revoked"] = histories[list_id]
     except (OSError, ValueError, EOFError, TypeError, KeyError):
         return None
     return value
 
 
-def _cache_header(format_version: int) -> tuple[str, int, str]:
-    return ("gitreg-catalogue", format_version, sys.version.split()[0])
+def _cache_header(format_version: int) -> tuple[str, int, int, str]:
+    return ("gitreg-catalogue", format_version, _LAYOUT, sys.version.split()[0])
 
 
 def store_cached(snapshot: Snapshot, records: dict[str, Any]) -> None:
@@ -164,29 +242,40 @@ def store_cached(snapshot: Snapshot, records: dict[str, Any]) -> None:
     and marshal reads plain dicts and lists several times faster. It holds
     data only (no code runs on load); another Python version re-reads Git.
     """
+    from gitreg.catalogue.search import lifted_odd
     from gitreg.durable import write_atomic
 
     if snapshot.cache_file is None:
         return
-    lists = {list_id: {k: v for k, v in record.items() if k not in _HISTORY_KEYS}
-             for list_id, record in records["lists"].items()}
-    histories = {list_id: [record[k] for k in _HISTORY_KEYS]
-                 for list_id, record in records["lists"].items()}
-    part = marshal.dumps((_cache_header(FORMAT), {**records, "lists": lists}))
+    lists: dict[str, Any] = {}
+    keys: dict[str, Any] = {}
+    histories: dict[str, Any] = {}
+    for list_id, record in records["lists"].items():
+        lean = {k: v for k, v in record.items() if k not in _HISTORY_KEYS and k != "keys"}
+        lean["images"] = [{k: v for k, v in image.items() if k != "keys"}
+                          for image in record["images"]]
+        lists[list_id] = lean
+        keys[list_id] = (record["keys"], [image["keys"] for image in record["images"]])
+        histories[list_id] = [record[k] for k in _HISTORY_KEYS]
+    part = marshal.dumps((_cache_header(FORMAT), {**records, "lists": lists,
+                                                  "lifted_odd": lifted_odd(records)}))
+    key_part = marshal.dumps(keys)
     try:
         snapshot.cache_file.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(snapshot.cache_file, b"".join(
-            (len(part).to_bytes(_LENGTH, "big"), part, marshal.dumps(histories))))
+            (len(part).to_bytes(_LENGTH, "big"), part, len(key_part).to_bytes(_LENGTH, "big"),
+             key_part, marshal.dumps(histories))))
     except (OSError, GitregError, ValueError):
         pass
 
 
 def read_snapshot(snapshot: Snapshot, *, refresh: bool = False, now: datetime | None = None,
-                  history: bool = True) -> dict[str, Any]:
+                  history: bool = True, keys: bool = True) -> dict[str, Any]:
     """The verified records of ``snapshot``: from the cache, or verified and read now.
 
     ``history=False`` (a search): records read from the cache may come without
-    the lists' ``history`` and ``revoked``.
+    the lists' ``history`` and ``revoked``; ``keys=False`` too, without the
+    verbatim ``keys`` (``load_cached``).
 
     A repository's ``main`` is verified by the trust core first, as ``gitreg
     verify`` does (history mode at ``now``); a head that fails is refused
@@ -197,7 +286,7 @@ def read_snapshot(snapshot: Snapshot, *, refresh: bool = False, now: datetime | 
 
     at = now or utcnow()
     if not refresh and not history:
-        cached = load_cached(snapshot, history=False)
+        cached = load_cached(snapshot, history=False, keys=keys)
         if cached is not None and cached.get("head") == snapshot.head and \
                 cached.get("source_name") == snapshot.name:
             return cached
@@ -206,6 +295,7 @@ def read_snapshot(snapshot: Snapshot, *, refresh: bool = False, now: datetime | 
             cached.get("source_name") == snapshot.name:
         return cached
     from gitreg.catalogue.reader import read_registry
+    from gitreg.verify.cache import MemoryCache
 
     cache: VerificationCache
     if snapshot.verify_cache_file is None:

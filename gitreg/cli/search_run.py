@@ -87,7 +87,7 @@ def run_plain(arguments: SearchArguments) -> int:
 def run_search(filters: Sequence[str], registries: Sequence[Path], *, valid_only: bool,
                latest: bool, at: str | None, json_output: bool) -> None:
     """Search and print the rows (stdout) and the summary (stderr)."""
-    from gitreg.catalogue.search import parse_filters
+    from gitreg.catalogue.search import needs_keys, parse_filters
     from gitreg.catalogue.search import search as run
     from gitreg.catalogue.status import stamp
     from gitreg.cli import output
@@ -95,12 +95,11 @@ def run_search(filters: Sequence[str], registries: Sequence[Path], *, valid_only
     parsed = parse_filters(filters)
     moment = reference_time(at)
     now = stamp(moment)
-    loaded = load_registries(list(registries), now=moment, history=False)
-    found = run(loaded, parsed, now, valid_only=valid_only, latest_only=latest)
+    loaded = load_registries(list(registries), now=moment, history=False,
+                             keys=needs_keys(parsed))
+    found = run(loaded, parsed, now, valid_only=valid_only, latest_only=latest, keys=False)
     if json_output:
-        output.data_json({"at": now, "count": len(found),
-                          "results": [{k: v for k, v in row.items() if k != "keys"}
-                                      for row in found]})
+        output.data_json({"at": now, "count": len(found), "results": found})
     else:
         _table(found)
     output.info(f"{len(found)} image(s) found in {len(loaded)} registr"
@@ -108,9 +107,9 @@ def run_search(filters: Sequence[str], registries: Sequence[Path], *, valid_only
 
 
 def load_registries(paths: list[Path], *, refresh: bool = False, now: datetime | None = None,
-                    history: bool = True) -> list[dict[str, Any]]:
-    """Verified records of every ``--registry``, warnings on stderr (``history``:
-    as ``read_snapshot``)."""
+                    history: bool = True, keys: bool = True) -> list[dict[str, Any]]:
+    """Verified records of every ``--registry``, warnings on stderr (``history``,
+    ``keys``: as ``read_snapshot``)."""
     from gitreg.catalogue.sources import read_snapshot, snapshots
     from gitreg.cli import output
 
@@ -118,7 +117,8 @@ def load_registries(paths: list[Path], *, refresh: bool = False, now: datetime |
     found = snapshots(paths, warnings)
     for line in warnings:
         output.warn(line)
-    return [read_snapshot(s, refresh=refresh, now=now, history=history) for s in found]
+    return [read_snapshot(s, refresh=refresh, now=now, history=history, keys=keys)
+            for s in found]
 
 
 def reference_time(at: str | None) -> datetime:
