@@ -25,11 +25,11 @@ import pytest
 from gitreg.catalogue.reader import record_digest
 from gitreg.catalogue.sources import read_snapshot, snapshots
 from gitreg.catalogue.status import stamp
-from gitreg.catalogue.web import staging
-from gitreg.catalogue.web.build import CACHE, build_site
+from gitreg.catalogue.web import staging, units
+from gitreg.catalogue.web.build import build_site
 from tests.catalogue_world import standard_world
 
-_INTERNAL = (CACHE, staging.STAGING, staging.JOURNAL)
+_INTERNAL = (units.CACHE, units.DELTA, staging.STAGING, staging.JOURNAL)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +141,12 @@ def _fresh_head(registry: dict[str, Any], rng: random.Random) -> None:
     registry["head"] = f"{rng.getrandbits(160):040x}"
 
 
+@pytest.mark.parametrize("delta_min", [units.DELTA_MIN, 0])
 def test_incremental_build_equals_a_full_build(base: tuple[dict[str, Any], str],
-                                               tmp_path: Path) -> None:
+                                               tmp_path: Path, delta_min: int,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a delta of the kept units after each build, and with a new base each time."""
+    monkeypatch.setattr(units, "DELTA_MIN", delta_min)
     seed = _seed()
     rng = random.Random(seed)
     now = base[1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+from pathlib import Path
 from typing import Any
 
 from gitreg.catalogue.search import LIFTED, lifted_odd, needs_keys, parse_filters, search
@@ -79,3 +80,34 @@ def test_lifted_key_filters_need_no_keys() -> None:
 def test_other_keys_need_the_keys() -> None:
     assert needs_keys(parse_filters(["ad:appid=1"]))
     assert not needs_keys(parse_filters(["sl:arch=x86_64", "series=a", "word"]))
+
+
+def test_the_cache_keeps_lifted_odd_across_incremental_reads(tmp_path: Path) -> None:
+    from gitreg.catalogue.sources import load_cached, read_snapshot, snapshots
+    from tests.catalogue_world import standard_world
+
+    catalogue, ids = standard_world(tmp_path / "r.git")
+    read_snapshot(snapshots([catalogue.sim.path])[0])
+    catalogue.publish(ids["ubuntu"], "Ubuntu", catalogue.images[ids["ubuntu"]])
+    [snapshot] = snapshots([catalogue.sim.path])
+    records = read_snapshot(snapshot)  # incremental: from the cached state
+    lean = load_cached(snapshot, history=False, keys=False)
+    assert lean is not None and lean["head"] == snapshot.head
+    assert lean["lifted_odd"] == lifted_odd(records)
+
+
+def test_lifted_odd_looks_again_only_at_changed_lists() -> None:
+    rng = random.Random(7)
+    registry = _registry(rng)
+    while not lifted_odd(registry):
+        registry = _registry(rng)
+    previous = {**registry, "lifted_odd": lifted_odd(registry)}
+    changed = copy.deepcopy(registry)
+    [first, *_rest] = changed["lists"]
+    changed["lists"] = {**registry["lists"], first: changed["lists"][first]}
+    for image in changed["lists"][first]["images"]:
+        image["keys"] = {}
+    assert lifted_odd(changed, previous) == lifted_odd(changed)
+    stale = {**previous, "lifted_odd": {k: {"x": {"dc:title": 1}} for k in registry["lists"]}}
+    kept = lifted_odd(changed, stale)  # unchanged lists are taken as they were
+    assert all(kept[k] == {"x": {"dc:title": 1}} for k in registry["lists"] if k != first)

@@ -131,17 +131,26 @@ def _column(record: dict[str, Any], image: dict[str, Any], column: str) -> Any:
     return image["id"] if column == "image" else image[column]
 
 
-def lifted_odd(registry: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+def lifted_odd(registry: dict[str, Any], previous: dict[str, Any] | None = None
+               ) -> dict[str, dict[str, dict[str, Any]]]:
     """List id -> image id -> the keys of ``LIFTED`` a filter reads otherwise than its column.
 
     A filter on such a key (``sl:arch``) reads the merged keys of list and
     image; it gives the same answer from the column when the value is absent,
     or is ``None`` exactly when the column is and has the same text. Where
     not (rare: a non-text value, a list-level key), the value is kept here,
-    so a search reads no keys for them.
+    so a search reads no keys for them. ``previous``: earlier records with
+    their ``lifted_odd``; lists whose record is the same object are not
+    looked at again.
     """
     odd: dict[str, dict[str, dict[str, Any]]] = {}
+    before: dict[str, Any] = (previous or {}).get("lifted_odd") or {}
+    old_lists = (previous or {}).get("lists", {}) if "lifted_odd" in (previous or {}) else {}
     for list_id, record in registry["lists"].items():
+        if old_lists.get(list_id) is record:
+            if list_id in before:
+                odd[list_id] = before[list_id]
+            continue
         list_keys = record["keys"]
         for image in record["images"]:
             found = {}

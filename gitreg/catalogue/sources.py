@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import marshal
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitreg.errors import GitregError, RejectedError, UsageError
+from gitreg.errors import RejectedError, UsageError
 
 if TYPE_CHECKING:
     from gitreg.gitstore.store import RegistryStore
@@ -199,8 +200,8 @@ def load_cached(snapshot: Snapshot, *, history: bool = True,
 
     ``history=False``: the list records come without ``history`` and ``revoked``.
     ``keys=False`` (with ``history=False``): lists and images come without
-    ``keys``, and ``lifted_odd`` (``search.lifted_odd``) says where a filter
-    on a key a column holds must read another value.
+    ``keys``; ``lifted_odd`` (``search.lifted_odd``, always there) says where
+    a filter on a key a column holds must then read another value.
     """
     if snapshot.cache_file is None:
         return None
@@ -216,7 +217,6 @@ def load_cached(snapshot: Snapshot, *, history: bool = True,
                 if keys:
                     found = marshal.loads(  # noqa: S302
                         handle.read(int.from_bytes(handle.read(_LENGTH), "big")))
-                    del value["lifted_odd"]
                     for list_id, record in value["lists"].items():
                         record["keys"], image_keys = found[list_id]
                         for image, image_key_map in zip(record["images"], image_keys,
@@ -235,15 +235,17 @@ def _cache_header(format_version: int) -> tuple[str, int, int, str]:
     return ("gitreg-catalogue", format_version, _LAYOUT, sys.version.split()[0])
 
 
-def store_cached(snapshot: Snapshot, records: dict[str, Any]) -> None:
+def store_cached(snapshot: Snapshot, records: dict[str, Any],
+                 previous: dict[str, Any] | None = None) -> None:
     """Keep ``records`` for the next run; a read-only repository just goes without.
 
     marshal, not JSON: a search at an unchanged state is mostly this load,
     and marshal reads plain dicts and lists several times faster. It holds
     data only (no code runs on load); another Python version re-reads Git.
+    ``previous``: the cached records ``records`` were read from (what is
+    derived from unchanged lists is taken from them).
     """
     from gitreg.catalogue.search import lifted_odd
-    from gitreg.durable import write_atomic
 
     if snapshot.cache_file is None:
         return
@@ -257,16 +259,22 @@ def store_cached(snapshot: Snapshot, records: dict[str, Any]) -> None:
         lists[list_id] = lean
         keys[list_id] = (record["keys"], [image["keys"] for image in record["images"]])
         histories[list_id] = [record[k] for k in _HISTORY_KEYS]
+    odd = lifted_odd(records, previous)
     part = marshal.dumps((_cache_header(FORMAT), {**records, "lists": lists,
-                                                  "lifted_odd": lifted_odd(records)}))
+                                                  "lifted_odd": odd}))
     key_part = marshal.dumps(keys)
+    target = snapshot.cache_file
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        snapshot.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(snapshot.cache_file, b"".join(
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Renamed whole, not synced: a cache lost to a power cut is read again
+        # from Git, and its header refuses a torn file.
+        temporary.write_bytes(b"".join(
             (len(part).to_bytes(_LENGTH, "big"), part, len(key_part).to_bytes(_LENGTH, "big"),
              key_part, marshal.dumps(histories))))
-    except (OSError, GitregError, ValueError):
-        pass
+        temporary.replace(target)
+    except (OSError, ValueError):
+        temporary.unlink(missing_ok=True)
 
 
 def read_snapshot(snapshot: Snapshot, *, refresh: bool = False, now: datetime | None = None,
@@ -318,7 +326,7 @@ def read_snapshot(snapshot: Snapshot, *, refresh: bool = False, now: datetime | 
     records["source_name"] = snapshot.name
     if not records["name"]:
         records["name"] = records["registry_name"]
-    store_cached(snapshot, records)
+    store_cached(snapshot, records, previous=cached)
     return records
 
 

@@ -110,6 +110,15 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _quick_digest(*parts: str | Sequence[Any] | None) -> str:
+    """``_digest`` of text, None, numbers and tuples of them, by their repr.
+
+    A rebuild hashes every series page's rows (30,000 in all): as JSON that
+    was a tenth of it. repr is exact for these types.
+    """
+    return hashlib.sha256(repr((TEMPLATE_VERSION, *parts)).encode("utf-8")).hexdigest()
+
+
 def _json_bytes(value: Any) -> bytes:
     return _COMPACT_JSON.encode(value).encode("utf-8")
 
@@ -124,6 +133,7 @@ class _Writer:
         self.report = report
         self.staging = Staging(out)
         self._present: dict[str, set[str]] = {}
+        self._listed: set[str] | None = None
 
     def _exists(self, path: str) -> bool:
         # One listing of each big directory (images/, lists/, ...) instead of a
@@ -132,6 +142,9 @@ class _Writer:
         directory, _, name = path.rpartition("/")
         if directory.count("/") > 1 or directory.startswith("api/series/"):
             return (self.out / path).is_file()
+        return name in self._names(directory)
+
+    def _names(self, directory: str) -> set[str]:
         names = self._present.get(directory)
         if names is None:
             try:
@@ -140,13 +153,17 @@ class _Writer:
             except OSError:
                 names = set()
             self._present[directory] = names
-        return name in names
+        return names
 
     def current(self, pages: dict[str, str]) -> bool:
-        """Whether every page of ``pages`` is on disk as ``pages`` says."""
-        old = self.old
-        return all(old.get(path) == digest and self._exists(path)
-                   for path, digest in pages.items())
+        """Whether every page of a unit the last build made is still on disk.
+
+        Its hashes are the manifest's: the two were committed together.
+        """
+        if self._listed is None:
+            self._listed = {f"{directory}/{name}" for directory in units.DIRECTORIES
+                            for name in self._names(directory)}
+        return self._listed.issuperset(pages)
 
     def keep(self, pages: dict[str, str]) -> None:
         """Pages a rebuild leaves as they are (``current`` said so)."""
@@ -166,13 +183,14 @@ class _Writer:
                            else content)
         self.report.rendered.append(path)
 
-    def finish(self, cache: bytes) -> None:
-        """Stage the manifest and the cache, then commit everything at once."""
+    def finish(self, files: dict[str, bytes], drop: list[str]) -> None:
+        """Stage the manifest and ``files``, then commit everything at once."""
         gone = sorted(set(self.old) - set(self.new))
         self.report.removed.extend(gone)
         self.staging.write(MANIFEST, _json_bytes(self.new))
-        self.staging.write(CACHE, cache)
-        self.staging.commit(gone)
+        for name, data in files.items():
+            self.staging.write(name, data)
+        self.staging.commit(gone + drop)
 
 
 def _read_manifest(out: Path) -> dict[str, str]:
@@ -336,7 +354,8 @@ def build_site(registries: Sequence[dict[str, Any]], out: Path, *, now: str,
     report = BuildReport()
     writer = _Writer(out, _read_manifest(out), report)
     site = _Site(writer, now)
-    cached = units.load(out / CACHE)
+    kept = units.load(out)
+    cached = kept.units
     ranks = units.series_ranks(registries)
     shared = units.shared_pages(registries)
     made: dict[str, dict[str, Any]] = {}
@@ -375,7 +394,7 @@ def build_site(registries: Sequence[dict[str, Any]], out: Path, *, now: str,
                        "list_rows": _markup("".join(item[1] for item in items)),
                        "series": series,
                        "valid_count": sum(1 for r in light if r["status"] == VALID)}))
-    writer.finish(units.dump(made))
+    writer.finish(*units.save(kept, made))
     return report
 
 
@@ -436,9 +455,9 @@ def _series_pages(site: _Site, registries: Sequence[dict[str, Any]],
         ordered = [row for _key, row in sorted(members, key=_first, reverse=True)]
         top = best.get(name)
         key = slug(name)
-        digest = _digest("series", name, [(r["image"], r["status"], r["version"], r["title"],
-                                            r["list"], r["list_title"], r["uri"])
-                                           for r in ordered])
+        digest = _quick_digest("series", name, [
+            (r["image"], r["status"], r["version"], r["title"], r["list"], r["list_title"],
+             r["uri"]) for r in ordered])
         site.html(f"series/{key}.html", digest, "series.html", root="../", name=name,
                   rows=ordered, latest=top)
         site.html(f"series/{key}/latest/index.html", digest, "latest.html", name=name,
@@ -447,7 +466,8 @@ def _series_pages(site: _Site, registries: Sequence[dict[str, Any]],
         # to change, and a rebuild at a later time leaves it (and 2,000 like it).
         # The row's unit inputs stand for the row (the full row is made if written).
         site.json(f"api/series/{key}/latest.json",
-                  _digest("latest", name, top and [top["token"], top["ref"]]),
+                  _quick_digest("latest", name,
+                                None if top is None else (top["token"], *top["ref"])),
                   partial(_latest_json, registries, top, name, now))
 
 
