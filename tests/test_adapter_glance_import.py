@@ -121,7 +121,8 @@ def test_wrong_bytes_at_the_url_never_become_an_active_image(site: GlanceSite,
     site.write_config(cloud=False)
     assert site.sync()["exit_code"] == 0  # the site verified the right bytes
     wrong = os.urandom(len(body) if served == "same size" else len(body) + 4096)
-    site.world.images.serve("/swapped.img", wrong)  # then the URL changed
+    # Then the URL changed; served slowly (about 1 s) so the watch sees the import.
+    site.world.images.serve("/swapped.img", wrong, rate=120000)
     site.write_config(cloud=True)
     with StatusWatch(site.glance, image) as watch:
         report = site.sync()
@@ -273,9 +274,11 @@ def _import_directly(glance: GlanceServer, body: bytes, **props: str) -> dict[st
     while time.monotonic() < deadline:
         image: dict[str, Any] = requests.get(f"{api}/{created['id']}", timeout=30).json()
         done = image["status"] == "active" or image.get("os_glance_failed_import")
-        if done and not image.get("os_glance_import_task"):
-            tasks = requests.get(f"{api}/{created['id']}/tasks", timeout=30).json()["tasks"]
-            image["task_message"] = tasks[-1]["message"] if tasks else ""
+        tasks = requests.get(f"{api}/{created['id']}/tasks", timeout=30).json()["tasks"]
+        # The image is reverted before the task is marked failed: wait for both.
+        ended = bool(tasks) and tasks[-1]["status"] in ("failure", "success")
+        if done and ended and not image.get("os_glance_import_task"):
+            image["task_message"] = tasks[-1]["message"]
             requests.delete(f"{api}/{created['id']}", timeout=30)
             return image
         time.sleep(0.1)

@@ -63,6 +63,7 @@ PLUGIN_REFUSED = "gitreg_verify refused"
 PLUGIN_VERIFIED = "gitreg_import_verified"
 # Polling an import: first after 0.2 s, then 1.5 times longer each time, at most 5 s.
 _POLL_FIRST, _POLL_GROWTH, _POLL_MAX = 0.2, 1.5, 5.0
+_TASK_END_WAIT = 30.0
 # Image fields that are not free-form properties.
 _CORE = frozenset({"id", "name", "status", "visibility", "os_hidden", "tags", "size",
                    "virtual_size", "checksum", "os_hash_algo", "os_hash_value",
@@ -276,14 +277,23 @@ class GlanceBackend(CloudBackend):
             delay = min(delay * _POLL_GROWTH, _POLL_MAX)
 
     def _task_message(self, image_id: str) -> str:
-        """Why the image's last import task failed, in Glance's words."""
-        try:
-            tasks = self._request("GET", f"/v2/images/{image_id}/tasks").json()
-        except (CloudRefusedError, CloudUnreachableError):
-            return "no task message"
-        ordered = sorted(tasks.get("tasks", []), key=lambda t: str(t.get("created_at", "")))
-        message = str(ordered[-1].get("message") or "") if ordered else ""
-        return message.strip().replace("\n", " ")[:300] or "no task message"
+        """Why the image's last import task failed, in Glance's words.
+
+        Glance reverts the image before it marks the task failed and saves its
+        message: wait (briefly) for the task to end.
+        """
+        deadline = time.monotonic() + _TASK_END_WAIT
+        while True:
+            try:
+                tasks = self._request("GET", f"/v2/images/{image_id}/tasks").json()
+            except (CloudRefusedError, CloudUnreachableError):
+                return "no task message"
+            ordered = sorted(tasks.get("tasks", []), key=lambda t: str(t.get("created_at", "")))
+            last = ordered[-1] if ordered else {}
+            if last.get("status") in ("failure", "success") or time.monotonic() > deadline:
+                message = str(last.get("message") or "")
+                return message.strip().replace("\n", " ")[:300] or "no task message"
+            time.sleep(_POLL_FIRST)
 
     def _get(self, image_id: str) -> RemoteImage:
         return _remote(self._request("GET", f"/v2/images/{image_id}").json())
