@@ -136,5 +136,14 @@ def _drop_everything(db: sqlite3.Connection) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    # The migrations are gitreg's own constants: no ';' inside literals.
-    return [s.strip() for s in script.split(";") if s.strip()]
+    # The migrations are gitreg's own constants: no ';' inside literals. A
+    # trigger's body holds ';': a statement ends where SQLite says it is complete.
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements

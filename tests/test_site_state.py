@@ -49,6 +49,30 @@ def test_new_database_has_the_current_schema_in_wal_mode(db: Path) -> None:
     assert mode == "wal"
 
 
+def test_image_fingerprint_changes_with_every_record_write_and_each_fresh_state(
+        db: Path, tmp_path: Path) -> None:
+    with SiteState.open(db) as state:
+        seen = [state.image_fingerprint()]
+        add_image(state)
+        seen.append(state.image_fingerprint())
+        add_image(state)  # the same values written again still count
+        seen.append(state.image_fingerprint())
+        state.mark(IMAGE, "cached", path="/state/cache/" + IMAGE, now=NOW)
+        seen.append(state.image_fingerprint())
+        assert state.forget_image(IMAGE)
+        seen.append(state.image_fingerprint())
+        # Writes outside SiteState (an operator's sqlite3 shell) count too.
+        state._db.execute("INSERT INTO image (uuid, registry, list_uuid, list_version, "
+                          "sha512, size, state, created_at, updated_at) VALUES "
+                          "('x', 'r', 'l', '1', 'ab', 1, 'cached', 't', 't')")
+        seen.append(state.image_fingerprint())
+    assert len(set(seen)) == len(seen)
+    with SiteState.open(db) as state:
+        assert state.image_fingerprint() == seen[-1]
+    with SiteState.open(tmp_path / "afresh" / "state.sqlite") as fresh:
+        assert fresh.image_fingerprint() != seen[0]  # another generation
+
+
 def test_everything_survives_reopening(db: Path) -> None:
     with SiteState.open(db) as state:
         state.advance("fedcloud", "c" * 40, now=NOW)

@@ -111,7 +111,7 @@ def test_site_state_of_version_1_migrates_and_keeps_its_rows(tmp_path: Path) -> 
     _old_file(path, state_module._SCHEMA_V1 + "PRAGMA user_version = 1;", [
         ("INSERT INTO registry VALUES (?, ?, ?)", ("r", COMMIT, "2026-01-01T00:00:00Z"))])
     with SiteState.open(path) as state:
-        assert state.schema_version == state_module.SCHEMA_VERSION == 5
+        assert state.schema_version == state_module.SCHEMA_VERSION == 6
         record = state.registry("r")
         assert record is not None
         assert (record.trusted_commit, record.merge_parents) == (COMMIT, ())
@@ -127,7 +127,7 @@ def test_site_state_of_version_4_calls_a_diverged_remote_forked(tmp_path: Path) 
         ("INSERT INTO remote VALUES (?, ?, ?, ?, ?, ?)",
          ("r", "http://b/r.git", "stale", "", COMMIT, "2026-01-01T00:00:00Z"))])
     with SiteState.open(path) as state:
-        assert state.schema_version == 5
+        assert state.schema_version == 6
         assert [(r.url, r.state, r.detail) for r in state.remotes("r")] == [
             ("http://a/r.git", "forked", "merged"), ("http://b/r.git", "stale", "")]
         assert state.equivocations() == []
@@ -136,6 +136,26 @@ def test_site_state_of_version_4_calls_a_diverged_remote_forked(tmp_path: Path) 
             state.record_remote("r", "http://a/r.git", "diverged")  # type: ignore[arg-type]
     with sqlite3.connect(path) as raw, pytest.raises(sqlite3.IntegrityError):
         raw.execute("UPDATE remote SET state = 'diverged'")
+
+
+def test_site_state_of_version_5_counts_image_writes_from_then_on(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "state.sqlite"
+    script = "".join(state_module._MIGRATIONS[:5]) + "PRAGMA user_version = 5;"
+    _old_file(path, script, [(
+        "INSERT INTO image (uuid, registry, list_uuid, list_version, sha512, size, state, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ("i", "r", "l", "1", "ab" * 64, "1", "cached", "2026-01-01T00:00:00Z",
+         "2026-01-01T00:00:00Z"))])
+    with SiteState.open(path) as state:
+        assert state.schema_version == 6
+        before = state.image_fingerprint()
+        assert [r.uuid for r in state.images_of(lists=["l"])] == ["i"]
+        state.mark("i", "expired", reason="test")
+        assert state.image_fingerprint() == (before[0], before[1] + 1)
+    with sqlite3.connect(path) as raw:
+        names = {str(n) for (n,) in raw.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('index', 'trigger')")}
+    assert {"image_by_list", "image_inserted", "image_updated", "image_deleted"} <= names
 
 
 def test_newer_derived_store_is_emptied_and_rebuilt(tmp_path: Path) -> None:

@@ -176,6 +176,27 @@ CREATE TABLE equivocation (
 );
 """
 
+# Version 6: a sync asks whether any image record changed since it last
+# planned by reading one row, not by scanning every record: triggers count
+# the changes, under a generation drawn when the row is made (a state started
+# afresh never matches an older count). An index by list finds the records
+# of the lists a sync plans from changes.
+_SCHEMA_V6 = """
+CREATE TABLE image_changes (
+    one        INTEGER PRIMARY KEY CHECK (one = 1),
+    generation TEXT NOT NULL,
+    changes    INTEGER NOT NULL
+);
+INSERT INTO image_changes VALUES (1, lower(hex(randomblob(16))), 0);
+CREATE TRIGGER image_inserted AFTER INSERT ON image
+    BEGIN UPDATE image_changes SET changes = changes + 1; END;
+CREATE TRIGGER image_updated AFTER UPDATE ON image
+    BEGIN UPDATE image_changes SET changes = changes + 1; END;
+CREATE TRIGGER image_deleted AFTER DELETE ON image
+    BEGIN UPDATE image_changes SET changes = changes + 1; END;
+CREATE INDEX image_by_list ON image (list_uuid);
+"""
+
 _IMAGE_COLUMNS = ("SELECT uuid, registry, list_uuid, list_version, sha512, size, state, reason, "
                   "path, metadata, vo, created_at, updated_at FROM image")
 _IMAGE_FILTERS = {(False, False): "", (True, False): " WHERE registry = ?",
@@ -183,7 +204,8 @@ _IMAGE_FILTERS = {(False, False): "", (True, False): " WHERE registry = ?",
                   (True, True): " WHERE registry = ? AND state = ?"}
 
 # Index i holds the script that takes the schema from version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5)
+_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5,
+                                 _SCHEMA_V6)
 SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
 SCHEMA_VERSION = SCHEMA.version
 
@@ -510,10 +532,10 @@ class SiteState:
             (json.dumps(sorted(lists)), json.dumps(sorted(uuids))))
         return [_image_record(row) for row in rows]
 
-    def image_fingerprint(self) -> list[tuple[str, int, str]]:
-        """Per state: how many records, and the last change (a sync's records unchanged?)."""
-        return [(str(r[0]), int(r[1]), str(r[2])) for r in self._read(
-            "SELECT state, COUNT(*), MAX(updated_at) FROM image GROUP BY state ORDER BY state")]
+    def image_fingerprint(self) -> tuple[str, int]:
+        """(generation, changes): differs once any image record was written (one row read)."""
+        row = self._read("SELECT generation, changes FROM image_changes")[0]
+        return str(row[0]), int(row[1])
 
     def count_images(self, state: ImageState) -> int:
         return int(self._read("SELECT COUNT(*) FROM image WHERE state = ?", (state,))[0][0])
