@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from gitreg.catalogue.status import VALID, image_status, list_status
+from gitreg.catalogue.status import VALID, expired_attesters, image_status, list_status
 from gitreg.errors import UsageError
 from gitreg.model.versions import version_key
 
@@ -46,9 +46,17 @@ LIFTED = {"dc:identifier": "image", "dc:title": "title", "dc:description": "desc
 _ABSENT = object()
 
 
-def attestation_counts(registry: dict[str, Any], image_id: str) -> dict[str, Any]:
-    """How many attesters said passed / failed about an image, and who."""
+def attestation_counts(registry: dict[str, Any], image_id: str,
+                       now: str | None = None) -> dict[str, Any]:
+    """How many attesters said passed / failed about an image, and who.
+
+    ``now``: count only statements of attesters whose policy entry has not
+    expired at that time (the registry's policy says).
+    """
     found = registry.get("attestations", {}).get(image_id, [])
+    if found and now is not None:
+        gone = expired_attesters(registry, now)
+        found = [a for a in found if a.get("attester") not in gone] if gone else found
     passed = [a for a in found if a.get("result") == "passed"]
     failed = [a for a in found if a.get("result") == "failed"]
     return {"passed": len(passed), "failed": len(failed),
@@ -239,7 +247,7 @@ def _images(registries: Sequence[dict[str, Any]], now: str
 
 
 def _row(registry: dict[str, Any], record: dict[str, Any], image: dict[str, Any],
-         state: tuple[str, str], *, keys: bool) -> dict[str, Any]:
+         state: tuple[str, str], *, keys: bool, now: str | None) -> dict[str, Any]:
     signature = record["signature"]
     row = {
         "registry": registry["registry"], "registry_name": registry["name"],
@@ -256,7 +264,7 @@ def _row(registry: dict[str, Any], record: dict[str, Any], image: dict[str, Any]
         "image_expires": image["expires"],
         "status": state[0], "reason": state[1],
         "endorser": signature.get("endorser"), "signed_by": signature.get("key"),
-        "attestations": attestation_counts(registry, image["id"]),
+        "attestations": attestation_counts(registry, image["id"], now),
     }
     if keys:
         row["keys"] = {**record["keys"], **image["keys"]}
@@ -271,7 +279,7 @@ def _sort(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def rows(registries: Sequence[dict[str, Any]], now: str, *,
          keys: bool = True) -> list[dict[str, Any]]:
     """One row per image of every list, judged at ``now`` (``status.stamp``), sorted."""
-    return _sort([_row(*found, keys=keys) for found in _images(registries, now)])
+    return _sort([_row(*found, keys=keys, now=now) for found in _images(registries, now)])
 
 
 # Versions repeat across images and series (one key per distinct string).
@@ -331,7 +339,7 @@ def search(registries: Sequence[dict[str, Any]], filters: Sequence[Filter], now:
     found.sort(key=_match_order)
     if latest_only:
         found = _latest_matches(found)
-    return [_row(*match, keys=keys) for match in found]
+    return [_row(*match, keys=keys, now=now) for match in found]
 
 
 _Match = tuple[dict[str, Any], dict[str, Any], dict[str, Any], tuple[str, str]]

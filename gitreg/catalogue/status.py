@@ -36,6 +36,7 @@ STATUSES = (VALID, EXPIRED, REVOKED, INERT, POLICY_EXPIRED)
 # Parsed policies by blob id, and verdicts by registry state: (from, until, verdict).
 _POLICIES: dict[str, Policy] = {}
 _VERDICTS: dict[tuple[str, str, str], tuple[str, str | None, StateVerdict]] = {}
+_EXPIRED_ATTESTERS: dict[tuple[str, str], frozenset[str]] = {}
 _KEEP = 64
 
 
@@ -69,6 +70,22 @@ def verdict(registry: dict[str, Any], now: str) -> StateVerdict:
         _VERDICTS.clear()
     until = stamp(found.valid_until) if found.valid_until else None
     _VERDICTS[key] = (now, until, found)
+    return found
+
+
+def expired_attesters(registry: dict[str, Any], now: str) -> frozenset[str]:
+    """The attesters whose policy entry has expired at ``now``: their statements count no more.
+
+    As an endorser whose entry expired leaves its lists inert (``judge_state``).
+    """
+    key = (registry["policy_blob"], now)
+    found = _EXPIRED_ATTESTERS.get(key)
+    if found is None:
+        if len(_EXPIRED_ATTESTERS) >= _KEEP:
+            _EXPIRED_ATTESTERS.clear()
+        found = _EXPIRED_ATTESTERS[key] = frozenset(
+            name for name, attester in _policy(registry).attesters.items()
+            if attester.expires is not None and stamp(attester.expires) <= now)
     return found
 
 

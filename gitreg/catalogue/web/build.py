@@ -407,7 +407,8 @@ def _markup(text: str) -> Any:
 def _list_unit(site: _Site, index: int, registry: dict[str, Any], record: dict[str, Any],
                inputs: tuple[Any, ...]) -> dict[str, Any]:
     """A list's pages (staged where changed), its index rows and its line in the index."""
-    record_digest, (status, reason), head, image_inputs, revoked_inputs = inputs
+    record_digest, (status, reason), head, image_inputs, revoked_inputs, _gone = inputs
+    now = site.common["generated"]
     registry_head = dict(zip(("registry", "name", "policy_expires"), head, strict=True))
     digest = _digest("list", record_digest, status, reason, registry_head)
     token = _digest(inputs)
@@ -425,7 +426,7 @@ def _list_unit(site: _Site, index: int, registry: dict[str, Any], record: dict[s
     found = []
     for position, (image, (state, _found, rank)) in enumerate(
             zip(record["images"], image_inputs, strict=True)):
-        row = units.full_row(registry, record, image, state, rank)
+        row = units.full_row(registry, record, image, state, rank, now=now)
         page(f"images/{image['id']}.html",
              site.image_digest(digest, image, state, row["attestations"]),
              partial(site.image_page, item, image, state, row["attestations"]))
@@ -440,7 +441,7 @@ def _list_unit(site: _Site, index: int, registry: dict[str, Any], record: dict[s
                 "expires": None, "series": None, "uri": None, "description": None,
                 "description_md": None, "keys": {}}
         state = (REVOKED, f"removed from the list in version {gone['version']}")
-        counts = attestation_counts(registry, gone["id"])
+        counts = attestation_counts(registry, gone["id"], now)
         page(f"images/{gone['id']}.html", site.image_digest(digest, stub, state, counts),
              partial(site.image_page, item, stub, state, counts))
     return {"inputs": inputs, "pages": pages, "rows": found,
@@ -455,9 +456,10 @@ def _series_pages(site: _Site, registries: Sequence[dict[str, Any]],
         ordered = [row for _key, row in sorted(members, key=_first, reverse=True)]
         top = best.get(name)
         key = slug(name)
+        # Everything the two pages show of a row (the reason is the badge's title).
         digest = _quick_digest("series", name, [
-            (r["image"], r["status"], r["version"], r["title"], r["list"], r["list_title"],
-             r["uri"]) for r in ordered])
+            (r["image"], r["status"], r["reason"], r["version"], r["title"], r["list"],
+             r["list_title"], r["uri"]) for r in ordered])
         site.html(f"series/{key}.html", digest, "series.html", root="../", name=name,
                   rows=ordered, latest=top)
         site.html(f"series/{key}/latest/index.html", digest, "latest.html", name=name,
@@ -473,4 +475,4 @@ def _series_pages(site: _Site, registries: Sequence[dict[str, Any]],
 
 def _latest_json(registries: Sequence[dict[str, Any]], top: dict[str, Any] | None,
                  name: str, now: str) -> dict[str, Any]:
-    return latest_document(top and units.row_of(registries, top), name, now)
+    return latest_document(top and units.row_of(registries, top, now), name, now)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gitreg.catalogue.search import _row, _version_key
-from gitreg.catalogue.status import image_status, list_status
+from gitreg.catalogue.status import expired_attesters, image_status, list_status
 
 CACHE = ".gitreg-web.cache"
 DELTA = ".gitreg-web.cache-delta"
@@ -152,14 +152,16 @@ def inputs(index: int, registry: dict[str, Any], record: dict[str, Any], now: st
                    for position, image in enumerate(record["images"]))
     revoked = tuple(found.get(gone["id"]) for gone in record["revoked"])
     head = (registry["registry"], registry["name"], registry["policy_expires"])
+    gone = tuple(sorted(expired_attesters(registry, now))) if found else ()
     return (_key(index, registry, list_id),
-            (record.get("digest") or record_digest(record), state, head, images, revoked))
+            (record.get("digest") or record_digest(record), state, head, images, revoked,
+             gone))
 
 
 def full_row(registry: dict[str, Any], record: dict[str, Any], image: dict[str, Any],
-             state: tuple[str, str], rank: int | None) -> dict[str, Any]:
+             state: tuple[str, str], rank: int | None, *, now: str) -> dict[str, Any]:
     """The row ``gitreg search`` gives, with ``series_rank`` for an image of a series."""
-    row = _row(registry, record, image, state, keys=True)
+    row = _row(registry, record, image, state, keys=True, now=now)
     if rank is not None:
         row["series_rank"] = rank
     return row
@@ -174,10 +176,11 @@ def row_entry(row: dict[str, Any], index_json: str, html: str, token: str,
     return [(row["title"] or "", row["version"] or "", row["image"]), index_json, html, light]
 
 
-def row_of(registries: Sequence[dict[str, Any]], light: dict[str, Any]) -> dict[str, Any]:
+def row_of(registries: Sequence[dict[str, Any]], light: dict[str, Any],
+           now: str) -> dict[str, Any]:
     """The full row a light row stands for."""
     index, list_id, position = light["ref"]
     registry = registries[index]
     record = registry["lists"][list_id]
     return full_row(registry, record, record["images"][position],
-                    (light["status"], light["reason"]), light["rank"])
+                    (light["status"], light["reason"]), light["rank"], now=now)
