@@ -272,3 +272,29 @@ def test_an_interrupted_rebuild_leaves_the_old_or_the_new_catalogue(
         assert not (out / staging.STAGING).exists()
         build_site([registry], out, now=now)
         assert _tree(out) == new, f"seed {seed}, trial {trial}: the next build"
+
+
+def test_a_page_two_lists_made_is_made_again_when_the_later_list_goes(
+        base: tuple[dict[str, Any], str], tmp_path: Path) -> None:
+    """Both lists name a revoked image; the later one's page must not outlive it."""
+    registry = copy.deepcopy(base[0])
+    now = base[1]
+    first = next(iter(registry["lists"].values()))
+    first["revoked"] = [*first["revoked"], {
+        "id": "0b5a9a3e-1111-4c1e-9d9e-000000000001", "title": "Old", "version": "1",
+        "commit": "0" * 40, "time": now}]
+    _touch(first, random.Random(1))
+    later = copy.deepcopy(first)
+    later["id"] = "0b5a9a3e-2222-4c1e-9d9e-000000000002"
+    later["title"] = "Zeta"
+    later["images"] = []
+    _touch(later, random.Random(2))
+    registry["lists"][later["id"]] = later
+    out = tmp_path / "inc"
+    build_site([registry], out, now=now)
+    del registry["lists"][later["id"]]
+    _fresh_head(registry, random.Random(3))
+    build_site([registry], out, now=now)
+    full = tmp_path / "full"
+    build_site([registry], full, now=now)
+    assert _tree(out) == _tree(full)

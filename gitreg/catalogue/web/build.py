@@ -156,14 +156,17 @@ class _Writer:
         return names
 
     def current(self, pages: dict[str, str]) -> bool:
-        """Whether every page of a unit the last build made is still on disk.
+        """Whether every page of a unit the last build made is still on disk, as it made it.
 
-        Its hashes are the manifest's: the two were committed together.
+        The manifest holds the last maker's hash of each page: a page another
+        list made after this one (an image in both) is not this unit's any more.
         """
         if self._listed is None:
             self._listed = {f"{directory}/{name}" for directory in units.DIRECTORIES
                             for name in self._names(directory)}
-        return self._listed.issuperset(pages)
+        old = self.old
+        return self._listed.issuperset(pages) and all(
+            old.get(path) == digest for path, digest in pages.items())
 
     def keep(self, pages: dict[str, str]) -> None:
         """Pages a rebuild leaves as they are (``current`` said so)."""
