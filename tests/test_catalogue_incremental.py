@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,22 @@ def _world(base: tuple[dict[str, Any], str], rng: random.Random) -> dict[str, An
     return registry
 
 
+def _seeded(base: tuple[dict[str, Any], str]) -> tuple[int, random.Random, str]:
+    """The seed (printed), its generator and the base's reference time."""
+    seed = _seed()
+    return seed, random.Random(seed), base[1]
+
+
+def _built_worlds(base: tuple[dict[str, Any], str], rng: random.Random, where: Path,
+                  trials: int) -> Iterator[tuple[int, dict[str, Any], Path]]:
+    """``trials`` random registries, each with its catalogue built once in ``where<n>``."""
+    for trial in range(trials):
+        registry = _world(base, rng)
+        out = where.parent / f"{where.name}{trial}"
+        build_site([registry], out, now=base[1])
+        yield trial, registry, out
+
+
 def _fresh_head(registry: dict[str, Any], rng: random.Random) -> None:
     # The trust core's verdict is kept per registry state: a changed state is a new head.
     registry["head"] = f"{rng.getrandbits(160):040x}"
@@ -147,13 +163,8 @@ def test_incremental_build_equals_a_full_build(base: tuple[dict[str, Any], str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """With a delta of the kept units after each build, and with a new base each time."""
     monkeypatch.setattr(units, "DELTA_MIN", delta_min)
-    seed = _seed()
-    rng = random.Random(seed)
-    now = base[1]
-    for trial in range(12):
-        registry = _world(base, rng)
-        out = tmp_path / f"inc{trial}"
-        build_site([registry], out, now=now)
+    seed, rng, now = _seeded(base)
+    for trial, registry, out in _built_worlds(base, rng, tmp_path / "inc", 12):
         for step in range(3):
             kinds = [_mutate(registry, now, rng) for _ in range(rng.randrange(1, 4))]
             _fresh_head(registry, rng)
@@ -237,13 +248,8 @@ def _interrupting(monkeypatch: pytest.MonkeyPatch, target: Any, name: str,
 @pytest.mark.parametrize("where", ["staging", "commit"])
 def test_an_interrupted_rebuild_leaves_the_old_or_the_new_catalogue(
         base: tuple[dict[str, Any], str], tmp_path: Path, where: str) -> None:
-    seed = _seed()
-    rng = random.Random(seed)
-    now = base[1]
-    for trial in range(6):
-        registry = _world(base, rng)
-        out = tmp_path / f"site{trial}"
-        build_site([registry], out, now=now)
+    seed, rng, now = _seeded(base)
+    for trial, registry, out in _built_worlds(base, rng, tmp_path / "site", 6):
         old = _tree(out)
         for _ in range(3):
             _mutate(registry, now, rng)

@@ -104,13 +104,7 @@ class Filter:
             value = image["id"]
         else:
             value = image[key]  # series
-        if value is None:
-            return False
-        text = _text(value)
-        if self.kind == "equals":
-            return text == self.value
-        assert self.pattern is not None
-        return self.pattern.search(text) is not None
+        return self._holds(value)
 
     def matches(self, row: Mapping[str, Any]) -> bool:
         if self.kind == "word":
@@ -118,6 +112,10 @@ class Filter:
             return any(needle in str(row.get(c) or "").lower() for c in _WORD_COLUMNS)
         value = (key_value(row, self.key) if ":" in self.key
                  else row.get(_FIELD_COLUMN[self.key]))
+        return self._holds(value)
+
+    def _holds(self, value: Any) -> bool:
+        """Whether a key's value passes this (equals or regex) filter; none never does."""
         if value is None:
             return False
         text = _text(value)
