@@ -224,3 +224,26 @@ def test_concurrent_statements_merge_to_the_latest_per_attester(world: World,
     (row,) = json.loads(found.stdout)["results"]
     assert (row["attestations"]["passed"], row["attestations"]["failed"]) == (0, 2)
     assert j.cached() == {world.image_id}
+
+
+def test_site_available_counts_an_attester_only_until_its_entry_expires(world: World) -> None:
+    """As `gitreg search` and the web catalogue do (tests/test_catalogue_attesters.py)."""
+    from gitreg.model.dates import format_date
+    from gitreg.site.available import available
+    from gitreg.site.config import load_config
+
+    j = world.j
+    world.attest(world.statement(), move=True)
+    until = NOW + timedelta(hours=1)
+    j.sim.change_policy(lambda p: edited(p, lambda raw: raw["attesters"]["site-a"].update(
+        {"expires": format_date(until)})))
+    assert j.sync(NOW).exit_code == 0
+    assert j.trusted() == j.sim.head
+
+    def counts(at: datetime) -> tuple[int, int]:
+        (offer,) = available(load_config(Path(j.site)), now=at)
+        (image,) = offer.lists[0]["images"]
+        return image["attestations"]["passed"], image["attestations"]["failed"]
+
+    assert counts(NOW) == (1, 0)
+    assert counts(until + timedelta(seconds=1)) == (0, 0)
