@@ -448,6 +448,13 @@ def test_image_uuid_already_used_by_another_list(world: World) -> None:
     assert b.image_a in stderr
 
 
+def test_image_uuid_of_another_list_in_upper_case(world: World) -> None:
+    """Sites and statements name an image in lower case: the case makes no other image."""
+    b = world.base
+    oid = world.sim.publish(b.bob, {b.list_b: [b.image_b, b.image_a.upper()]}, move=False)
+    world.assert_rejected(oid, "image-unique", path=layout.list_path(b.list_b))
+
+
 def test_list_deleted_instead_of_decommissioned(world: World) -> None:
     b = world.base
     oid = world.sim.commit({layout.list_path(b.list_a): None, layout.sig_path(b.list_a): None},

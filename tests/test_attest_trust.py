@@ -247,3 +247,22 @@ def test_site_available_counts_an_attester_only_until_its_entry_expires(world: W
 
     assert counts(NOW) == (1, 0)
     assert counts(until + timedelta(seconds=1)) == (0, 0)
+
+
+def test_an_image_listed_with_an_upper_case_uuid_is_attested_by_its_lower_case_one(
+        world: World) -> None:
+    """A list may write a UUID in either case; a statement names it in lower case."""
+    j = world.j
+    other = j.image("alma-10")
+    other["dc:identifier"] = str(other["dc:identifier"]).upper()
+    published = j.publish(j.alice, j.list_a, [world.image, other])
+    j.hook_accepts(published)
+    lower = str(other["dc:identifier"]).lower()
+    statement = world.statement(image=lower, sha512=str(other["sl:checksum:sha512"]))
+    accepted = world.attest(statement, image=lower, move=True)
+    j.hook_accepts(accepted)
+    assert j.verify().returncode == 0
+    report = j.sync(NOW)
+    assert report.exit_code == 0
+    assert j.trusted() == accepted
+    assert j.cached() == {world.image_id, lower}

@@ -48,6 +48,8 @@ RULES_DIGESTS = {
     11: "2fdb29560f22ea1405bfe7e48dac416e4f8bb3a838f2ca0a9b06f2be652beb7a",
     # The key digest of a cached verdict is computed once per policy (same value).
     12: "25be167adb67ac61b6dc1f7739046ad647d4439e5f5304ef9a80a947dd3e4075",
+    # List facts keep image UUIDs in lower case: attested and unique whatever their case.
+    13: "8b99c379a2601961c3c7981711c533e12b2fa2e89a5cb59d454c36f53960c041",
 }
 
 

@@ -114,11 +114,14 @@ def parse(data: bytes, *, commit: str, path: str, max_size: int) -> Attestation:
 
 
 def image_digest(list_data: bytes, image: str, *, source: str, max_size: int) -> str | None:
-    """The ``sl:checksum:sha512`` of ``image`` in a list's bytes (lower-case), if it is there."""
+    """The ``sl:checksum:sha512`` (lower-case) of ``image`` (a lower-case UUID) in a list's bytes.
+
+    A list may write the UUID in either case.
+    """
     from gitreg.model.imagelist import parse_imagelist
 
     for found in parse_imagelist(list_data, source=source, max_size=max_size).images:
-        if found.identifier == image:
+        if found.identifier.lower() == image:
             return found.sha512.lower()
     return None
 

@@ -35,7 +35,8 @@ def list_facts(data: bytes, *, source: str, max_size: int) -> ListFacts:
         version=imagelist.version,
         created=imagelist.created,
         expires=imagelist.expires,
-        images=tuple(image.identifier for image in imagelist.images),
+        # Lower-case, as sites and statements name images: one image whatever its case.
+        images=tuple(image.identifier.lower() for image in imagelist.images),
         endorser_dn=imagelist.endorser_dn,
         endorser_ca=imagelist.endorser_ca,
     )
