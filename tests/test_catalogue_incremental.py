@@ -12,7 +12,6 @@ new one.
 from __future__ import annotations
 
 import copy
-import os
 import random
 import shutil
 import uuid
@@ -28,6 +27,7 @@ from gitreg.catalogue.status import stamp
 from gitreg.catalogue.web import staging, units
 from gitreg.catalogue.web.build import build_site
 from tests.catalogue_world import standard_world
+from tests.seeds import seeded
 
 _INTERNAL = (units.CACHE, units.DELTA, staging.STAGING, staging.JOURNAL)
 
@@ -44,9 +44,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]
 
 
 def _seed() -> int:
-    seed = int(os.environ.get("GITREG_TEST_SEED", random.randrange(1 << 30)))
-    print(f"seed {seed}")
-    return seed
+    return seeded()[0]
 
 
 def _tree(out: Path) -> dict[str, bytes]:

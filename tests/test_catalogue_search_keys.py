@@ -10,12 +10,12 @@ kept where the column would answer otherwise. Seeded (the seed is printed;
 from __future__ import annotations
 
 import copy
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 from gitreg.catalogue.search import LIFTED, lifted_odd, needs_keys, parse_filters, search
+from tests.seeds import seeded
 
 _VALUES: list[Any] = ["x86_64", "1024", 1024, None, True, 1, "", "a", "A", "9.4"]
 _TEXTS = [v for v in _VALUES if v is None or isinstance(v, str)]
@@ -59,9 +59,7 @@ def _lean(registry: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_lifted_key_filters_need_no_keys() -> None:
-    seed = int(os.environ.get("GITREG_TEST_SEED", random.randrange(1 << 30)))
-    print(f"seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded()
     for _ in range(300):
         registry = _registry(rng)
         lean = _lean(registry)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import OrderedDict
 from typing import Any
 
 from gitreg.cli.output import dumps_indented
+from tests.seeds import seeded
 
 _CHARS = 'ab"\\\n\t\u00e9\u2028\x00\x7f\U0001f600 /<'
 
@@ -34,9 +34,7 @@ def _value(rng: random.Random, depth: int) -> Any:
 
 
 def test_same_text_as_the_json_module() -> None:
-    seed = int(os.environ.get("GITREG_TEST_SEED", random.randrange(1 << 30)))
-    print(f"seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded()
     for _ in range(2000):
         value = _value(rng, 0)
         expected = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)

@@ -12,7 +12,6 @@ between two syncs.
 
 from __future__ import annotations
 
-import os
 import random
 import uuid
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from gitreg.site.list_index import ListIndex
 from gitreg.verify import layout
 from gitreg.verify.source import Entry
 from gitreg.verify.state import StateVerdict, judge_state, judge_state_since
+from tests.seeds import seeded
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 KEYS = [f"key-{i}" for i in range(6)]
@@ -80,9 +80,7 @@ def _changed(rng: random.Random, state: dict[str, tuple[str, str | None]]
 
 
 def test_the_carried_verdict_equals_the_full_one_on_random_changes(tmp_path: Path) -> None:
-    seed = int(os.environ.get("GITREG_TEST_SEED", "20261202"))
-    print(f"seed {seed} (GITREG_TEST_SEED to replay)")
-    rng = random.Random(seed)
+    seed, rng = seeded(20261202)
     carried = declined = 0
     for trial in range(150):
         policy = cast(Policy, _Policy(rng))

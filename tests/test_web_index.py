@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ from gitreg.catalogue.sources import read_snapshot, snapshots
 from gitreg.catalogue.status import stamp
 from gitreg.catalogue.web.build import build_site
 from tests.catalogue_world import standard_world
+from tests.seeds import seeded
 
 APP_JS = Path(__file__).resolve().parents[1] / "gitreg/catalogue/web/static/app.js"
 
@@ -56,9 +56,7 @@ def _random_row(rng: random.Random) -> dict[str, Any]:
 
 
 def test_compact_keys_keep_what_key_value_reads() -> None:
-    seed = int(os.environ.get("GITREG_TEST_SEED", random.randrange(1 << 30)))
-    print(f"seed {seed}")
-    rng = random.Random(seed)
+    seed, rng = seeded()
     for _ in range(3000):
         row = _random_row(rng)
         compact = {**row, "keys": compact_keys(row)}
@@ -73,8 +71,7 @@ def test_index_rows_escape_as_the_templates_do() -> None:
 
     from gitreg.catalogue.web.build import _h
 
-    seed = int(os.environ.get("GITREG_TEST_SEED", random.randrange(1 << 30)))
-    rng = random.Random(seed)
+    seed, rng = seeded()
     for _ in range(2000):
         text = "".join(rng.choice("&<>'\"a é\n;#") for _ in range(rng.randrange(8)))
         assert _h(text) == str(escape(text)), f"seed {seed}: {text!r}"
