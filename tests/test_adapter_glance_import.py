@@ -271,6 +271,7 @@ def _import_directly(glance: GlanceServer, body: bytes, **props: str) -> dict[st
                             json={"method": {"name": "glance-direct"}})
     assert started.status_code == 202, started.text
     deadline = time.monotonic() + 120
+    seen: tuple[Any, ...] = ()
     while time.monotonic() < deadline:
         image: dict[str, Any] = requests.get(f"{api}/{created['id']}", timeout=30).json()
         done = image["status"] == "active" or image.get("os_glance_failed_import")
@@ -281,8 +282,13 @@ def _import_directly(glance: GlanceServer, body: bytes, **props: str) -> dict[st
             image["task_message"] = tasks[-1]["message"]
             requests.delete(f"{api}/{created['id']}", timeout=30)
             return image
+        seen = (image["status"], image.get("os_glance_failed_import"),
+                image.get("os_glance_import_task"),
+                [(t["status"], t["message"]) for t in tasks])
         time.sleep(0.1)
-    raise AssertionError(f"import of {created['id']} did not end")
+    # What Glance last said (image status, failed stores, task lock, tasks) tells a
+    # hung task from a lock left behind.
+    raise AssertionError(f"import of {created['id']} did not end: {seen}; see {glance.log}")
 
 
 def test_the_plugin_refuses_staged_bytes_on_glance_direct_and_leaves_other_images_alone(
