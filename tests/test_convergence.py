@@ -161,7 +161,7 @@ class Schedule:
             verdict = judge_head(self.world.store, verifier, party.head, head)
             if verdict.valid or verdict.verdict == "stale":
                 valid.append(head)
-        choice = choose(self.world.store, verifier, party.head, valid, provisional=provisional)
+        choice = choose(self.world.store, verifier, party.head, valid)
         if not self.quiet and self.rng.random() < KILL:
             # Killed after writing the merge commit, before moving: nothing moves.
             self.log.append("  (killed before moving its state)")
@@ -260,21 +260,20 @@ def test_replicas_that_merged_different_views_never_merge_their_merges(world: Wo
     for head in (a, b, c):
         verifier.verify_range(world.base, head)
     # Replicas: main is public (provisional=False), covered merges give way.
-    on_c = choose(store, verifier, c, [a, b], provisional=False)
-    on_a = choose(store, verifier, a, [b], provisional=False)
+    on_c = choose(store, verifier, c, [a, b])
+    on_a = choose(store, verifier, a, [b])
     assert on_c.merged and on_a.merged and on_c.target != on_a.target
     assert on_c.target is not None and on_a.target is not None
 
     # Replica B sees both merges: it takes the one holding everything, no new merge.
-    on_b = choose(store, verifier, b, [on_a.target, on_c.target], provisional=False)
+    on_b = choose(store, verifier, b, [on_a.target, on_c.target])
     assert (on_b.target, on_b.merged) == (on_c.target, False)
     # Replica A's own merge gives way too: C's merge holds all its parents.
-    again = choose(store, verifier, on_a.target, [on_c.target, b], provisional=False)
+    again = choose(store, verifier, on_a.target, [on_c.target, b])
     assert (again.target, again.merged) == (on_c.target, False)
     # An endorser pushing to replica A (forward-only) must still merge them: the
     # replica's main has to be an ancestor of what is pushed.
-    forward = choose(store, verifier, a, [on_a.target, on_c.target], provisional=False,
-                     covered=False)
+    forward = choose(store, verifier, a, [on_a.target, on_c.target], covered=False)
     assert forward.merged and forward.parents == tuple(sorted([on_a.target, on_c.target]))
 
 
@@ -294,12 +293,12 @@ def test_an_endorsers_merge_gives_way_so_a_round_makes_one_merge(world: World) -
     verifier = Verifier(store, MemoryCache(), context=VerifyContext.for_site(sim.clock))
     for head in (r, c0, c1):
         verifier.verify_range(world.base, head)
-    m0 = choose(store, verifier, c0, [r], provisional=False, covered=False).target
+    m0 = choose(store, verifier, c0, [r], covered=False).target
     assert m0 is not None and store.commit(m0).parents == tuple(sorted([c0, r]))
 
     # Both replicas end on the one merge of the two signed commits, not merge(m0, c1).
-    on_a = choose(store, verifier, m0, [c1, r], provisional=False)
-    on_b = choose(store, verifier, c1, [m0, r], provisional=False)
+    on_a = choose(store, verifier, m0, [c1, r])
+    on_b = choose(store, verifier, c1, [m0, r])
     assert on_a.merged and on_a.target == on_b.target and on_a.parents == tuple(sorted([c0, c1]))
     x = on_a.target
     assert x is not None and not store.is_descendant(x, m0)
@@ -309,14 +308,14 @@ def test_an_endorsers_merge_gives_way_so_a_round_makes_one_merge(world: World) -
         path = next(p for p in _tree(store, commit) if world.lists[n] in p)
         assert tree[path] == _tree(store, commit)[path]
     # Converged: nothing moves and no merge is built again.
-    assert choose(store, verifier, x, [x, r], provisional=False) == \
+    assert choose(store, verifier, x, [x, r]) == \
         Choice(target=x, maximal=(x,))
     # The old outcome, a merge of the endorser's merge, gives way to x too (one
     # party alone on it builds x again); a site that held m0 moves to x.
-    n = choose(store, verifier, c1, [m0], provisional=False, covered=False).target
+    n = choose(store, verifier, c1, [m0], covered=False).target
     assert n is not None and n != x
-    assert choose(store, verifier, n, [x], provisional=False).target == x
-    assert choose(store, verifier, n, [], provisional=False).target == x
+    assert choose(store, verifier, n, [x]).target == x
+    assert choose(store, verifier, n, []).target == x
     assert choose(store, verifier, m0, [x]).target == x
 
 

@@ -83,9 +83,7 @@ def expired_attesters(registry: dict[str, Any], now: str) -> frozenset[str]:
     if found is None:
         if len(_EXPIRED_ATTESTERS) >= _KEEP:
             _EXPIRED_ATTESTERS.clear()
-        found = _EXPIRED_ATTESTERS[key] = frozenset(
-            name for name, attester in _policy(registry).attesters.items()
-            if attester.expires is not None and stamp(attester.expires) <= now)
+        found = _EXPIRED_ATTESTERS[key] = _policy(registry).expired_attesters(parse_date(now))
     return found
 
 

@@ -21,7 +21,7 @@ writes the same commit id.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -146,8 +146,7 @@ def merged_heads(store: RegistryStore, choice: Choice, heads: Sequence[str], *,
 
 
 def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
-           heads: Iterable[str], *, provisional: bool = True,
-           covered: bool = True) -> Choice:
+           heads: Iterable[str], *, covered: bool = True) -> Choice:
     """The newest state made of ``trusted`` and ``heads``; merge if they diverged.
 
     ``heads``: every fetched head that is not invalid, stale ones included.
@@ -165,8 +164,7 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
 
     ``covered=False`` (an endorser's ``publish --push``): what it pushes must
     descend from the replica's ``main``, so every maximal head is merged as
-    it is. ``provisional`` then says whether ``trusted`` is this party's own
-    view, a merge in it that no head contains giving way to its parents.
+    it is.
     """
     valid = sorted(set(heads))
     if covered:
@@ -174,13 +172,9 @@ def choose(store: RegistryStore, verifier: Verifier, trusted: str | None,
         return _choose_canonical(store, verifier, offered)
     candidates = set(valid)
     if trusted is not None:
-        # A provisional merge that no head contains gives way to its parents
-        # even when it contains every head: it holds nothing they lack, and
-        # keeping it would leave this party on a commit nobody else has.
-        expanded = _expand(store, trusted, valid) if provisional else {trusted}
-        if expanded == {trusted} and all(store.is_descendant(trusted, h) for h in valid):
+        if all(store.is_descendant(trusted, h) for h in valid):
             return Choice(target=trusted, maximal=(trusted,))
-        candidates |= expanded
+        candidates.add(trusted)
     maximal = maximal_heads(store, candidates)
     if not maximal:
         return Choice(target=None)
@@ -215,19 +209,7 @@ def signed_tips(store: RegistryStore, commits: Iterable[str]) -> set[str]:
     commits, and the newest of them (those at the end of a chain of merges)
     determine it.
     """
-    found: set[str] = set()
-    todo, seen = list(commits), set()
-    while todo:
-        oid = todo.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        parents = store.commit(oid).parents
-        if len(parents) > 1:
-            todo.extend(parents)
-        else:
-            found.add(oid)
-    return found
+    return _leaves(store, commits, lambda merge: True)
 
 
 def holds(store: RegistryStore, state: str, head: str) -> bool:
@@ -243,15 +225,22 @@ def holds(store: RegistryStore, state: str, head: str) -> bool:
 
 def _expand(store: RegistryStore, commit: str, heads: Sequence[str]) -> set[str]:
     """``commit``, or, if it is a merge no head contains, the leaves of its merges."""
+    return _leaves(store, [commit],
+                   lambda merge: not any(store.is_descendant(h, merge) for h in heads))
+
+
+def _leaves(store: RegistryStore, commits: Iterable[str],
+            through: Callable[[str], bool]) -> set[str]:
+    """What ``commits`` reach by going through the merges ``through`` accepts."""
     found: set[str] = set()
-    todo, seen = [commit], set()
+    todo, seen = list(commits), set()
     while todo:
         oid = todo.pop()
         if oid in seen:
             continue
         seen.add(oid)
         parents = store.commit(oid).parents
-        if len(parents) > 1 and not any(store.is_descendant(h, oid) for h in heads):
+        if len(parents) > 1 and through(oid):
             todo.extend(parents)
         else:
             found.add(oid)

@@ -570,6 +570,11 @@ class Policy:
             return False
         return endorser.expires is None or now < endorser.expires
 
+    def expired_attesters(self, at: datetime) -> frozenset[str]:
+        """The attesters whose entry has expired at ``at``: their statements count no more."""
+        return frozenset(name for name, attester in self._attesters.items()
+                         if attester.expires is not None and attester.expires <= at)
+
     # authorisation
 
     def endorsers_for_path(self, path: str) -> frozenset[str]:

@@ -152,7 +152,7 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
                                  f"successor of your main: {verdict.detail}; not merged. "
                                  "Tell the replica's operator; the other replicas have "
                                  "your commit")
-        choice = choose(copy.store, verifier, local, [head], provisional=False, covered=False)
+        choice = choose(copy.store, verifier, local, [head], covered=False)
     finally:
         cache.close()
     target = choice.target

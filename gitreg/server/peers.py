@@ -153,7 +153,7 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
             report.peers = judged.outcomes
             # main moves forward, or off a merge no signed commit builds on
             # (docs/format.md, "Replication"): one merge a round, no merges of merges.
-            choice = choose(store, verifier, before, judged.heads, provisional=False)
+            choice = choose(store, verifier, before, judged.heads)
         finally:
             cache.close()
         report.merged = choice.merged

@@ -96,7 +96,6 @@ def _attestations(store: RegistryStore, commit: str, entries: list[Entry],
     found = read_attestations(store, policy, cache, head=commit,
                               entries={e.path: e for e in entries}, at=now)
     # As in search and the web catalogue: an expired attester's statements count no more.
-    gone = {name for name, attester in policy.attesters.items()
-            if attester.expires is not None and attester.expires <= now}
+    gone = policy.expired_attesters(now)
     return {image: [a for a in said if a.get("attester") not in gone]
             for image, said in found["by_image"].items()}
