@@ -127,7 +127,8 @@ def time_verify(history: History) -> Timing:
 
 
 # One whole process verifying a history with the pre-verification pool of
-# ``mode``: how `gitreg verify` would run with each (it uses threads).
+# ``mode``: how `gitreg verify` would run with each (it uses forked processes,
+# gitreg/cli/verify_run.py).
 _POOL_RUN = """
 import multiprocessing, os, sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor

@@ -7,16 +7,13 @@ CLI runs as a real subprocess.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from gitreg.cli.site_sync import SyncArguments, plain_sync_arguments
 from gitreg.model.policy import fingerprint
-from tests.fixtures.env import RunCli
+from tests.fixtures.env import RunCli, run_main
 from tests.registry_simulator import RegistrySimulator, new_id, ssh_signer
 from tests.site_registry import site_toml
 
@@ -65,23 +62,9 @@ def test_plain_sync_runs_without_typer_rich_or_http(site_config: Path,
                                                     run_cli: RunCli) -> None:
     first = run_cli(["site", "sync", "--config", site_config])
     assert first.returncode == 0, first.stderr
-    program = textwrap.dedent(f"""
-        import json, sys
-        from gitreg.cli import main
-        sys.argv = ["gitreg", *sys.argv[1:]]
-        try:
-            main.run()
-        except SystemExit as exc:
-            code = exc.code
-        loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
-        print(json.dumps({{"code": code, "loaded": loaded}}))
-    """)
-    done = subprocess.run([sys.executable, "-c", program, "site", "sync", "--config",
-                           str(site_config)], capture_output=True, text=True, check=False,
-                          timeout=60)
+    done = run_main(["site", "sync", "--config", site_config], watched=HEAVY)
 
-    result = json.loads(done.stdout.splitlines()[-1])
-    assert result == {"code": 0, "loaded": []}, done.stderr
+    assert (done.code, done.loaded) == (0, []), done.stderr
     # Off a terminal the messages are plain text, as rich would have written them.
     assert done.stderr.splitlines()[-1].startswith("OK: sync: 0 downloaded")
     assert "\x1b[" not in done.stderr

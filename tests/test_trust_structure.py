@@ -50,6 +50,8 @@ RULES_DIGESTS = {
     12: "25be167adb67ac61b6dc1f7739046ad647d4439e5f5304ef9a80a947dd3e4075",
     # List facts keep image UUIDs in lower case: attested and unique whatever their case.
     13: "8b99c379a2601961c3c7981711c533e12b2fa2e89a5cb59d454c36f53960c041",
+    # A list's signature blob is read only when no cached verdict answers (same verdicts).
+    14: "95ee51fdeb8647a34f52018f6146f4bf5d3f3d7876c8635fbb2669b2503d6620",
 }
 
 

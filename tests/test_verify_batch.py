@@ -7,17 +7,19 @@ from __future__ import annotations
 import multiprocessing
 import random
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
 import pytest
 
+from gitreg.cli.verify_run import PreverificationPool
 from gitreg.errors import PolicyViolationError
+from gitreg.gitstore.store import RegistryStore
 from gitreg.model.dates import utcnow
 from gitreg.signing import ssh
-from gitreg.verify import layout
+from gitreg.verify import batch, layout
 from gitreg.verify.batch import Preverifier
 from gitreg.verify.cache import MemoryCache
 from gitreg.verify.context import VerifyContext
@@ -41,10 +43,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[RegistrySimulato
 
 
 @contextmanager
-def executor(kind: str) -> Iterator[Executor]:
+def executor(kind: str) -> Iterator[batch.Executor]:
     if kind == "threads":
         with ThreadPoolExecutor(max_workers=2) as pool:
             yield pool
+    elif kind == "cli":
+        # What `gitreg verify` runs on: forked workers, here even for a few lists.
+        with PreverificationPool(workers=2, in_process_jobs=0) as cli_pool:
+            yield cli_pool
     else:
         with ProcessPoolExecutor(max_workers=2,
                                  mp_context=multiprocessing.get_context("fork")) as pool:
@@ -81,7 +87,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return seen
 
 
-@pytest.mark.parametrize("kind", ["threads", "processes"])
+@pytest.mark.parametrize("kind", ["threads", "processes", "cli"])
 def test_preverification_fills_the_cache_the_walk_then_uses(
         registry: tuple[RegistrySimulator, list[str]], kind: str) -> None:
     sim, ids = registry
@@ -108,6 +114,26 @@ def test_each_ssh_list_signature_is_parsed_once(
     assert len(seen) == len(set(seen)) == LISTS + 1 + 4 + 2
 
 
+def test_each_list_and_signature_blob_is_read_once(
+        registry: tuple[RegistrySimulator, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    sim, _ = registry
+    reads: list[str] = []
+    original = RegistryStore.read_blob
+
+    def counting(store: RegistryStore, oid: str, max_size: int) -> bytes:
+        reads.append(str(oid))
+        return original(store, oid, max_size)
+
+    monkeypatch.setattr(RegistryStore, "read_blob", counting)
+    assert len(_verdict(sim, sim.head, "threads")) == 4
+    published = {entry.oid for commit in sim.store.commits_between(None, sim.head)
+                 for entry in sim.store.entries(sim.store.commit_info(commit).tree)
+                 if entry.path.startswith("imagelists/")}
+    # Pre-verification reads each once; the walk finds its verdicts cached.
+    read = [oid for oid in reads if oid in published]
+    assert sorted(read) == sorted(published)
+
+
 def _tampered(sim: RegistrySimulator, ids: list[str], rng: random.Random, how: str) -> str:
     """A commit on top of ``sim`` with one list's bytes or signature spoiled."""
     target = rng.choice(ids)
@@ -126,7 +152,7 @@ def _tampered(sim: RegistrySimulator, ids: list[str], rng: random.Random, how: s
     return sim.commit(changes, ALICE, message=f"tamper {how}", move=False)
 
 
-@pytest.mark.parametrize("kind", ["threads", "processes"])
+@pytest.mark.parametrize("kind", ["threads", "processes", "cli"])
 def test_tampered_lists_get_the_same_verdict_with_and_without_preverification(
         registry: tuple[RegistrySimulator, list[str]], kind: str) -> None:
     sim, ids = registry

@@ -90,18 +90,22 @@ def _verbose() -> bool:
     return os.environ.get("GITREG_VERBOSE") == "1" or "--verbose" in sys.argv or "-v" in sys.argv
 
 
+def _run_plain(argv: list[str]) -> None:
+    """Run a plain ``site sync``, ``search`` or ``verify`` line without typer, and exit."""
+    from gitreg.cli import search_run, site_sync, verify_run
+
+    if (sync := site_sync.plain_sync_arguments(argv)) is not None:
+        sys.exit(site_sync.run_plain(sync))
+    if (search := search_run.plain_search_arguments(argv)) is not None:
+        sys.exit(search_run.run_plain(search))
+    if (verification := verify_run.plain_verify_arguments(argv)) is not None:
+        sys.exit(verify_run.run_plain(verification))
+
+
 def run() -> None:
     """Console-script entry point: every error becomes a message and an exit code."""
-    from gitreg.cli import search_run
-    from gitreg.cli.site_sync import plain_sync_arguments, run_plain
-
-    plain_sync = plain_sync_arguments(sys.argv[1:])
-    plain_search = search_run.plain_search_arguments(sys.argv[1:])
     try:
-        if plain_sync is not None:
-            sys.exit(run_plain(plain_sync))
-        if plain_search is not None:
-            sys.exit(search_run.run_plain(plain_search))
+        _run_plain(sys.argv[1:])
         # standalone mode: typer/click turn usage errors into exit 2 themselves.
         _app()()
     except GitregError as exc:

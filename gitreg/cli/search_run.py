@@ -36,43 +36,18 @@ class SearchArguments:
 
 def plain_search_arguments(argv: Sequence[str]) -> SearchArguments | None:
     """The arguments of a plain ``[--verbose] search ...`` line, else None."""
-    args = list(argv)
-    verbose = bool(args) and args[0] in ("--verbose", "-v")
-    if verbose:
-        args.pop(0)
-    if args[:1] != ["search"]:
+    from gitreg.cli.plain_line import parse_plain_line
+
+    line = parse_plain_line(argv, ("search",),
+                            options={"--registry": "registry", "-r": "registry", "--at": "at"},
+                            flags=_FLAGS, repeatable=("registry",), positionals=None)
+    if line is None or {"--all", "--valid-only"} <= line.flags:
         return None
-    filters: list[str] = []
-    registries: list[Path] = []
-    flags: set[str] = set()
-    at: str | None = None
-    rest = args[1:]
-    while rest:
-        arg = rest.pop(0)
-        value: str | None = None
-        if arg in ("--registry", "-r", "--at"):
-            if not rest or rest[0].startswith("-"):
-                return None  # typer says what is missing
-            value = rest.pop(0)
-        elif arg.startswith(("--registry=", "--at=")):
-            arg, value = arg.split("=", 1)
-        if arg in ("--registry", "-r"):
-            registries.append(Path(str(value)))
-        elif arg == "--at":
-            if at is not None:
-                return None
-            at = value
-        elif arg in _FLAGS and arg not in flags:
-            flags.add(arg)
-        elif arg.startswith("-"):
-            return None
-        else:
-            filters.append(arg)
-    if {"--all", "--valid-only"} <= flags:
-        return None
-    return SearchArguments(filters, registries, valid_only="--all" not in flags,
-                           latest="--latest" in flags, at=at,
-                           json_output="--json" in flags, verbose=verbose)
+    return SearchArguments(list(line.positionals),
+                           [Path(r) for r in line.values.get("registry", ())],
+                           valid_only="--all" not in line.flags,
+                           latest="--latest" in line.flags, at=line.value("at"),
+                           json_output="--json" in line.flags, verbose=line.verbose)
 
 
 def run_plain(arguments: SearchArguments) -> int:

@@ -30,31 +30,16 @@ class SyncArguments:
 
 def plain_sync_arguments(argv: Sequence[str]) -> SyncArguments | None:
     """The arguments of a plain ``[--verbose] site sync ...`` line, else None."""
-    args = list(argv)
-    verbose = False
-    if args and args[0] in ("--verbose", "-v"):
-        verbose = True
-        args.pop(0)
-    if args[:2] != ["site", "sync"]:
+    from gitreg.cli.plain_line import parse_plain_line
+
+    line = parse_plain_line(argv, ("site", "sync"),
+                            options={"--config": "config", "-c": "config"},
+                            flags=("--dry-run", "--json"))
+    config = line.value("config") if line is not None else None
+    if line is None or not config:
         return None
-    config: str | None = None
-    flags: set[str] = set()
-    rest = args[2:]
-    while rest:
-        arg = rest.pop(0)
-        if arg in ("--dry-run", "--json") and arg not in flags:
-            flags.add(arg)
-        elif arg in ("--config", "-c") and config is None and rest:
-            config = rest.pop(0)
-        elif arg.startswith("--config=") and config is None:
-            config = arg.removeprefix("--config=")
-        else:
-            return None
-    # A value that looks like an option is a mistake typer explains better.
-    if not config or config.startswith("-"):
-        return None
-    return SyncArguments(Path(config), dry_run="--dry-run" in flags,
-                         json_output="--json" in flags, verbose=verbose)
+    return SyncArguments(Path(config), dry_run="--dry-run" in line.flags,
+                         json_output="--json" in line.flags, verbose=line.verbose)
 
 
 def run_plain(arguments: SyncArguments) -> int:

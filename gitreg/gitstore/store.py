@@ -44,6 +44,9 @@ MAX_TREE_DEPTH = 64
 # Tree diffs kept per store (each a pair of tree ids; trees never change).
 _KEPT_DIFFS = 16
 _PARSED_TREE_CACHE = 64
+# Object headers kept per store (an object's type and size never change): a
+# cold verification asks for each list's and signature's several times.
+_KEPT_HEADERS = 1 << 16
 
 _KIND: dict[int, ObjectKind] = {
     int(ObjectType.BLOB): "blob",
@@ -236,6 +239,7 @@ class RegistryStore:
         # walk; a site's state verdict and list index): on a flat 20,000-entry
         # tree each diff costs milliseconds.
         self._diffs: OrderedDict[tuple[str, str], tuple[Change, ...]] = OrderedDict()
+        self._headers: dict[str, tuple[ObjectKind, int]] = {}
 
     # --- opening ------------------------------------------------------------
 
@@ -309,6 +313,9 @@ class RegistryStore:
 
     def object_header(self, oid: str | pygit2.Oid) -> tuple[ObjectKind, int]:
         """The type and size of an object, read without loading it."""
+        known = self._headers.get(str(oid))
+        if known is not None:
+            return known
         key = self._oid(oid)
         try:
             kind, size = self._repo.odb.read_header(key)
@@ -319,6 +326,9 @@ class RegistryStore:
         name = _KIND.get(int(kind))
         if name is None:
             raise RejectedError(f"object {key} in {self.path} has an unknown type {kind}")
+        if len(self._headers) >= _KEPT_HEADERS:
+            self._headers.clear()
+        self._headers[str(key)] = (name, int(size))
         return name, int(size)
 
     def _read(self, oid: str | pygit2.Oid, kind: ObjectKind, limit: int) -> bytes:
@@ -356,6 +366,9 @@ class RegistryStore:
         return parsed
 
     def _tree_of(self, commit_or_tree: str | pygit2.Oid) -> str:
+        if str(commit_or_tree) in self._trees:
+            # Parsed already, so read as a tree (under the size cap): no header again.
+            return str(commit_or_tree)
         kind, _size = self.object_header(commit_or_tree)
         if kind == "tree":
             return str(commit_or_tree)

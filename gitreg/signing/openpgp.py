@@ -25,8 +25,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import gnupg
-
 from gitreg.errors import (
     GitregError,
     InvalidKeyError,
@@ -265,6 +263,9 @@ def signature_issuer(signature: bytes) -> str | None:
 
 
 def _new_gpg(gnupghome: str | None, options: list[str] | None = None) -> Any:
+    # Imported here: python-gnupg costs every start of gitreg, gpg or not.
+    import gnupg
+
     try:
         return gnupg.GPG(gnupghome=gnupghome, options=options)
     except (OSError, ValueError) as exc:

@@ -23,9 +23,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+# What a job uses is imported here, not in the job: forked workers inherit it
+# loaded instead of each importing it again (``gitreg.model.imagelist``: by
+# ``list_facts``).
+import gitreg.model.imagelist  # noqa: F401
 from gitreg.errors import GitregError
 from gitreg.model.policy import Policy
+from gitreg.signing import ssh
 from gitreg.signing.interface import NAMESPACE_IMAGELIST
+from gitreg.signing.keys import public_key_from_policy
 from gitreg.verify import layout
 from gitreg.verify.facts import ListFacts, list_facts
 from gitreg.verify.signatures import key_digest
@@ -71,20 +77,17 @@ def check_list_job(job: ListJob) -> ListOutcome:
     Module level and free of I/O, so a process pool can run it too. The
     signature is parsed once, here: its embedded key picks the policy key.
     """
-    from gitreg.signing.keys import public_key_from_policy
-    from gitreg.signing.ssh import SSHPublicKey, parse_signature
-
     try:
         facts: ListFacts | None = list_facts(job.data, source=job.path, max_size=job.max_size)
     except GitregError:
         facts = None
     try:
-        parsed = parse_signature(job.signature)
+        parsed = ssh.parse_signature(job.signature)
         entry = job.ssh_keys.get(parsed.key_id)
         if entry is None:
             return ListOutcome(facts, None)
         key = public_key_from_policy(entry)
-        assert isinstance(key, SSHPublicKey)
+        assert isinstance(key, ssh.SSHPublicKey)
         key.verify_parsed(job.data, parsed, namespace=NAMESPACE_IMAGELIST)
     except GitregError:
         return ListOutcome(facts, None)
@@ -98,10 +101,18 @@ class Preverifier:
         self.executor = executor
 
     def __call__(self, verifier: Verifier, commits: list[str]) -> None:
-        planned = list(self._jobs(verifier, commits))
-        outcomes = self.executor.map(check_list_job, [job for job, _ in planned],
-                                     chunksize=CHUNK)
-        for (job, policy), outcome in zip(planned, outcomes, strict=True):
+        planned: list[tuple[ListJob, Policy]] = []
+
+        def jobs() -> Iterator[ListJob]:
+            # Handed over as they are read: the workers start on the first
+            # chunk while the blobs of the next ones are still being read.
+            for job, policy in self._jobs(verifier, commits):
+                planned.append((job, policy))
+                yield job
+
+        outcomes = self.executor.map(check_list_job, jobs(), chunksize=CHUNK)
+        for index, outcome in enumerate(outcomes):
+            job, policy = planned[index]
             if outcome.facts is not None:
                 verifier.cache.put_list_facts(job.data_id, outcome.facts)
             if outcome.signer is not None:

@@ -354,7 +354,8 @@ class Verifier:
         key_id = lists.list_signer(
             policy, allowed, blob=blob, sig_blob=sig_blob,
             data=lambda: self.source.blob(blob, max_size),
-            signature=self.source.blob(sig_blob, max_size), cache=self.cache,
+            # Read only if the cache does not know it (pre-verification read it).
+            signature=lambda: self.source.blob(sig_blob, max_size), cache=self.cache,
             context=self.context, commit=commit, path=path)
         if not policy.public_key(key_id).timeless:
             self._time_dependent = True

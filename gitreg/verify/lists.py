@@ -91,8 +91,9 @@ def allowed_keys(policy: Policy, path: str, context: VerifyContext) -> list[str]
 
 
 def list_signer(policy: Policy, allowed: Collection[str], *, blob: str, sig_blob: str,
-                data: Callable[[], bytes], signature: bytes, cache: VerificationCache,
-                context: VerifyContext, commit: str, path: str) -> str:
+                data: Callable[[], bytes], signature: Callable[[], bytes],
+                cache: VerificationCache, context: VerifyContext, commit: str,
+                path: str) -> str:
     """The allowed key whose detached signature ``sig_blob`` covers list ``blob``."""
     return check_signature(
         policy, allowed=allowed, data_id=blob, data=data, signature_id=sig_blob,

@@ -54,7 +54,7 @@ def check_signature(
     data_id: str,
     data: Callable[[], bytes],
     signature_id: str,
-    signature: bytes,
+    signature: bytes | Callable[[], bytes],
     namespace: str,
     at: datetime,
     cache: VerificationCache,
@@ -65,8 +65,9 @@ def check_signature(
 ) -> str:
     """Return the id of the allowed policy key that made ``signature`` over ``data``.
 
-    ``data`` is a thunk: the bytes are loaded only if the cache does not know
-    the answer. ``at`` is the time certificate validity (X.509) is judged at.
+    ``data`` is a thunk, and ``signature`` may be one: the bytes are loaded
+    only if the cache does not know the answer. ``at`` is the time
+    certificate validity (X.509) is judged at.
     Raises ``PolicyViolationError`` naming ``rule`` otherwise.
     """
     # A verdict cached for an allowed key's material needs no parse: that
@@ -75,6 +76,8 @@ def check_signature(
         if key_id in policy.keys and cache.signature_ok(data_id, signature_id,
                                                         key_digest(policy, key_id)):
             return key_id
+    if callable(signature):
+        signature = signature()
     try:
         embedded, named = named_signer(policy, signature)
     except SignatureError as exc:
