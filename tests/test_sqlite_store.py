@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_site_state_of_version_1_migrates_and_keeps_its_rows(tmp_path: Path) -> 
     _old_file(path, state_module._SCHEMA_V1 + "PRAGMA user_version = 1;", [
         ("INSERT INTO registry VALUES (?, ?, ?)", ("r", COMMIT, "2026-01-01T00:00:00Z"))])
     with SiteState.open(path) as state:
-        assert state.schema_version == state_module.SCHEMA_VERSION == 6
+        assert state.schema_version == state_module.SCHEMA_VERSION == 7
         record = state.registry("r")
         assert record is not None
         assert (record.trusted_commit, record.merge_parents) == (COMMIT, ())
@@ -127,7 +128,7 @@ def test_site_state_of_version_4_calls_a_diverged_remote_forked(tmp_path: Path) 
         ("INSERT INTO remote VALUES (?, ?, ?, ?, ?, ?)",
          ("r", "http://b/r.git", "stale", "", COMMIT, "2026-01-01T00:00:00Z"))])
     with SiteState.open(path) as state:
-        assert state.schema_version == 6
+        assert state.schema_version == state_module.SCHEMA_VERSION
         assert [(r.url, r.state, r.detail) for r in state.remotes("r")] == [
             ("http://a/r.git", "forked", "merged"), ("http://b/r.git", "stale", "")]
         assert state.equivocations() == []
@@ -147,7 +148,7 @@ def test_site_state_of_version_5_counts_image_writes_from_then_on(tmp_path: Path
         ("i", "r", "l", "1", "ab" * 64, "1", "cached", "2026-01-01T00:00:00Z",
          "2026-01-01T00:00:00Z"))])
     with SiteState.open(path) as state:
-        assert state.schema_version == 6
+        assert state.schema_version == state_module.SCHEMA_VERSION
         before = state.image_fingerprint()
         assert [r.uuid for r in state.images_of(lists=["l"])] == ["i"]
         state.mark("i", "expired", reason="test")
@@ -243,3 +244,18 @@ def test_processes_opening_a_fresh_store_at_once_create_it_once(tmp_path: Path) 
     assert errors == []
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT count(*) FROM a").fetchone()[0] == 1
+
+
+def test_site_state_of_version_6_has_no_cache_stamp_so_the_next_sync_lists_cache(
+        tmp_path: Path) -> None:
+    path = tmp_path / "state" / "state.sqlite"
+    _old_file(path, "".join(state_module._MIGRATIONS[:6]) + "PRAGMA user_version = 6;", [])
+    with SiteState.open(path) as state:
+        assert state.schema_version == 7
+        assert state.cache_stamp() is None
+        state.record_cache_stamp("1:2:3:4", now=datetime(2026, 1, 1, tzinfo=UTC))
+        generation, changes = state.image_fingerprint()
+        assert state.cache_stamp() == ("1:2:3:4", f"{generation}:{changes}",
+                                       datetime(2026, 1, 1, tzinfo=UTC))
+        state.record_cache_stamp(None)
+        assert state.cache_stamp() is None

@@ -11,6 +11,13 @@ Existing vmcatcher event handlers find files in these places through
 them is one ``rename`` (atomic on one file system) followed by an fsync of
 the file and of both directories, so after a crash a file is either wholly in
 its old place or wholly in its new one.
+
+A sync need not list a 30,000-entry cache/ to know it holds nothing else
+than the state's records: ``SiteCache`` keeps a ``DirStamp`` of cache/ (its
+inode, mtime and ctime, which every entry added, removed or renamed
+changes) while the directory is known to match them, and re-takes it after
+each of its own moves, after checking that nothing else moved first
+(docs/site.md, "What a sync reads", says why mtimes are enough).
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 _STAMP = re.compile(r"\d{8}T\d{6}Z(?:-\d+)?")
 
+EntryKind = Literal["file", "directory", "other"]
+
 
 class CacheDirs(NamedTuple):
     """The three directories, named as vmcatcher's environment variables name them."""
@@ -48,6 +57,28 @@ class CacheDirs(NamedTuple):
     cache: Path
     download: Path
     expire: Path
+
+
+@dataclass(frozen=True)
+class DirStamp:
+    """What ``stat`` says of a directory itself: an entry created, removed or
+    renamed in it changes its mtime and ctime (a replaced directory, its inode)."""
+
+    device: int
+    inode: int
+    mtime_ns: int
+    ctime_ns: int
+
+    def to_text(self) -> str:
+        return f"{self.device}:{self.inode}:{self.mtime_ns}:{self.ctime_ns}"
+
+    @classmethod
+    def from_text(cls, text: str) -> DirStamp | None:
+        """The stamp ``to_text`` wrote, or None for anything else."""
+        parts = text.split(":")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            return None
+        return cls(*(int(p) for p in parts))
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,9 @@ class SiteCache:
             download=self.state_dir / PARTIAL_DIR,
             expire=self.state_dir / EXPIRED_DIR,
         )
+        # cache/ as this process last left it, while it is known to hold
+        # exactly the state's cached records (see watch); None: not known.
+        self._watched: DirStamp | None = None
 
     def ensure_dirs(self) -> None:
         """Create state_dir and the three directories (0755) if missing."""
@@ -150,13 +184,56 @@ class SiteCache:
         except (FileNotFoundError, NotADirectoryError):
             return False
 
-    def entry_count(self) -> int:
-        """The regular files in cache/ (from the directory's entry types: no stat each)."""
+    def entries(self) -> dict[str, EntryKind]:
+        """Each entry of cache/ and what it is, from the directory's entry types
+        (no ``stat`` each: a cache holds tens of thousands of files)."""
+        found: dict[str, EntryKind] = {}
         try:
-            with os.scandir(self.dirs.cache) as entries:
-                return sum(1 for e in entries if e.is_file(follow_symlinks=False))
+            with os.scandir(self.dirs.cache) as listing:
+                for e in listing:
+                    found[e.name] = ("file" if e.is_file(follow_symlinks=False) else
+                                     "directory" if e.is_dir(follow_symlinks=False) else
+                                     "other")
         except FileNotFoundError:
-            return 0
+            pass
+        return found
+
+    # --- knowing cache/ unchanged ---------------------------------------------
+
+    def stamp(self) -> DirStamp | None:
+        """The stamp of cache/ now (None if it cannot be read)."""
+        try:
+            st = os.lstat(self.dirs.cache)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        return DirStamp(st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+    def watch(self, stamp: DirStamp | None) -> None:
+        """cache/ held exactly the state's cached records when it had ``stamp``
+        (it was listed, or the stamp is the one recorded when it last did):
+        from now on this process tells its own moves from anyone else's.
+        None: not known (``watched`` answers None until the next watch)."""
+        self._watched = stamp
+
+    def watched(self) -> DirStamp | None:
+        """The stamp of cache/ if it changed only by this process's moves since
+        ``watch``, else None (something else changed it, or it was never watched)."""
+        if self._watched is None or self.stamp() != self._watched:
+            return None
+        return self._watched
+
+    def _before_move(self) -> None:
+        # Anything that changed cache/ since our last move is not ours.
+        if self._watched is not None and self.stamp() != self._watched:
+            self._watched = None
+
+    def _after_move(self) -> None:
+        # Taken right after the rename: the window in which another process's
+        # change could hide behind ours is the time between the two calls.
+        if self._watched is not None:
+            self._watched = self.stamp()
 
     def expired_files(self, image_uuid: str) -> list[Path]:
         """The retired copies of one image in expired/, oldest first."""
@@ -182,7 +259,9 @@ class SiteCache:
         target = self.cache_path(image_uuid)
         try:
             fsync_file(source)
+            self._before_move()
             source.replace(target)
+            self._after_move()
             fsync_dir(target.parent)
             fsync_dir(source.parent)
         except FileNotFoundError:
@@ -213,7 +292,9 @@ class SiteCache:
             n += 1
             target = self.dirs.expire / f"{image_uuid}.{stamp}-{n}"
         try:
+            self._before_move()
             source.rename(target)
+            self._after_move()
             fsync_dir(target.parent)
             fsync_dir(source.parent)
         except OSError as exc:
@@ -259,6 +340,7 @@ class SiteCache:
             return []
         strays: list[StrayFile] = []
         changed_cache = changed_partial = False
+        self._before_move()
         for name in entries:
             if name in verified:
                 path = self.dirs.cache / name
@@ -287,6 +369,7 @@ class SiteCache:
             except OSError as exc:
                 raise GitregError(f"cannot remove stray {path} from the cache: "
                                   f"{exc.strerror or exc}") from None
+        self._after_move()
         if changed_partial:
             fsync_dir(self.dirs.download)
         if changed_cache:

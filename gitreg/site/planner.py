@@ -134,10 +134,12 @@ def records_fingerprint(state: SiteState) -> str:
 
 
 def plan_inputs(targets: Sequence[Target], state: SiteState | None, *, key: str,
-                now: datetime, full: bool = False) -> PlanInputs:
-    """The desired images and the records a plan compares, from changes when possible."""
+                now: datetime, full: bool = False, full_reason: str = "asked for",
+                ) -> PlanInputs:
+    """The desired images and the records a plan compares, from changes when possible
+    (``full``: in full, said to be for ``full_reason``)."""
     fingerprint = records_fingerprint(state) if state is not None else ""
-    reason = "asked for" if full else _changes_refused(
+    reason = full_reason if full else _changes_refused(
         targets, state, key=f"{key}:{fingerprint}", now=now)
     if reason is None:
         assert state is not None

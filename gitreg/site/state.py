@@ -197,6 +197,18 @@ CREATE TRIGGER image_deleted AFTER DELETE ON image
 CREATE INDEX image_by_list ON image (list_uuid);
 """
 
+# Version 7: the stamp of cache/ (gitreg.site.cache.DirStamp) when a sync
+# last left it holding exactly the cached records, with the fingerprint of
+# the records then: while both hold, the next sync need not list cache/.
+_SCHEMA_V7 = """
+CREATE TABLE cache_stamp (
+    one      INTEGER PRIMARY KEY CHECK (one = 1),
+    stamp    TEXT NOT NULL,
+    records  TEXT NOT NULL,
+    taken_at TEXT NOT NULL
+);
+"""
+
 _IMAGE_COLUMNS = ("SELECT uuid, registry, list_uuid, list_version, sha512, size, state, reason, "
                   "path, metadata, vo, created_at, updated_at FROM image")
 _IMAGE_FILTERS = {(False, False): "", (True, False): " WHERE registry = ?",
@@ -205,7 +217,7 @@ _IMAGE_FILTERS = {(False, False): "", (True, False): " WHERE registry = ?",
 
 # Index i holds the script that takes the schema from version i to i + 1.
 _MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5,
-                                 _SCHEMA_V6)
+                                 _SCHEMA_V6, _SCHEMA_V7)
 SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
 SCHEMA_VERSION = SCHEMA.version
 
@@ -537,6 +549,23 @@ class SiteState:
         row = self._read("SELECT generation, changes FROM image_changes")[0]
         return str(row[0]), int(row[1])
 
+    def cache_stamp(self) -> tuple[str, str, datetime] | None:
+        """(stamp of cache/, records fingerprint, when) as a sync last recorded
+        them (``record_cache_stamp``), or None."""
+        rows = self._read("SELECT stamp, records, taken_at FROM cache_stamp")
+        return (str(rows[0][0]), str(rows[0][1]), _parse(rows[0][2])) if rows else None
+
+    def record_cache_stamp(self, stamp: str | None, *, now: datetime | None = None) -> None:
+        """Record that cache/, with this stamp, holds exactly the cached records
+        as they are now; None forgets it (the next sync lists cache/)."""
+        with self.transaction():
+            if stamp is None:
+                self._write("DELETE FROM cache_stamp")
+                return
+            generation, changes = self.image_fingerprint()
+            self._write("INSERT OR REPLACE INTO cache_stamp VALUES (1, ?, ?, ?)",
+                        (stamp, f"{generation}:{changes}", _stamp(now)))
+
     def count_images(self, state: ImageState) -> int:
         return int(self._read("SELECT COUNT(*) FROM image WHERE state = ?", (state,))[0][0])
 
@@ -549,6 +578,10 @@ class SiteState:
     def verified_uuids(self) -> set[str]:
         """The images recorded as verified in cache/ (for SiteCache.clean_stray)."""
         return {r[0] for r in self._read("SELECT uuid FROM image WHERE state = 'cached'")}
+
+    def image_uuids(self) -> set[str]:
+        """Every image the state has a record of, in any state."""
+        return {r[0] for r in self._read("SELECT uuid FROM image")}
 
     def upsert_image(self, image_uuid: str, *, registry: str, list_uuid: str,
                      list_version: str, sha512: str, size: int, state: ImageState,

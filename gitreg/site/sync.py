@@ -26,6 +26,7 @@ from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError
 from gitreg.gitstore.acceptance import equivocation_json
 from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.site.cache import SiteCache
+from gitreg.site.cache_check import check_cache, list_cache
 from gitreg.site.config import SiteConfig
 from gitreg.site.crash import armed, crash_point
 from gitreg.site.events import (
@@ -199,15 +200,21 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
         for target in targets:
             resolve_names(target)
         key = plan_key(config, targets)
-        # A dry run is read by a person: it shows the whole plan.
-        inputs = plan_inputs(targets, state, key=key, now=moment, full=dry_run)
+        check = check_cache(state, cache, now=moment) if state is not None and not dry_run \
+            else None
+        # A dry run is read by a person: it shows the whole plan. Cached images
+        # whose file is gone are planned (downloaded again) by a full plan.
+        missing = f"cache/ lacks {len(check.missing)} cached image(s)" \
+            if check is not None and check.missing else None
+        inputs = plan_inputs(targets, state, key=key, now=moment, full=dry_run or bool(missing),
+                             full_reason="asked for" if dry_run else missing or "")
         report.planning, report.planning_reason = inputs.planning, inputs.reason
         report.planned_lists = inputs.lists
         records = inputs.records
-        if state is not None and not dry_run and _may_hold_strays(state, cache, inputs.planning):
-            stray = cache.clean_stray(state.verified_uuids(),
-                                      known={r.uuid for r in state.images()})
-            report.stray = [str(s) for s in stray]
+        if state is not None and check is not None:
+            if inputs.planning == "full" and not check.listed:
+                check = list_cache(state, cache)  # a full plan always looks
+            report.stray = [str(s) for s in check.strays]
         cached = [u for u in records if cache.has(u)]
         report.plan = make_plan(inputs.registries, records.values(), cached=cached,
                                 conflicts=config.conflicts, frozen=frozen)
@@ -222,20 +229,10 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
         remember(targets, inputs, report.plan, report.failed, state, key=key, now=moment)
         if config.clouds:
             report.clouds = _clouds(config, state, report, moment)
-        _record_outcome(state, report, moment)
+        _record_outcome(state, report, moment, cache)
     return report
 
 
-def _may_hold_strays(state: SiteState, cache: SiteCache, planning: Planning) -> bool:
-    """Whether cache/ must be checked for files the state does not know as verified.
-
-    A plan in full always checks. A plan from changes checks when a record
-    is pending (what a sync killed mid-install leaves) or when cache/ holds
-    another number of entries than the state has cached records.
-    """
-    if planning == "full" or state.count_images("pending"):
-        return True
-    return cache.entry_count() != state.count_images("cached")
 def _clouds(config: SiteConfig, state: SiteState, report: SyncReport,
             moment: datetime) -> list[CloudOutcome]:
     """Hand the cached images to the cloud adapters (gitreg.adapters)."""
@@ -248,9 +245,13 @@ def _clouds(config: SiteConfig, state: SiteState, report: SyncReport,
         commits={r.name: r.target for r in report.registries})
 
 
-def _record_outcome(state: SiteState, report: SyncReport, moment: datetime) -> None:
-    """Remotes, conflicts and the trusted commits of this sync, in one transaction."""
+def _record_outcome(state: SiteState, report: SyncReport, moment: datetime,
+                    cache: SiteCache) -> None:
+    """Remotes, conflicts, the trusted commits of this sync and, if it changed
+    only through this sync's own moves, the stamp of cache/: in one transaction."""
+    stamp = cache.watched()
     with state.transaction():
+        state.record_cache_stamp(stamp.to_text() if stamp is not None else None, now=moment)
         state.record_conflicts([ConflictRecord(c.image_uuid, c.registries, c.taken_from,
                                                c.message, moment)
                                 for c in report.plan.claims])
