@@ -7,14 +7,23 @@ In ONE run, with keys generated at run time in a temporary directory:
      replicas from it (``gitreg server init``), each with the other two as
      peers (by path: git's local transport runs upload-pack, as for any
      remote);
-  2. pushes in rounds of 1 to 3 concurrent pushes (seeded): at the start of
-     a round each pushing endorser (3 working copies of one endorser key)
-     fetches a random replica (so copies are often stale), makes one signed
+  2. pushes in rounds of 1 to 3 concurrent pushes (seeded): each pushing
+     endorser (3 working copies of one endorser key) makes one signed
      commit (a new version of a random list, 1 to 5 images) and pushes it
      with the ``git`` CLI to its own replica (distinct replicas in a round),
      so the pre-receive hook judges it. A push refused as non-fast-forward
      is fetched, verified, merged deterministically and pushed again, as
-     ``gitreg publish --push`` does. After every accepted push, ``gitreg
+     ``gitreg publish --push`` does. What the commit builds on is
+     ``--endorsers``: ``give-way`` (default, ``publish`` since the change
+     of gitreg/publish/give_way.py) keeps each copy's own ``main`` between
+     rounds (its last push, or its forward merge) and, when that ``main``
+     is gitreg's merge, first fetches every replica and moves to the
+     canonical state of those that hold it (``canonical_successor``, the
+     function ``publish`` calls); ``keep-merge`` keeps the copy's ``main``
+     but signs on the forward merge (``publish`` before that change);
+     ``refetch`` replaces the copy by a random replica's ``main`` at the
+     start of every round (so copies are often stale, and a forward merge
+     is never built on). After every accepted push, ``gitreg
      server sync-peers`` runs on that replica (what the post-receive
      trigger of docs/replication.md does): the pushes of a round land
      first, then their replicas' ``sync-peers`` processes run at the same
@@ -32,13 +41,18 @@ In ONE run, with keys generated at run time in a temporary directory:
      trees, or it is a merge of merges whose tree another commit of the
      history already has). A merge written and then given up for the
      canonical merge of the same signed commits (docs/format.md,
-     "Replication") is written but not in the history.
+     "Replication") is written but not in the history. An endorser's
+     merge is counted like a replica's: it belongs to the round whose
+     refused push wrote it, "by endorsers" if an endorser wrote it (a
+     replica may write the same commit later), and it survived if the
+     converged history reaches it.
 
 Baseline in the same run: the median ``git push`` (hook included), to which
 the median ``sync-peers`` is compared.
 
     .venv/bin/python benchmarks/convergence.py                # a few minutes
     .venv/bin/python benchmarks/convergence.py --pushes 30 --json out.json
+    .venv/bin/python benchmarks/convergence.py --endorsers keep-merge    # the old publish
 
 Exit status: 0 if the replicas converged, the converged history holds at
 most one merge written by any one round (endorsers' and replicas' together)
@@ -68,6 +82,7 @@ from benchmarks.measure import machine, say
 from benchmarks.site_sync import ENV, GITREG, build, workplace
 
 REPLICAS = 3
+ENDORSERS = ("give-way", "keep-merge", "refetch")
 
 
 @dataclass
@@ -75,6 +90,7 @@ class Tally:
     push_seconds: list[float] = field(default_factory=list)
     sync_seconds: list[float] = field(default_factory=list)
     refused: int = 0  # pushes refused as non-fast-forward, then merged and pushed again
+    gave_way: int = 0  # copies whose main (a forward merge) moved before signing
     # Distinct merge commits written per round (0: the timer rounds after the
     # last push), by the endorsers' retries and by the replicas' sync-peers.
     endorser_merges: dict[int, set[str]] = field(default_factory=dict)
@@ -102,16 +118,45 @@ def sync_peers(replica: Path, tally: Tally) -> dict[str, Any]:
     return report
 
 
+def fetch_main(repository: Path, replica: Path, ref: str) -> str:
+    git("-C", repository, "fetch", "-q", "--no-tags", replica, f"+main:{ref}")
+    return git("-C", repository, "rev-parse", ref).stdout.strip()
+
+
+def give_way(repository: Path, replicas: Sequence[Path], local: str, *, who: int,
+             registry: Any, cache: Any, tally: Tally) -> str:
+    """What ``publish --push`` does to a ``main`` that is gitreg's merge: fetch every
+    replica, move to the canonical state of those that hold it (if any)."""
+    from gitreg.gitstore.store import RegistryStore
+    from gitreg.publish.give_way import canonical_successor
+    from gitreg.verify.context import VerifyContext
+    from gitreg.verify.history import Verifier
+
+    heads = [fetch_main(repository, replica, f"refs/copies/{who}-replica-{n}")
+             for n, replica in enumerate(replicas)]
+    store = RegistryStore.open(repository)
+    verifier = Verifier(store, cache, context=VerifyContext.for_site(datetime.now(UTC)),
+                        pinned_policy=registry.trust_root)
+    successor = canonical_successor(store, verifier, local, heads)
+    if successor.target is None:
+        return local
+    tally.gave_way += 1
+    return successor.target
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--lists", type=int, default=500, help="lists in the registry")
     parser.add_argument("--pushes", type=int, default=100, help="accepted pushes in all")
     parser.add_argument("--seed", type=int, default=8, help="seed of the schedule")
+    parser.add_argument("--endorsers", choices=ENDORSERS, default="give-way",
+                        help="what each endorser's commit builds on (see above)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
     from gitreg.gitstore.acceptance import build_merge
     from gitreg.gitstore.store import RegistryStore
+    from gitreg.publish.give_way import is_gitreg_merge
     from gitreg.server.init import init_server
     from gitreg.server.peers import store_peers
     from gitreg.verify.cache import MemoryCache
@@ -141,12 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             count = min(rng.randint(1, REPLICAS), args.pushes - pushes)
             targets = rng.sample(range(REPLICAS), count)
             for who in range(count):
-                # Each endorser starts the round from some replica: often a stale one.
-                source = replicas[rng.randrange(REPLICAS)]
-                git("-C", sim.path, "fetch", "-q", "--no-tags", source,
-                    f"+main:refs/copies/{who}")
-                copies[who] = git("-C", sim.path, "rev-parse",
-                                  f"refs/copies/{who}").stdout.strip()
+                if args.endorsers == "refetch":
+                    # Each endorser starts the round from some replica: often a stale one.
+                    copies[who] = fetch_main(sim.path, replicas[rng.randrange(REPLICAS)],
+                                             f"refs/copies/{who}")
+                elif args.endorsers == "give-way" and is_gitreg_merge(
+                        RegistryStore.open(sim.path), copies[who]):
+                    copies[who] = give_way(sim.path, replicas, copies[who], who=who,
+                                           registry=registry, cache=cache, tally=tally)
             round_started = time.perf_counter()
             for who, target in enumerate(targets):
                 store = RegistryStore.open(sim.path)
@@ -214,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         written.setdefault(r, set()).update(m)
     result = {
         "lists": args.lists, "pushes": pushes, "rounds": round_no,
-        "refused_pushes": tally.refused,
+        "endorsers": args.endorsers,
+        "refused_pushes": tally.refused, "copies_that_gave_way": tally.gave_way,
         "seconds_100_pushes_with_sync": round(pushed, 1),
         "seconds_to_converge_after_last_push": round(converge, 2),
         "median_round_seconds": round(statistics.median(tally.round_seconds), 2),

@@ -168,6 +168,15 @@ def test_publish_push_merges_a_replica_that_moved(world: SiteWorld) -> None:
     code, report = world.sync(world.site_config([world.urls["b"], world.urls["a"]],
                                                 name="fresh"))
     assert code == 0 and report["registries"][0]["target"] == head
+    # That merge is the canonical state the replicas hold, so main does not give way
+    # (docs/replication.md): publishing again moves nothing, new work builds on it.
+    again = world.run_cli(["publish", "--key", world.endorser_key.private, "--push"],
+                          cwd=world.work)
+    assert again.returncode == 0 and "nothing to publish" in again.stderr, again.stderr
+    assert "main was" not in again.stderr and _main(world.work) == head
+    world.add_image(list_three, "three-b", b"three b\n" * 9)
+    on_top = world.publish("bob again")
+    assert git("-C", world.work, "log", "-1", "--format=%P", on_top).stdout.split() == [head]
 
 
 @pytest.mark.slow

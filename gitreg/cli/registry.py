@@ -100,7 +100,7 @@ def publish(
               else commit_signer(load_signing_key(str(commit_spec)), None))
     result = do_publish(copy, list_signer=list_signer, commit_signer=signer, now=utcnow(),
                         message=message, lifetime_days=lifetime, policy_only=policy_only,
-                        notice=output.warn)
+                        notice=output.warn, fetch_replicas=push, inform=output.info)
     if result.commit is None:
         output.ok(f"nothing to publish: the working copy matches main "
                   f"({(result.parent or '')[:12]}); no commit made")

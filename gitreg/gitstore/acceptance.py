@@ -13,10 +13,11 @@ commit T of a local repository and a fetched head H:
 The new state is canonical: the deterministic merge of the newest signed
 commits the heads and T hold (``signed_tips``: a merge that no signed commit
 builds on gives way to its parents), or the one of them that holds all
-others; an endorser's push merges forward instead. The merge commit is built from its
-inputs only (sorted parents, fixed identity, the newest parent's time, a
-message naming the parent count), so every party that merges the same heads
-writes the same commit id.
+others; an endorser's push merges forward instead (and its working copy gives
+way to the canonical state before it signs again: gitreg/publish/give_way.py).
+The merge commit is built from its inputs only (sorted parents, fixed
+identity, the newest parent's time, a message naming the parent count), so
+every party that merges the same heads writes the same commit id.
 """
 
 from __future__ import annotations

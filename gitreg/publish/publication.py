@@ -190,18 +190,29 @@ def _message(lists: list[ListPublication], policy_version: int | None) -> str:
 
 def publish(copy: WorkingCopy, *, list_signer: Signer | None, commit_signer: Signer,
             now: datetime, message: str | None = None, lifetime_days: int | None = None,
-            policy_only: bool = False, notice: Notice | None = None) -> PublishResult:
+            policy_only: bool = False, notice: Notice | None = None,
+            fetch_replicas: bool = False, inform: Notice | None = None) -> PublishResult:
     """Publish the working copy's drafts as one signed commit on ``main``.
 
     ``list_signer`` signs the changed lists (None is allowed only when no
     list changed); ``commit_signer`` signs the commit. ``policy_only`` leaves
     list drafts for a later publication. Raises the verifier's
     ``PolicyViolationError`` (nothing changed) when the hook would refuse.
+
+    A ``main`` that is gitreg's merge of a replica that moved first gives
+    way to the canonical state a replica holds (``give_way``: the replicas
+    fetched if ``fetch_replicas``, else their tracking refs; ``inform``
+    hears the move, ``notice`` the replicas skipped), even with nothing to
+    publish, so that nothing new is ever signed on top of that merge.
     """
-    parent = copy.head()
-    if parent is None:
+    from gitreg.publish.give_way import give_way
+
+    if copy.head() is None:
         raise UsageError(f"{copy.workdir}: {MAIN_REF} has no commit; create registries "
                          "with `gitreg init`")
+    give_way(copy, fetch=fetch_replicas, inform=inform, warn=notice)
+    parent = copy.head()
+    assert parent is not None
     published_policy = copy.published_policy()
     draft_policy = copy.draft_policy()
     new_policy: PolicyEnvelope | None = (

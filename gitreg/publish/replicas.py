@@ -6,17 +6,22 @@ A replica that moved (git's ``fetch first``: another endorser pushed there)
 is fetched, its head judged by the acceptance rule from the local ``main``,
 and merged deterministically (no signature needed); ``main`` is pushed again
 to every replica. When that cannot be done safely, the verdict says exactly
-what to do instead.
+what to do instead. The next ``publish`` does not build on that merge: it
+first gives way to the replicas' canonical state (``give_way``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gitreg.errors import EXIT_OK, EXIT_OPERATIONAL, EXIT_REJECTED, GitregError, UnreachableError
 from gitreg.publish.workcopy import BRANCH, WorkingCopy
+
+if TYPE_CHECKING:
+    from gitreg.verify.history import Verifier
 
 Status = Literal["accepted", "rejected", "unreachable", "failed"]
 # How many times a push round may merge a replica that moved before giving up.
@@ -127,11 +132,6 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
     """
     from gitreg.gitstore.acceptance import choose, judge_head
     from gitreg.gitstore.remote import fetch
-    from gitreg.gitstore.verify_cache import SqliteCache
-    from gitreg.model.dates import utcnow
-    from gitreg.publish.publication import VERIFY_CACHE
-    from gitreg.verify.context import VerifyContext
-    from gitreg.verify.history import Verifier
 
     by_hand = (f"git -C {copy.workdir} pull --no-rebase {name} {BRANCH}, check the "
                f"result with `gitreg verify`, then `git push {name} {BRANCH}`")
@@ -142,9 +142,7 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
                              f"{name} moved and could not be fetched: {exc.message}; "
                              f"fetch it later and push again ({by_hand})")
     local = copy.head()
-    cache = SqliteCache(copy.git_dir / VERIFY_CACHE)
-    try:
-        verifier = Verifier(copy.store, cache, context=VerifyContext.for_site(utcnow()))
+    with verifier_for(copy) as verifier:
         verdict = judge_head(copy.store, verifier, local, head)
         if not verdict.valid:
             return RemoteVerdict(name, url, "rejected", "(fetch first)",
@@ -153,20 +151,18 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
                                  "Tell the replica's operator; the other replicas have "
                                  "your commit")
         choice = choose(copy.store, verifier, local, [head], covered=False)
-    finally:
-        cache.close()
     target = choice.target
     if target is None or target == local:
         return RemoteVerdict(name, url, "rejected", "(fetch first)",
                              f"{name} moved to {head[:12]} but there is nothing to merge")
-    drafts = _drafts_in_the_way(copy, local, target)
+    drafts = drafts_in_the_way(copy, local, target)
     if drafts:
         return RemoteVerdict(name, url, "rejected", "(fetch first)",
                              f"{name} moved to {head[:12]} and changed "
                              f"{', '.join(drafts)}, which you have unpublished drafts of; "
                              f"publish or discard them, then run `gitreg publish --push` "
                              f"again (or by hand: {by_hand})")
-    _advance_working_copy(copy, local, target)
+    advance_working_copy(copy, local, target, "merge a replica that moved")
     how = (f"merged it deterministically into {target[:12]}" if choice.merged
            else f"fast-forwarded main to {target[:12]}")
     return RemoteVerdict(name, url, "accepted", "",
@@ -180,13 +176,13 @@ def _changed_paths(copy: WorkingCopy, old: str | None, new: str) -> dict[str, st
             for c in store.changes(old_tree, store.commit(new).tree)}
 
 
-def _drafts_in_the_way(copy: WorkingCopy, old: str | None, new: str) -> list[str]:
+def drafts_in_the_way(copy: WorkingCopy, old: str | None, new: str) -> list[str]:
     """Paths the merge changes whose working-tree file is not what ``old`` published."""
     return sorted(path for path in _changed_paths(copy, old, new)
                   if copy.draft_bytes(path) != copy.published(path))
 
 
-def _advance_working_copy(copy: WorkingCopy, old: str | None, new: str) -> None:
+def advance_working_copy(copy: WorkingCopy, old: str | None, new: str, summary: str) -> None:
     """Files first, then ``main`` (compare-and-swap), then the index, as publish does."""
     from gitreg.publish.publication import move_main, sync_index
     from gitreg.publish.workcopy import write_file_atomic
@@ -197,8 +193,24 @@ def _advance_working_copy(copy: WorkingCopy, old: str | None, new: str) -> None:
         else:
             copy.path(path).parent.mkdir(parents=True, exist_ok=True)
             write_file_atomic(copy.path(path), copy.store.blob(blob, copy.max_file_size()))
-    move_main(copy, old, new, "merge a replica that moved")
+    move_main(copy, old, new, summary)
     sync_index(copy)
+
+
+@contextmanager
+def verifier_for(copy: WorkingCopy) -> Iterator[Verifier]:
+    """The trust core as the working copy judges replicas' heads (its verdict cache kept)."""
+    from gitreg.gitstore.verify_cache import SqliteCache
+    from gitreg.model.dates import utcnow
+    from gitreg.publish.publication import VERIFY_CACHE
+    from gitreg.verify.context import VerifyContext
+    from gitreg.verify.history import Verifier
+
+    cache = SqliteCache(copy.git_dir / VERIFY_CACHE)
+    try:
+        yield Verifier(copy.store, cache, context=VerifyContext.for_site(utcnow()))
+    finally:
+        cache.close()
 
 
 def exit_code(verdicts: list[RemoteVerdict]) -> int:
