@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -96,26 +97,36 @@ def _bob_merges_carols_push(world: SiteWorld) -> tuple[str, str, str, str]:
     return list_one, carols, bobs, merge
 
 
-@pytest.mark.slow
-def test_two_endorsers_refused_in_one_round_leave_one_merge(world: SiteWorld) -> None:
+@dataclass
+class Round:
+    carol: Path  # carol's working copy (remotes origin = b, and c)
+    bobs: str
+    carols: str
+    signed: tuple[str, str, str]  # x (bob), y (carol), z (dave)
+    m1: str  # bob's forward merge, of m2
+    m2: str  # carol's forward merge
+
+
+def _round_with_two_refusals(world: SiteWorld) -> Round:
+    """Replicas a, b, c; one round of three concurrent pushes in which bob and carol
+    are both refused and both merge forward."""
     _registry_on(world, "a", "b", "c")
     world.cli("replica", "add", world.servers["a"], "--name", "a")
     world.cli("replica", "add", world.servers["b"], "--name", "b")
-    carol = world.clone("carol", "b")  # her remotes: origin (b) and c
+    carol = world.clone("carol", "b")
     git("-C", carol, "remote", "add", "c", world.servers["c"])
     carols = world.new_list("Carol's", cwd=carol)
     world.add_image(carols, "carol-1", b"carol 1\n" * 9, cwd=carol)
     bobs = world.new_list("Bob's")
     world.add_image(bobs, "bob-1", b"bob 1\n" * 9)
-
-    # One round of three concurrent pushes: dave's lands on c first.
+    # Dave's push lands on c first.
     dave = world.clone("dave", "c")
     daves = world.new_list("Dave's", cwd=dave)
     world.add_image(daves, "dave-1", b"dave 1\n" * 9, cwd=dave)
     z = world.publish("dave", cwd=dave, key=world.second_key)
     world.push("c", cwd=dave)
-    # Carol is refused by c and merges forward (M2); bob is refused by b and merges
-    # forward too, a merge of M2 (M1): two endorser merges in one round.
+    # Carol is refused by c and merges forward (M2); bob is refused by b (which took
+    # M2) and merges forward too, a merge of M2 (M1): two endorser merges in one round.
     done = _publish(world, carol, "carol", key=world.second_key)
     assert done.returncode == 0 and "merged it deterministically" in done.stderr, done.stderr
     y, m2 = done.stdout.strip(), _main(carol)
@@ -123,6 +134,15 @@ def test_two_endorsers_refused_in_one_round_leave_one_merge(world: SiteWorld) ->
     assert done.returncode == 0 and "merged it deterministically" in done.stderr, done.stderr
     x, m1 = done.stdout.strip(), _main(world.work)
     assert sorted(_parents(carol, m2)) == sorted([y, z]) and m2 in _parents(world.work, m1)
+    return Round(carol, bobs, carols, (x, y, z), m1, m2)
+
+
+@pytest.mark.slow
+def test_two_endorsers_refused_in_one_round_leave_one_merge(world: SiteWorld) -> None:
+    played = _round_with_two_refusals(world)
+    carol, bobs, carols, m1, m2 = (played.carol, played.bobs, played.carols, played.m1,
+                                   played.m2)
+    x, y, z = played.signed
 
     # The replicas converge on the one canonical merge of the three signed commits.
     for name in ("a", "b", "c"):
@@ -260,3 +280,37 @@ def test_a_forged_replica_head_never_moves_the_working_copy(world: SiteWorld) ->
     assert done.returncode == 0, done.stderr
     assert _parents(world.work, done.stdout.strip()) == [merge]
     assert not _is_ancestor(world.work, forged)
+
+
+@pytest.mark.slow
+def test_a_replica_still_on_a_merge_leaves_no_merge_of_merges(world: SiteWorld) -> None:
+    played = _round_with_two_refusals(world)
+    # b runs no sync-peers: it still serves bob's forward merge M1.
+    for name in ("a", "c"):
+        _sync_peers(world, name)
+    canonical = _main(world.servers["a"])
+    assert _main(world.servers["b"]) == played.m1
+
+    # Bob gives way to the canonical merge; b refuses his commit (not a descendant of
+    # M1), so his push merges forward once more: a merge that adds nothing (E).
+    world.add_image(played.bobs, "bob-2", b"bob 2\n" * 9)
+    done = _publish(world, world.work, "bob again")
+    assert done.returncode == 0 and f"hold it in {canonical[:12]}" in done.stderr
+    w1 = done.stdout.strip()
+    assert _parents(world.work, w1) == [canonical]
+    forward = _main(world.work)
+    assert sorted(_parents(world.work, forward)) == sorted([w1, played.m1])
+
+    # The replicas give way to bob's signed commit, and so does his working copy, though
+    # what holds E is an ancestor of it.
+    for name in ("b", "a", "c"):
+        _sync_peers(world, name)
+    assert {_main(world.servers[n]) for n in ("a", "b", "c")} == {w1}
+    world.add_image(played.bobs, "bob-3", b"bob 3\n" * 9)
+    done = _publish(world, world.work, "bob a third time")
+    assert done.returncode == 0 and f"main was {forward[:12]}" in done.stderr, done.stderr
+    assert f"a, b hold it in {w1[:12]}" in done.stderr
+    w2 = done.stdout.strip()
+    assert _parents(world.work, w2) == [w1] and "merged it" not in done.stderr
+    assert _main(world.servers["a"]) == _main(world.servers["b"]) == w2
+    assert _merges(world.servers["a"]) == [canonical]

@@ -17,7 +17,8 @@ hold:
   --push``, the remote-tracking refs already there for plain ``publish``;
 - each is verified from the local ``main`` as a moved replica is
   (``judge_head``), and only those that *hold* the local ``main``
-  (``holds``: they descend from it or from all of its signed tips) count;
+  (``holds``: they descend from it or from all of its signed tips; even an
+  ancestor does, when the merge added nothing to it) count;
 - the new ``main`` is the canonical state of those heads and the local
   ``main`` (``choose(covered=True)``): when several replicas hold it, the
   state every replica converges on, so no replica wins by its name or its
@@ -80,7 +81,8 @@ def canonical_successor(store: RegistryStore, verifier: Verifier, local: str,
         verdict = judge_head(store, verifier, local, head)
         if verdict.verdict == "invalid":
             invalid[head] = verdict.detail
-        elif verdict.valid and holds(store, head, local):
+        # A stale head (an ancestor) holds a merge that adds nothing to it.
+        elif (verdict.valid or verdict.verdict == "stale") and holds(store, head, local):
             holders.append(head)
     if not holders:
         return Successor(None, invalid=invalid)
