@@ -5,7 +5,9 @@ core, acceptance rule and deterministic merge; no subprocesses). Each
 schedule has 3 replicas (a hook: verify, fast-forward only), 2 mirrors and 3
 sites (provisional trusted state), 2 endorsers pushing from stale working
 copies to random replicas (merging the replica when it moved, as ``publish
---push`` does), random ``sync-peers``, mirror and site syncs, and a replica
+--push`` does, and first giving way to the replicas' canonical state when
+the copy's ``main`` is such a merge, as ``publish`` does), random
+``sync-peers``, mirror and site syncs, and a replica
 down for a while. Any sync or push may be "killed" (the SIGKILL-equivalent
 of one process: a sync dies after it wrote its merge commit but before it
 moved its state; an endorser dies after the replica accepted the push but
@@ -32,6 +34,7 @@ import pytest
 from gitreg.gitstore.acceptance import Choice, build_merge, choose, judge_head
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.versions import compare_versions
+from gitreg.publish.give_way import canonical_successor, is_gitreg_merge
 from gitreg.signing.interface import Signer
 from gitreg.verify import layout
 from gitreg.verify.cache import MemoryCache
@@ -80,6 +83,7 @@ class Schedule:
         self.mirrors = [Party(None) for _ in range(MIRRORS)]
         self.sites = [Party(None) for _ in range(SITES)]
         self.copies = [world.base, world.base]  # the endorsers' working copies
+        self.endorser_caches = [MemoryCache(), MemoryCache()]
         self.down: int | None = None
         self.log: list[str] = []
         self.quiet = False  # quiescence: nothing is killed any more
@@ -97,7 +101,7 @@ class Schedule:
     def push(self) -> None:
         who = self.rng.randrange(2)
         target = self.rng.choice(self.up())
-        base = self.copies[who]
+        base = self._give_way(who)
         list_id = self.rng.choice(self.world.lists)
         version = self._version(base, list_id)
         sim = self.world.sim
@@ -121,6 +125,25 @@ class Schedule:
             return
         self.copies[who] = commit
         self.log.append(f"endorser {who} pushes to replica {target}")
+
+    def _give_way(self, who: int) -> str:
+        """``publish`` first moves a copy on gitreg's merge to the canonical state the
+        replicas (those up) hold, if any holds it; nothing signed goes back."""
+        copy = self.copies[who]
+        if not is_gitreg_merge(self.world.store, copy):
+            return copy
+        heads = [h for h in (self.replicas[p].head for p in self.up()) if h is not None]
+        verifier = self.verifier(Party(copy, self.endorser_caches[who]))
+        target = canonical_successor(self.world.store, verifier, copy, heads).target
+        if target is None:
+            return copy
+        before, after = self._versions(copy), self._versions(target)
+        for list_id, version in before.items():
+            assert compare_versions(after.get(list_id, ""), version) >= 0, \
+                f"endorser {who}: giving way took {list_id} from {version} back"
+        self.copies[who] = target
+        self.log.append(f"endorser {who} gives way")
+        return target
 
     def refresh(self) -> None:
         who = self.rng.randrange(2)
