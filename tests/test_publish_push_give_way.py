@@ -213,10 +213,14 @@ def test_giving_way_keeps_drafts_or_names_those_in_the_way(world: SiteWorld) -> 
     assert _main(world.work) == merge and _files(world.work) == files
     assert _main(world.servers["a"]) == _main(world.servers["b"]) == on_top
 
-    # Without the draft in the way, main moves and bob's other draft is published on top.
+    # Without the draft in the way, main moves and bob's other draft is published on top;
+    # a replica that cannot be reached is reported and skipped (and the push exits 3).
     git("-C", world.work, "checkout", "--", f"imagelists/{carols}.json")
+    git("-C", world.work, "remote", "add", "vanished", world.root / "no-such-replica.git")
     done = _publish(world, world.work, "bob")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr
+    assert "warning: cannot fetch from remote vanished: no git repository at " \
+        f"{world.root / 'no-such-replica.git'}; skipped" in done.stderr
     assert f"hold it in {on_top[:12]}" in done.stderr
     head = done.stdout.strip()
     assert _parents(world.work, head) == [on_top]

@@ -127,7 +127,7 @@ def give_way(copy: WorkingCopy, *, fetch: bool, inform: Notice | None = None,
     offered = offers(copy, fetch=fetch)
     for offer in offered:
         if offer.head is None and warn:
-            warn(f"replica {offer.remote}: {offer.problem}; skipped")
+            warn(f"{offer.problem}; skipped")  # the problem names the remote
     heads = [o.head for o in offered if o.head is not None]
     if not heads:
         return None
