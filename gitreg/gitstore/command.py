@@ -77,23 +77,26 @@ def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_git(args: Sequence[str | Path], *, timeout: float, what: str,
-            env: Mapping[str, str] | None = None, cwd: Path | None = None) -> GitRun:
+            env: Mapping[str, str] | None = None, cwd: Path | None = None,
+            stdin: bytes | None = None) -> GitRun:
     """Run ``git ARGS`` to completion or kill its whole process group at ``timeout``.
 
     ``what`` names the remote or repository for the timeout message. A
     timeout raises ``UnreachableError``: the other end did not answer.
+    ``stdin``: what git reads on its standard input (nothing otherwise).
     """
     argv = ["git", *map(str, args)]
     try:
         # A new session so that a timeout also kills git-remote-http, ssh, ...
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            argv, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=git_environment(env), cwd=cwd, start_new_session=True,
         )
     except OSError as exc:
         raise UsageError(f"cannot run git: {exc}", hint="install git and put it on PATH") from exc
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         proc.communicate()
