@@ -259,6 +259,8 @@ def test_a_forged_replica_head_never_moves_the_working_copy(world: SiteWorld) ->
     git("-C", world.root / "forger", "push", "--quiet", "--force", rogue, f"{forged}:main")
     git("-C", world.work, "remote", "add", "rogue", rogue)
     git("-C", world.work, "fetch", "--quiet", "rogue")
+    # A name git allows but gitreg's own tracking refs cannot carry: no ref, no harm.
+    git("-C", world.work, "remote", "add", "odd@name", world.servers["a"])
     assert git("-C", world.work, "rev-parse", "refs/remotes/rogue/main").stdout.strip() \
         == forged
     refs, files = _refs(world.work), _files(world.work)

@@ -96,7 +96,6 @@ def canonical_successor(store: RegistryStore, verifier: Verifier, local: str,
 def offers(copy: WorkingCopy, *, fetch: bool) -> list[Offer]:
     """Every replica's ``main``: fetched now (``fetch``), else the tracking refs there are."""
     from gitreg.gitstore.remote import fetch as fetch_main
-    from gitreg.gitstore.remote import remote_ref
     from gitreg.publish.replicas import remotes
 
     found: list[Offer] = []
@@ -107,9 +106,19 @@ def offers(copy: WorkingCopy, *, fetch: bool) -> list[Offer]:
             except GitregError as exc:
                 found.append(Offer(name, None, exc.message))
             continue
-        heads = (copy.store.ref(remote_ref(name)), copy.store.ref(_GIT_TRACKING.format(name=name)))
+        heads = [_tracking(copy, name, gitreg=True), _tracking(copy, name, gitreg=False)]
         found.extend(Offer(name, head) for head in dict.fromkeys(heads) if head is not None)
     return found
+
+
+def _tracking(copy: WorkingCopy, name: str, *, gitreg: bool) -> str | None:
+    """Remote ``name``'s ``main`` as gitreg's fetch or git's own last saw it (None: never)."""
+    from gitreg.gitstore.remote import remote_ref
+
+    try:  # a remote name no ref can carry has never been fetched
+        return copy.store.ref(remote_ref(name) if gitreg else _GIT_TRACKING.format(name=name))
+    except UsageError:
+        return None
 
 
 def give_way(copy: WorkingCopy, *, fetch: bool, inform: Notice | None = None,
