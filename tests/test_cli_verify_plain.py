@@ -75,6 +75,7 @@ def test_both_paths_print_the_same(registry: tuple[RegistrySimulator, str], tmp_
         ([sim.path, "--at", "2026-06-01T00:00:00Z", "--json"], MAIN, 0),
         ([sim.path, "--at", "yesterday"], MAIN, 2),
         ([sim.path, "--json"], "refs/heads/none", 1),
+        ([sim.path, "--json"], "", 1),  # an empty --ref is a name, not the default
         ([tmp_path / "nothing"], MAIN, 2),
         ([], MAIN, 0),  # the current directory
     ]

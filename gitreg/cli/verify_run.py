@@ -54,9 +54,10 @@ def plain_verify_arguments(argv: Sequence[str]) -> VerifyArguments | None:
                             flags=("--json",), positionals=1)
     if line is None:
         return None
+    ref = line.value("ref")
     return VerifyArguments(Path(*line.positionals), since=line.value("since"),
                            trust_root=line.value("trust_root"),
-                           ref=line.value("ref") or VerifyArguments.ref, at=line.value("at"),
+                           ref=VerifyArguments.ref if ref is None else ref, at=line.value("at"),
                            json_output="--json" in line.flags, verbose=line.verbose)
 
 
