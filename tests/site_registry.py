@@ -110,6 +110,17 @@ class SiteWorld:
         git("clone", "--quiet", self.servers[source], path)
         return path
 
+    def push_new_list(self, name: str, replica: str, title: str, image: str,
+                      body: bytes) -> tuple[Path, str, str]:
+        """Endorser ``name`` clones ``replica``, publishes a new list of one image
+        with the second key and pushes it there only: (clone, list, commit)."""
+        clone = self.clone(name, replica)
+        new = self.new_list(title, cwd=clone)
+        self.add_image(new, image, body, cwd=clone)
+        commit = self.publish(name, cwd=clone, key=self.second_key)
+        self.push(replica, cwd=clone)
+        return clone, new, commit
+
     def server(self, name: str) -> str:
         """A hook-guarded server repository seeded from the registry, served over HTTP."""
         path = self.root / f"{name}.git"

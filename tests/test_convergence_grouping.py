@@ -43,10 +43,6 @@ class Registry:
     base: str
     version: int = 10  # every new list version is higher than all before: no equivocation
 
-    @property
-    def store(self) -> RegistryStore:
-        return self.sim.store
-
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
@@ -73,7 +69,7 @@ def _signed_set(registry: Registry, rng: random.Random, verifier: Verifier) -> l
         parent = rng.choice([registry.base, *signed]) if rng.random() < 0.3 else registry.base
         list_id = rng.choice(LISTS)
         # A signed commit may not put an image in two lists of its own tree.
-        taken = {u for other, ids in _images(registry.store, parent).items()
+        taken = {u for other, ids in _images(registry.sim.store, parent).items()
                  if other != list_id for u in ids}
         free = [u for u in POOL if u not in taken]
         images = sorted(rng.sample(free, k=min(rng.randint(0, 2), len(free))))
@@ -102,7 +98,7 @@ def _forward_merges(store: RegistryStore, verifier: Verifier, commits: list[str]
 
 def test_grouping_into_merges_does_not_change_the_canonical_state(registry: Registry) -> None:
     seed, rng = seeded()
-    store = registry.store
+    store = registry.sim.store
     conflicts = 0
     for number in range(SETS):
         verifier = Verifier(store, MemoryCache(),
@@ -127,13 +123,13 @@ def test_grouping_into_merges_does_not_change_the_canonical_state(registry: Regi
 
 
 @pytest.mark.xfail(strict=True, reason="an image conflict falls back to the merge base, "
-                   "lower than a version a site may already hold (reported to the lead)")
+                   "lower than a version a site may already hold (docs/format.md, Replication)")
 def test_a_site_never_sees_a_list_go_back_when_an_image_conflict_arrives(
         registry: Registry) -> None:
     # From one base, commit a puts image U in list 3, commit b puts U in list 1. A site
     # that trusted a and then receives b holds their canonical merge, in which the
     # later path (list 3) falls back to its merge-base version.
-    sim, signer, store = registry.sim, registry.signer, registry.store
+    sim, signer, store = registry.sim, registry.signer, registry.sim.store
     verifier = Verifier(store, MemoryCache(), context=VerifyContext.for_site(sim.clock))
     shared = POOL[2]
     made = []

@@ -81,11 +81,8 @@ def _bob_merges_carols_push(world: SiteWorld) -> tuple[str, str, str, str]:
     list_one = _registry_on(world, "a", "b")
     world.cli("replica", "add", world.servers["a"], "--name", "a")
     world.cli("replica", "add", world.servers["b"], "--name", "b")
-    carol = world.clone("carol", "b")
-    carols = world.new_list("Carol's", cwd=carol)
-    world.add_image(carols, "carol-1", b"carol 1\n" * 9, cwd=carol)
-    carol_commit = world.publish("carol", cwd=carol, key=world.second_key)
-    world.push("b", cwd=carol)
+    _, carols, carol_commit = world.push_new_list("carol", "b", "Carol's", "carol-1",
+                                                  b"carol 1\n" * 9)
     bobs = world.new_list("Bob's")
     world.add_image(bobs, "bob-1", b"bob 1\n" * 9)
     done = _publish(world, world.work, "bob")
@@ -120,11 +117,7 @@ def _round_with_two_refusals(world: SiteWorld) -> Round:
     bobs = world.new_list("Bob's")
     world.add_image(bobs, "bob-1", b"bob 1\n" * 9)
     # Dave's push lands on c first.
-    dave = world.clone("dave", "c")
-    daves = world.new_list("Dave's", cwd=dave)
-    world.add_image(daves, "dave-1", b"dave 1\n" * 9, cwd=dave)
-    z = world.publish("dave", cwd=dave, key=world.second_key)
-    world.push("c", cwd=dave)
+    *_, z = world.push_new_list("dave", "c", "Dave's", "dave-1", b"dave 1\n" * 9)
     # Carol is refused by c and merges forward (M2); bob is refused by b (which took
     # M2) and merges forward too, a merge of M2 (M1): two endorser merges in one round.
     done = _publish(world, carol, "carol", key=world.second_key)

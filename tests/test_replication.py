@@ -213,11 +213,7 @@ def test_replicas_that_merged_different_views_converge_without_merging_merges(
     a_url, b_url = world.urls["a"], world.urls["b"]
     # Three pushes from one base, one to each replica.
     for name, replica in (("carol", "b"), ("dave", "c")):
-        clone = world.clone(name, replica)
-        new = world.new_list(f"{name}'s", cwd=clone)
-        world.add_image(new, name, name.encode() * 9, cwd=clone)
-        world.publish(name, cwd=clone, key=world.second_key)
-        world.push(replica, cwd=clone)
+        world.push_new_list(name, replica, f"{name}'s", name, name.encode() * 9)
     bobs = world.new_list("Bob's")
     world.add_image(bobs, "bob", b"bob\n" * 9)
     world.publish("bob")
