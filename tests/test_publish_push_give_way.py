@@ -313,3 +313,32 @@ def test_a_replica_still_on_a_merge_leaves_no_merge_of_merges(world: SiteWorld) 
     assert _parents(world.work, w2) == [w1] and "merged it" not in done.stderr
     assert _main(world.servers["a"]) == _main(world.servers["b"]) == w2
     assert _merges(world.servers["a"]) == [canonical]
+
+
+@pytest.mark.slow
+def test_an_attestation_on_gitregs_merge_gives_way_first(world: SiteWorld,
+                                                         ssh_mallory: SSHKeyFiles) -> None:
+    # Attester site-a (mallory's key) is in the policy the replicas are seeded with.
+    world.cli("policy", "add-attester", "site-a", "--key", ssh_mallory.public,
+              "--email", "cloud@site-a.example.org")
+    world.cli("policy", "sign", "--key", world.root_key.private)
+    world.cli("publish", "--policy-only", "--key", world.root_key.private, "-m", "attester")
+    played = _round_with_two_refusals(world)
+    for name in ("a", "b", "c"):
+        _sync_peers(world, name)
+    canonical = _main(world.servers["a"])
+    assert _main(world.work) == played.m1 != canonical
+
+    # The statement's commit is signed on the replicas' canonical merge, not on M1.
+    done = world.run_cli(["attest", "bob-1", "--result", "passed", "--key",
+                          ssh_mallory.private, "--push"], cwd=world.work)
+    assert done.returncode == 0, done.stderr
+    assert f"main was {played.m1[:12]}, the merge gitreg made" in done.stderr
+    assert f"hold it in {canonical[:12]}" in done.stderr
+    statement = done.stdout.strip()
+    assert _parents(world.work, statement) == [canonical]
+    for name in ("a", "b", "c"):
+        _sync_peers(world, name)
+    assert {_main(world.servers[n]) for n in ("a", "b", "c")} == {statement}
+    assert _merges(world.servers["a"]) == [canonical]
+    assert not _is_ancestor(world.servers["a"], played.m1)

@@ -42,7 +42,8 @@ def attest(
         raise UsageError(f"{copy.workdir}: --push, but no git remote is configured",
                          hint="git remote add origin URL")
     done = do_attest(copy, image, result=result, kind=kind, note=note,
-                     signer=load_signing_key(key), now=utcnow())
+                     signer=load_signing_key(key), now=utcnow(), fetch_replicas=push,
+                     inform=output.info, notice=output.warn)
     what = (f"image {done.image} ({done.image_title}): {done.statement.result} "
             f"{done.statement.kind} by {done.attester}")
     if json_output:

@@ -11,6 +11,7 @@ no-op; anything else replaces the attester's statement about that image.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -94,12 +95,23 @@ def check_arguments(result: str, kind: str, note: str | None, signer: Signer) ->
 
 
 def attest(copy: WorkingCopy, image_spec: str, *, result: str, kind: str, note: str | None,
-           signer: Signer, now: datetime) -> AttestResult:
-    """Publish ``signer``'s statement about the image ``image_spec`` names on ``main``."""
+           signer: Signer, now: datetime, fetch_replicas: bool = False,
+           inform: Callable[[str], None] | None = None,
+           notice: Callable[[str], None] | None = None) -> AttestResult:
+    """Publish ``signer``'s statement about the image ``image_spec`` names on ``main``.
+
+    As ``publish`` does, a ``main`` that is gitreg's merge of a replica that
+    moved first gives way to the replicas' canonical state (``give_way``), so
+    the statement's commit never brings that merge into history.
+    """
+    from gitreg.publish.give_way import give_way
+
     check_arguments(result, kind, note, signer)
-    head = copy.head()
-    if head is None:
+    if copy.head() is None:
         raise UsageError(f"{copy.workdir}: {MAIN_REF} has no commit; nothing to attest")
+    give_way(copy, fetch=fetch_replicas, inform=inform, warn=notice)
+    head = copy.head()
+    assert head is not None
     attester = attester_of(copy, signer)
     published = {i: il for i in copy.published_list_ids()
                  if (il := copy.published_list(i)) is not None}
