@@ -291,27 +291,43 @@ def test_a_replica_still_on_a_merge_leaves_no_merge_of_merges(world: SiteWorld) 
     assert _main(world.servers["b"]) == played.m1
 
     # Bob gives way to the canonical merge; b refuses his commit (not a descendant of
-    # M1), so his push merges forward once more: a merge that adds nothing (E).
+    # M1), but a took it and M1 adds nothing to it: b is left pending, not merged.
     world.add_image(played.bobs, "bob-2", b"bob 2\n" * 9)
     done = _publish(world, world.work, "bob again")
-    assert done.returncode == 0 and f"hold it in {canonical[:12]}" in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert f"hold it in {canonical[:12]}" in done.stderr
     w1 = done.stdout.strip()
-    assert _parents(world.work, w1) == [canonical]
+    assert _parents(world.work, w1) == [canonical] and _main(world.work) == w1
+    assert f"warning: b ({world.servers['b']}): pending (behind)" in done.stderr
+    assert f"b still serves {played.m1[:12]}, a merge your main {w1[:12]} already " \
+        "holds" in done.stderr
+    assert "merged it" not in done.stderr
+    assert _main(world.servers["a"]) == w1 and _main(world.servers["b"]) == played.m1
+
+    # With a out of reach nobody took bob's next commit, so b's merge is merged
+    # forward once more (E: a merge that adds nothing, the one way left to push).
+    world.add_image(played.bobs, "bob-3", b"bob 3\n" * 9)
+    git("-C", world.work, "remote", "set-url", "a", world.root / "gone.git")
+    done = _publish(world, world.work, "bob a third time")
+    assert done.returncode == 3 and "merged it deterministically" in done.stderr, done.stderr
+    w2 = done.stdout.strip()
     forward = _main(world.work)
-    assert sorted(_parents(world.work, forward)) == sorted([w1, played.m1])
+    assert sorted(_parents(world.work, forward)) == sorted([w2, played.m1])
+    assert _main(world.servers["b"]) == forward
+    git("-C", world.work, "remote", "set-url", "a", world.servers["a"])
 
     # The replicas give way to bob's signed commit, and so does his working copy, though
     # what holds E is an ancestor of it.
     for name in ("b", "a", "c"):
         _sync_peers(world, name)
-    assert {_main(world.servers[n]) for n in ("a", "b", "c")} == {w1}
-    world.add_image(played.bobs, "bob-3", b"bob 3\n" * 9)
-    done = _publish(world, world.work, "bob a third time")
+    assert {_main(world.servers[n]) for n in ("a", "b", "c")} == {w2}
+    world.add_image(played.bobs, "bob-4", b"bob 4\n" * 9)
+    done = _publish(world, world.work, "bob a fourth time")
     assert done.returncode == 0 and f"main was {forward[:12]}" in done.stderr, done.stderr
-    assert f"a, b hold it in {w1[:12]}" in done.stderr
-    w2 = done.stdout.strip()
-    assert _parents(world.work, w2) == [w1] and "merged it" not in done.stderr
-    assert _main(world.servers["a"]) == _main(world.servers["b"]) == w2
+    assert f"a, b hold it in {w2[:12]}" in done.stderr
+    w3 = done.stdout.strip()
+    assert _parents(world.work, w3) == [w2] and "merged it" not in done.stderr
+    assert _main(world.servers["a"]) == _main(world.servers["b"]) == w3
     assert _merges(world.servers["a"]) == [canonical]
 
 

@@ -124,7 +124,8 @@ def push_and_report(copy: WorkingCopy) -> None:
 
     verdicts = replicas.push_main(copy, notice=output.info)
     for verdict in verdicts:
-        (output.ok if verdict.status == "accepted" else output.error)(verdict.describe())
+        say = {"accepted": output.ok, "pending": output.warn}.get(verdict.status, output.error)
+        say(verdict.describe())
     code = replicas.exit_code(verdicts)
     if code:
         raise typer.Exit(code)

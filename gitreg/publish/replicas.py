@@ -23,7 +23,7 @@ from gitreg.publish.workcopy import BRANCH, WorkingCopy
 if TYPE_CHECKING:
     from gitreg.verify.history import Verifier
 
-Status = Literal["accepted", "rejected", "unreachable", "failed"]
+Status = Literal["accepted", "pending", "rejected", "unreachable", "failed"]
 # How many times a push round may merge a replica that moved before giving up.
 MAX_ROUNDS = 4
 _MOVED = ("fetch first", "non-fast-forward")
@@ -88,24 +88,33 @@ def push_main(copy: WorkingCopy, *, notice: Callable[[str], None] | None = None,
 
     A remote that refuses because it moved is merged and pushed again, and so
     is every remote that took the older ``main``; ``notice`` hears each merge.
+    A remote that still serves a merge ``main`` already holds is left
+    ``pending`` when another remote took ``main``: a merge of it would add
+    nothing, and its next ``sync-peers`` gives way to ``main``.
     """
     verdicts: dict[str, RemoteVerdict] = {}
     for _ in range(MAX_ROUNDS):
         head = copy.head()
         pending = [(n, u) for n, u in remotes(copy)
                    if n not in verdicts or verdicts[n].status != "unreachable"]
-        moved = False
+        refused = []
         for name, url in pending:
             verdict = _push_one(copy, name, url)
             verdicts[name] = verdict
             if verdict.status == "rejected" and any(m in verdict.summary for m in _MOVED):
-                merged = merge_moved_replica(copy, name, url)
-                if merged.status == "accepted":
-                    if notice:
-                        notice(merged.message)
-                    moved = True
-                else:
-                    verdicts[name] = merged
+                refused.append((name, url))
+        # Judged after every push of the round, so the order of remotes does not
+        # decide whether a replica that gives way later is merged now.
+        taken = any(v.status == "accepted" for v in verdicts.values())
+        moved = False
+        for name, url in refused:
+            merged = merge_moved_replica(copy, name, url, defer=taken)
+            if merged.status == "accepted":
+                if notice:
+                    notice(merged.message)
+                moved = True
+            else:
+                verdicts[name] = merged
         if not moved and copy.head() == head:
             break
     return [verdicts[n] for n, _ in remotes(copy) if n in verdicts]
@@ -124,13 +133,16 @@ def _push_one(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict:
                          result.summary, result.message)
 
 
-def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict:
+def merge_moved_replica(copy: WorkingCopy, name: str, url: str, *,
+                        defer: bool = False) -> RemoteVerdict:
     """Fetch remote ``name``, verify its head and merge it into ``main``.
 
     ``accepted`` (with a message) when ``main`` now contains the remote's
     head; otherwise ``rejected`` with the reason and the commands to run.
+    ``defer`` (another remote took ``main``): a head that ``main`` already
+    holds is not merged but left ``pending``.
     """
-    from gitreg.gitstore.acceptance import choose, judge_head
+    from gitreg.gitstore.acceptance import choose, holds, judge_head
     from gitreg.gitstore.remote import fetch
 
     by_hand = (f"git -C {copy.workdir} pull --no-rebase {name} {BRANCH}, check the "
@@ -142,6 +154,7 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
                              f"{name} moved and could not be fetched: {exc.message}; "
                              f"fetch it later and push again ({by_hand})")
     local = copy.head()
+    assert local is not None
     with verifier_for(copy) as verifier:
         verdict = judge_head(copy.store, verifier, local, head)
         if not verdict.valid:
@@ -150,6 +163,12 @@ def merge_moved_replica(copy: WorkingCopy, name: str, url: str) -> RemoteVerdict
                                  f"successor of your main: {verdict.detail}; not merged. "
                                  "Tell the replica's operator; the other replicas have "
                                  "your commit")
+        if defer and holds(copy.store, local, head):
+            return RemoteVerdict(name, url, "pending", "(behind)",
+                                 f"{name} still serves {head[:12]}, a merge your main "
+                                 f"{local[:12]} already holds; the other replicas have "
+                                 f"your commit, and {name} takes it at its next `gitreg "
+                                 "server sync-peers`")
         choice = choose(copy.store, verifier, local, [head], covered=False)
     target = choice.target
     if target is None or target == local:
@@ -214,7 +233,8 @@ def verifier_for(copy: WorkingCopy) -> Iterator[Verifier]:
 
 
 def exit_code(verdicts: list[RemoteVerdict]) -> int:
-    """1 if any remote rejected, 3 if any could not be reached (or failed), else 0."""
+    """1 if any remote rejected, 3 if any could not be reached (or failed), else 0
+    (a ``pending`` remote included: another one took ``main``)."""
     if any(v.status == "rejected" for v in verdicts):
         return EXIT_REJECTED
     if any(v.status in ("unreachable", "failed") for v in verdicts):
