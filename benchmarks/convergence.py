@@ -154,9 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
 
-    from gitreg.gitstore.acceptance import build_merge
+    from gitreg.gitstore.acceptance import build_merge, is_gitreg_merge
     from gitreg.gitstore.store import RegistryStore
-    from gitreg.publish.give_way import is_gitreg_merge
     from gitreg.server.init import init_server
     from gitreg.server.peers import store_peers
     from gitreg.verify.cache import MemoryCache

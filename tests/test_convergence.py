@@ -31,10 +31,10 @@ from pathlib import Path
 
 import pytest
 
-from gitreg.gitstore.acceptance import Choice, build_merge, choose, judge_head
+from gitreg.gitstore.acceptance import Choice, build_merge, choose, is_gitreg_merge, judge_head
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.versions import compare_versions
-from gitreg.publish.give_way import canonical_successor, is_gitreg_merge
+from gitreg.publish.give_way import canonical_successor
 from gitreg.signing.interface import Signer
 from gitreg.verify import layout
 from gitreg.verify.cache import MemoryCache

@@ -267,6 +267,14 @@ def merge_message(parents: Sequence[str]) -> str:
     return f"Deterministic merge of {len(parents)} diverged registry heads\n"
 
 
+def is_gitreg_merge(store: RegistryStore, oid: str) -> bool:
+    """Whether ``oid`` is an unsigned merge written by gitreg (``build_merge``)."""
+    info = store.commit_info(oid)
+    return (len(info.parents) > 1 and info.signature is None
+            and (info.author.name, info.author.email) == MERGE_IDENTITY
+            and (info.committer.name, info.committer.email) == MERGE_IDENTITY)
+
+
 def build_merge(store: RegistryStore, verifier: Verifier,
                 heads: Sequence[str]) -> tuple[str, list[Equivocation]]:
     """Write (idempotently) and verify the deterministic merge commit of ``heads``.

@@ -60,16 +60,6 @@ class Successor:
     invalid: dict[str, str] = field(default_factory=dict)  # head -> why
 
 
-def is_gitreg_merge(store: RegistryStore, oid: str) -> bool:
-    """Whether ``oid`` is an unsigned merge written by gitreg (``build_merge``)."""
-    from gitreg.gitstore.acceptance import MERGE_IDENTITY
-
-    info = store.commit_info(oid)
-    return (len(info.parents) > 1 and info.signature is None
-            and (info.author.name, info.author.email) == MERGE_IDENTITY
-            and (info.committer.name, info.committer.email) == MERGE_IDENTITY)
-
-
 def canonical_successor(store: RegistryStore, verifier: Verifier, local: str,
                         heads: Iterable[str]) -> Successor:
     """The canonical state of the valid ``heads`` that hold ``local``, if it moves ``local``."""
@@ -128,6 +118,7 @@ def give_way(copy: WorkingCopy, *, fetch: bool, inform: Notice | None = None,
     Returns the new ``main``, or None when it stays. Raises ``UsageError``
     (nothing changed) when the move would overwrite drafts.
     """
+    from gitreg.gitstore.acceptance import is_gitreg_merge
     from gitreg.publish.replicas import advance_working_copy, drafts_in_the_way, verifier_for
 
     local = copy.head()
