@@ -289,6 +289,16 @@ def newness(row: dict[str, Any]) -> tuple[Any, ...]:
     return (_version_key(str(row["version"] or "")), row["list_created"], row["image"])
 
 
+def image_newness(record: dict[str, Any], image: dict[str, Any]) -> tuple[Any, ...]:
+    """``newness`` of the row ``image`` of list ``record`` would make, without making it."""
+    return (_version_key(str(image["version"] or "")), record["created"], image["id"])
+
+
+def image_order(image: dict[str, Any]) -> tuple[str, str, str]:
+    """``_sort``'s key (the rows' order) of the row ``image`` would make."""
+    return (image["title"] or "", image["version"] or "", image["id"])
+
+
 def newer(a: dict[str, Any], b: dict[str, Any]) -> int:
     """-1, 0 or 1 as row ``a`` is older than, the same as or newer than ``b``:
     by ``hv:version`` (numeric-aware), then its list's creation date, then image id."""
@@ -344,9 +354,7 @@ _Match = tuple[dict[str, Any], dict[str, Any], dict[str, Any], tuple[str, str]]
 
 
 def _match_order(match: _Match) -> tuple[str, str, str]:
-    """``_sort``'s key, of the row a match would make."""
-    image = match[2]
-    return (image["title"] or "", image["version"] or "", image["id"])
+    return image_order(match[2])
 
 
 def _latest_matches(found: list[_Match]) -> list[_Match]:
@@ -356,7 +364,7 @@ def _latest_matches(found: list[_Match]) -> list[_Match]:
         series = image["series"]
         if series is None:
             continue
-        key = (_version_key(str(image["version"] or "")), record["created"], image["id"])
+        key = image_newness(record, image)
         current = best.get(series)
         if current is None or key > current[0]:
             best[series] = (key, position)

@@ -23,7 +23,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from gitreg.catalogue.search import _row, _version_key
+from gitreg.catalogue.search import _row, image_newness, image_order
 from gitreg.catalogue.status import expired_attesters, image_status, list_status
 
 CACHE = ".gitreg-web.cache"
@@ -94,11 +94,8 @@ def series_ranks(registries: Sequence[dict[str, Any]]) -> dict[Ref, int]:
             for position, image in enumerate(record["images"]):
                 if image["series"] is None:
                     continue
-                version = image["version"]
-                entries.append(((image["title"] or "", version or "", image["id"]),
-                                image["series"],
-                                (_version_key(str(version or "")), record["created"],
-                                 image["id"]),
+                entries.append((image_order(image), image["series"],
+                                image_newness(record, image),
                                 (index, record["id"], position)))
     entries.sort(key=itemgetter(0))
     by_series: dict[str, list[Any]] = defaultdict(list)
