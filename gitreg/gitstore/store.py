@@ -366,9 +366,6 @@ class RegistryStore:
         return parsed
 
     def _tree_of(self, commit_or_tree: str | pygit2.Oid) -> str:
-        if str(commit_or_tree) in self._trees:
-            # Parsed already, so read as a tree (under the size cap): no header again.
-            return str(commit_or_tree)
         kind, _size = self.object_header(commit_or_tree)
         if kind == "tree":
             return str(commit_or_tree)
