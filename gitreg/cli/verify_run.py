@@ -119,7 +119,9 @@ def run_verify(directory: Path, *, since: str | None, trust_root: str | None, re
     findings = verdict.findings()
     # Without --trust-root (or --since) the first policy found is trusted as
     # is: say so, with its fingerprint, so the reader can pin it next time.
-    unpinned = _initial_policy(store, head) if trust_root is None and since is None else None
+    # The whole history was just verified (a fresh cache skips nothing), root first.
+    unpinned = (_initial_policy(store, report.verified[0])
+                if trust_root is None and since is None else None)
     if json_output:
         output.data_json({
             "valid": True, "head": head, "at": format_date(moment),
@@ -138,12 +140,11 @@ def run_verify(directory: Path, *, since: str | None, trust_root: str | None, re
               f"{pinned}")
 
 
-def _initial_policy(store: RegistryStore, head: str) -> str:
-    """The fingerprint of the policy in the root commit of ``head`` (verified already)."""
+def _initial_policy(store: RegistryStore, root: str) -> str:
+    """The fingerprint of the policy in the ``root`` commit (verified already)."""
     from gitreg.model.policy import fingerprint
     from gitreg.verify import layout
 
-    root = store.commits_between(None, head)[0]
     entry = store.tree_entry(root, layout.POLICY_FILE)
     if entry is None:  # the verifier refused such a root: never reached
         return "none"
