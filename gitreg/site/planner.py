@@ -134,12 +134,11 @@ def records_fingerprint(state: SiteState) -> str:
 
 
 def plan_inputs(targets: Sequence[Target], state: SiteState | None, *, key: str,
-                now: datetime, full: bool = False, full_reason: str = "asked for",
-                ) -> PlanInputs:
+                now: datetime, full: str | None = None) -> PlanInputs:
     """The desired images and the records a plan compares, from changes when possible
-    (``full``: in full, said to be for ``full_reason``)."""
+    (``full``: in full instead, for this reason)."""
     fingerprint = records_fingerprint(state) if state is not None else ""
-    reason = full_reason if full else _changes_refused(
+    reason = full if full is not None else _changes_refused(
         targets, state, key=f"{key}:{fingerprint}", now=now)
     if reason is None:
         assert state is not None

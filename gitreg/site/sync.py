@@ -209,8 +209,8 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
         # whose file is gone are planned (downloaded again) by a full plan.
         missing = f"cache/ lacks {len(check.missing)} cached image(s)" \
             if check is not None and check.missing else None
-        inputs = plan_inputs(targets, state, key=key, now=moment, full=dry_run or bool(missing),
-                             full_reason="asked for" if dry_run else missing or "")
+        inputs = plan_inputs(targets, state, key=key, now=moment,
+                             full="asked for" if dry_run else missing)
         report.planning, report.planning_reason = inputs.planning, inputs.reason
         report.planned_lists = inputs.lists
         records = inputs.records
