@@ -50,8 +50,7 @@ def check_cache(state: SiteState, cache: SiteCache, *, now: datetime) -> CacheCh
     current = cache.stamp()
     if kept is not None and current is not None and not state.count_images("pending"):
         stamp, records, taken_at = kept
-        generation, changes = state.image_fingerprint()
-        if stamp == current.to_text() and records == f"{generation}:{changes}" \
+        if stamp == current.to_text() and records == state.records_mark() \
                 and taken_at <= now < taken_at + MAX_STAMP_AGE:
             cache.watch(current)
             return CacheCheck(listed=False)

@@ -549,6 +549,11 @@ class SiteState:
         row = self._read("SELECT generation, changes FROM image_changes")[0]
         return str(row[0]), int(row[1])
 
+    def records_mark(self) -> str:
+        """``image_fingerprint`` as the text ``record_cache_stamp`` keeps with a stamp."""
+        generation, changes = self.image_fingerprint()
+        return f"{generation}:{changes}"
+
     def cache_stamp(self) -> tuple[str, str, datetime] | None:
         """(stamp of cache/, records fingerprint, when) as a sync last recorded
         them (``record_cache_stamp``), or None."""
@@ -562,9 +567,8 @@ class SiteState:
             if stamp is None:
                 self._write("DELETE FROM cache_stamp")
                 return
-            generation, changes = self.image_fingerprint()
             self._write("INSERT OR REPLACE INTO cache_stamp VALUES (1, ?, ?, ?)",
-                        (stamp, f"{generation}:{changes}", _stamp(now)))
+                        (stamp, self.records_mark(), _stamp(now)))
 
     def count_images(self, state: ImageState) -> int:
         return int(self._read("SELECT COUNT(*) FROM image WHERE state = ?", (state,))[0][0])
