@@ -44,7 +44,6 @@ from gitreg.catalogue.web.staging import Staging, recover
 # Bumped with any template change, so a rebuild renders every page again.
 TEMPLATE_VERSION = "4"
 MANIFEST = ".gitreg-web.json"
-CACHE = units.CACHE
 # No inline script anywhere: app.js is the only script, loaded from 'self'.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https:; "
        "connect-src 'self'; base-uri 'none'; form-action 'self'")
