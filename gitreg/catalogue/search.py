@@ -150,8 +150,9 @@ def lifted_odd(registry: dict[str, Any], previous: dict[str, Any] | None = None
     looked at again.
     """
     odd: dict[str, dict[str, dict[str, Any]]] = {}
-    before: dict[str, Any] = (previous or {}).get("lifted_odd") or {}
-    old_lists = (previous or {}).get("lists", {}) if "lifted_odd" in (previous or {}) else {}
+    previous = previous or {}
+    before: dict[str, Any] = previous.get("lifted_odd") or {}
+    old_lists = previous.get("lists", {}) if "lifted_odd" in previous else {}
     for list_id, record in registry["lists"].items():
         if old_lists.get(list_id) is record:
             if list_id in before:
