@@ -67,6 +67,11 @@ class CloudOutcome:
     reads: int = 0
     writes: int = 0
 
+    def fail(self, image: VerifiedImage, reason: str) -> None:
+        """Report ``image`` refused, with its list (``failed`` and ``lists`` go together)."""
+        self.failed[image.uuid] = reason
+        self.lists[image.uuid] = image.list_uuid
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.kind, "uploaded": self.uploaded,
                 "updated": self.updated, "restored": self.restored, "retired": self.retired,
@@ -166,8 +171,7 @@ class Reconciler:
     def _wanted(self, image: VerifiedImage, place: Placement, group: list[RemoteImage],
                 record: CloudRecord | None) -> None:
         if record is not None and record.state == "failed" and not group:
-            self.outcome.failed[image.uuid] = record.reason
-            self.outcome.lists[image.uuid] = image.list_uuid
+            self.outcome.fail(image, record.reason)
             return
         expected = record.uploaded_sha512 if record and record.uploaded_sha512 else None
         keep = self._clean(group, {image.sha512, *([expected] if expected else [])},
@@ -176,8 +180,7 @@ class Reconciler:
             try:
                 keep = self._upload(image, place)
             except ImageRefusedError as exc:
-                self.outcome.failed[image.uuid] = exc.message
-                self.outcome.lists[image.uuid] = image.list_uuid
+                self.outcome.fail(image, exc.message)
                 if not isinstance(exc, ImportFailedError):  # Glance's fetch may work next run
                     self.records.put(image.uuid, image.sha512, state="failed",
                                      reason=exc.message, now=self.now)
