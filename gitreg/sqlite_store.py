@@ -136,8 +136,8 @@ def _drop_everything(db: sqlite3.Connection) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    # The migrations are gitreg's own constants: no ';' inside literals. A
-    # trigger's body holds ';': a statement ends where SQLite says it is complete.
+    # A trigger's body (or a literal) holds ';': a statement ends where SQLite
+    # says it is complete, not at every ';'.
     statements: list[str] = []
     pending = ""
     for piece in script.split(";"):
