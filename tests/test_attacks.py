@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from gitreg.errors import PolicyViolationError
+from gitreg.gitstore.acceptance import build_merge
 from gitreg.gitstore.verify_cache import SqliteCache
 from gitreg.model.policy import PolicyEnvelope
 from gitreg.model.registry_info import RegistryInfo
@@ -34,6 +35,7 @@ from gitreg.server.init import init_server
 from gitreg.signing.interface import NAMESPACE_IMAGELIST, Signer
 from gitreg.signing.ssh import SSHSigner
 from gitreg.verify import layout
+from gitreg.verify.cache import MemoryCache
 from gitreg.verify.context import VerifyContext
 from gitreg.verify.history import Verifier
 from tests.fixtures.env import RunCli
@@ -453,6 +455,41 @@ def test_image_uuid_of_another_list_in_upper_case(world: World) -> None:
     b = world.base
     oid = world.sim.publish(b.bob, {b.list_b: [b.image_b, b.image_a.upper()]}, move=False)
     world.assert_rejected(oid, "image-unique", path=layout.list_path(b.list_b))
+
+
+def test_a_merge_keeps_an_image_conflict_and_no_commit_makes_a_new_claim(
+        world: World) -> None:
+    """Concurrent pushes put one new image in lists a and b: the merge keeps both (no
+    list goes back). A later commit may keep its claim or drop it, never make one anew."""
+    b, sim = world.base, world.sim
+    shared = new_id()
+    alice_side = sim.publish(b.alice, {b.list_a: [b.image_a, shared]}, move=False)
+    bob_side = sim.publish(b.bob, {b.list_b: [b.image_b, shared]}, move=False)
+    world.assert_hook_accepts(alice_side)
+    verifier = Verifier(sim.store, MemoryCache(),
+                        context=VerifyContext.for_site(datetime.now(UTC)))
+    merge, findings = build_merge(sim.store, verifier, [alice_side, bob_side])
+    assert [(f.reason, f.image) for f in findings] == [("image-conflict", shared)]
+    world.assert_hook_accepts(merge)
+    tree = sim.store.commit(merge).tree
+    for list_id, side in ((b.list_a, alice_side), (b.list_b, bob_side)):
+        path = layout.list_path(list_id)
+        assert sim.store.entry(tree, path) == sim.store.entry(sim.store.commit(side).tree, path)
+
+    # Bob's next version keeps the image: accepted (the conflict is not his to make).
+    kept = sim.commit(sim.signed_list(b.list_b, sim.list_version(
+        b.list_b, version="3", images=[b.image_b, shared, new_id()]), b.bob), b.bob,
+        parents=[merge], move=False)
+    world.assert_hook_accepts(kept)
+    # He drops it, then claims it again while list a still carries it: refused.
+    dropped = sim.commit(sim.signed_list(b.list_b, sim.list_version(
+        b.list_b, version="4", images=[b.image_b]), b.bob), b.bob, parents=[kept], move=False)
+    world.assert_hook_accepts(dropped)
+    again = sim.commit(sim.signed_list(b.list_b, sim.list_version(
+        b.list_b, version="5", images=[b.image_b, shared]), b.bob), b.bob,
+        parents=[dropped], move=False)
+    stderr = world.assert_rejected(again, "image-unique", path=layout.list_path(b.list_b))
+    assert shared in stderr and b.list_a in stderr
 
 
 def test_list_deleted_instead_of_decommissioned(world: World) -> None:

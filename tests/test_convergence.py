@@ -4,15 +4,17 @@ In-process: one object database holds every party's commits (the real trust
 core, acceptance rule and deterministic merge; no subprocesses). Each
 schedule has 3 replicas (a hook: verify, fast-forward only), 2 mirrors and 3
 sites (provisional trusted state), 2 endorsers pushing from stale working
-copies to random replicas (merging the replica when it moved, as ``publish
---push`` does, and first giving way to the replicas' canonical state when
+copies to random replicas or to every replica up (merging a replica that
+moved, as ``publish --push`` does, and first giving way to the replicas' canonical state when
 the copy's ``main`` is such a merge, as ``publish`` does), random
-``sync-peers``, mirror and site syncs, and a replica
-down for a while. Any sync or push may be "killed" (the SIGKILL-equivalent
-of one process: a sync dies after it wrote its merge commit but before it
-moved its state; an endorser dies after the replica accepted the push but
-before its working copy recorded it). Invariants at every step: no site's
-list goes back to a lower ``hv:version``; nothing unverified is trusted.
+``sync-peers``, mirror and site syncs, and a replica down for a while.
+Endorsers often take images from a small shared pool, so that concurrent
+pushes put one image in two lists (image conflicts). Any sync or push may
+be "killed" (the SIGKILL-equivalent of one process: a sync dies after it
+wrote its merge commit but before it moved its state; an endorser dies
+after the replica accepted the push but before its working copy recorded
+it). Invariants at every step: no site's list goes back to a lower
+``hv:version``; nothing unverified is trusted.
 After quiescence every replica, mirror and site holds one commit id.
 tests/test_convergence_processes.py runs schedules with real processes.
 
@@ -31,7 +33,14 @@ from pathlib import Path
 
 import pytest
 
-from gitreg.gitstore.acceptance import Choice, build_merge, choose, is_gitreg_merge, judge_head
+from gitreg.gitstore.acceptance import (
+    Choice,
+    build_merge,
+    choose,
+    holds,
+    is_gitreg_merge,
+    judge_head,
+)
 from gitreg.gitstore.store import RegistryStore
 from gitreg.model.versions import compare_versions
 from gitreg.publish.give_way import canonical_successor
@@ -45,6 +54,7 @@ from tests.registry_simulator import RegistrySimulator, ssh_signer
 REPLICAS, MIRRORS, SITES = 3, 2, 3
 STEPS = 14
 KILL = 0.15  # the chance that a sync or push is killed at its crash point
+SHARED = [str(uuid.UUID(int=500 + n)) for n in range(2)]
 
 
 @dataclass
@@ -101,14 +111,10 @@ class Schedule:
     def push(self) -> None:
         who = self.rng.randrange(2)
         target = self.rng.choice(self.up())
-        base = self._give_way(who)
-        list_id = self.rng.choice(self.world.lists)
-        version = self._version(base, list_id)
-        sim = self.world.sim
-        data = sim.list_version(list_id, version=str(int(version) + 1 if version else 1),
-                                images=[str(uuid.UUID(int=self.rng.getrandbits(128)))])
-        commit = sim.commit(sim.signed_list(list_id, data, self.world.endorsers[who]),
-                            self.world.endorsers[who], parents=[base], move=False)
+        commit = self._sign(who)
+        if self.rng.random() < 0.3:
+            self._push_everywhere(who, commit)
+            return
         replica = self.replicas[target]
         assert replica.head is not None
         if not self.world.store.is_descendant(commit, replica.head):
@@ -125,6 +131,74 @@ class Schedule:
             return
         self.copies[who] = commit
         self.log.append(f"endorser {who} pushes to replica {target}")
+
+    def _sign(self, who: int) -> str:
+        """Endorser ``who`` signs a new version of a random list on its copy."""
+        base = self._give_way(who)
+        list_id = self.rng.choice(self.world.lists)
+        version = self._version(base, list_id)
+        sim = self.world.sim
+        data = sim.list_version(list_id, version=str(int(version) + 1 if version else 1),
+                                images=[self._image(base, list_id)])
+        return sim.commit(sim.signed_list(list_id, data, self.world.endorsers[who]),
+                          self.world.endorsers[who], parents=[base], move=False)
+
+    def _push_everywhere(self, who: int, commit: str) -> None:
+        """``publish --push`` to every replica up (gitreg/publish/replicas.py
+        ``push_main``): a replica that moved is merged and every replica pushed again,
+        but one still serving a merge the copy holds is left pending once another
+        replica took the push."""
+        store, copy = self.world.store, commit
+        mine = Party(copy, self.endorser_caches[who])
+        for _ in range(REPLICAS + 1):
+            start, refused, taken = copy, [], False
+            for n in self.up():
+                replica = self.replicas[n]
+                assert replica.head is not None
+                if store.is_descendant(copy, replica.head):
+                    if copy != replica.head:
+                        self.verifier(replica, push=True).verify_range(replica.head, copy)
+                        replica.head = copy
+                    taken = True
+                else:
+                    refused.append(n)
+            for n in refused:
+                head = self.replicas[n].head
+                assert head is not None
+                verdict = judge_head(store, self.verifier(mine), copy, head)
+                if verdict.verdict == "stale":
+                    continue  # an earlier merge of this push holds it: pushed next round
+                assert verdict.valid, verdict.detail
+                if taken and holds(store, copy, head):
+                    # Pending (behind): it gives way at its next sync-peers.
+                    self.log.append(f"  (replica {n} left pending)")
+                    continue
+                target = choose(store, self.verifier(mine), copy, [head],
+                                covered=False).target
+                if target is not None:
+                    copy = target
+            if copy == start:
+                break
+        if self.rng.random() < KILL:
+            self.log.append(f"endorser {who} pushes everywhere, killed after it")
+            return
+        self.copies[who] = copy
+        self.log.append(f"endorser {who} pushes everywhere")
+
+    def _image(self, base: str, list_id: str) -> str:
+        """A new image, or one of a small shared pool: concurrent pushes then put one
+        image UUID in two lists (an image conflict), as long as the copy's own tree
+        does not already hold it in another list (the hook's ``image-unique``)."""
+        store = self.world.store
+        taken = set()
+        for other in self.world.lists:
+            entry = store.entry(store.commit(base).tree, layout.list_path(other))
+            if other != list_id and entry is not None:
+                taken.update(u for u in SHARED if u in store.blob(entry.oid, 1 << 20).decode())
+        free = [u for u in SHARED if u not in taken]
+        if free and self.rng.random() < 0.3:
+            return self.rng.choice(free)
+        return str(uuid.UUID(int=self.rng.getrandbits(128)))
 
     def _give_way(self, who: int) -> str:
         """``publish`` first moves a copy on gitreg's merge to the canonical state the

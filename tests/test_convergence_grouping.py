@@ -5,8 +5,9 @@ replica and the working copy hold, merges included), replicas and sites take
 the canonical state (``choose(covered=True)``). Seeded (tests/seeds.py):
 sets of 2 to 4 signed commits, some built on others, each a new version of
 one of three lists with images from a pool of four UUIDs, so that two
-concurrent commits often put one image UUID in two lists (an image conflict,
-resolved from the merge base: gitreg/verify/merge.py). Each set is grouped
+concurrent commits often put one image UUID in two lists (an image conflict:
+both lists keep their highest version and the conflict is reported,
+gitreg/verify/merge.py). Each set is grouped
 into nested forward merges in random orders; the canonical state of any
 grouping, alone or offered with some of the signed commits, is the one of the
 signed commits themselves. In-process, the real trust core and merge.
@@ -122,13 +123,11 @@ def test_grouping_into_merges_does_not_change_the_canonical_state(registry: Regi
     print(f"{conflicts} of {SETS} sets had an image conflict")
 
 
-@pytest.mark.xfail(strict=True, reason="an image conflict falls back to the merge base, "
-                   "lower than a version a site may already hold (docs/format.md, Replication)")
 def test_a_site_never_sees_a_list_go_back_when_an_image_conflict_arrives(
         registry: Registry) -> None:
     # From one base, commit a puts image U in list 3, commit b puts U in list 1. A site
-    # that trusted a and then receives b holds their canonical merge, in which the
-    # later path (list 3) falls back to its merge-base version.
+    # that trusted a and then receives b holds their canonical merge: both lists at
+    # their highest version, the conflict reported (the site takes U from neither).
     sim, signer, store = registry.sim, registry.signer, registry.sim.store
     verifier = Verifier(store, MemoryCache(), context=VerifyContext.for_site(sim.clock))
     shared = POOL[2]
@@ -140,10 +139,19 @@ def test_a_site_never_sees_a_list_go_back_when_an_image_conflict_arrives(
                                parents=[registry.base], move=False))
         verifier.verify_range(registry.base, made[-1])
     a, b = made
-    merged = choose(store, verifier, a, [b]).target
+    choice = choose(store, verifier, a, [b])
+    merged = choice.target
     assert merged is not None
     path = layout.list_path(LISTS[2])
     held = store.entry(store.commit(a).tree, path)
     after = store.entry(store.commit(merged).tree, path)
     assert held is not None and after is not None
     assert after.oid == held.oid, "list 3 went back to its base version at the site"
+    other = layout.list_path(LISTS[0])
+    assert store.entry(store.commit(merged).tree, other) == store.entry(
+        store.commit(b).tree, other)
+    conflicts = [f for f in choice.findings if f.reason == "image-conflict"]
+    assert [(f.image, f.claimants) for f in conflicts] == [
+        (shared, tuple(sorted((path, other))))]
+    assert set(conflicts[0].commits) == {a, b}
+    assert shared in conflicts[0].describe() and "neither" in conflicts[0].describe()

@@ -3,8 +3,9 @@
 The rule reads its parents through the small ``MergeFacts`` protocol, so
 these tests give it in-memory trees: seeded random parents (the seed is
 printed, and ``GITREG_MERGE_SEED`` replays one), checked for order
-independence, monotone versions, revocation winning, and equivocation
-reporting.
+independence, monotone versions (image conflicts included: a list variant
+``z`` carries one image every other ``z`` list carries too), revocation
+winning, and equivocation and image-conflict reporting.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ import pytest
 from gitreg.errors import PolicyViolationError
 from gitreg.model.versions import compare_versions
 from gitreg.verify import layout
-from gitreg.verify.merge import merge_trees
+from gitreg.verify.merge import Equivocation, merge_trees
 
 LISTS = [f"0000000{i}-0000-4000-8000-000000000000" for i in range(4)]
 VERSIONS = ["1", "1.1", "2", "2.0.1", "10"]
+SHARED = "00000009-0000-4000-8000-000000000000"
 
 
 @dataclass
 class FakeFacts:
-    """Trees as dicts; a list blob is ``L:<list>:<version>:<variant>``."""
+    """Trees as dicts; a list blob is ``L:<list>:<version>:<variant>``; variant ``z``
+    carries the image ``SHARED``."""
 
     trees: dict[str, dict[str, str]]
     base: dict[str, str] = field(default_factory=dict)
@@ -47,7 +50,7 @@ class FakeFacts:
     def list_version(self, blob: str, *, path: str,
                      policy_blob: str) -> tuple[str, tuple[str, ...]]:
         _, list_id, version, variant = blob.split(":")
-        return version, (f"{list_id}-{version}-{variant}",)
+        return version, (SHARED if variant == "z" else f"{list_id}-{version}-{variant}",)
 
     def signer_allowed(self, policy_blob: str, *, path: str, list_blob: str,
                        sig_blob: str) -> bool:
@@ -74,7 +77,7 @@ def _random_world(rng: random.Random) -> FakeFacts:
     parents = rng.randint(2, 4)
     trees = {}
     for n in range(parents):
-        lists = {lid: (rng.choice(VERSIONS), rng.choice("xy"))
+        lists = {lid: (rng.choice(VERSIONS), rng.choice("xyz"))
                  for lid in rng.sample(LISTS, rng.randint(0, len(LISTS)))}
         trees[f"c{n}"] = _tree(lists, f"P:{rng.randint(1, 3)}:{rng.choice('pq')}")
     blobs = {b for t in trees.values() for p, b in t.items() if layout.is_list(p)}
@@ -104,6 +107,7 @@ def test_merge_is_canonical_monotone_and_lets_revocation_win() -> None:
             # Duplicated parents change nothing either.
             assert merge_trees(facts, (*commits, commits[0])).tree == first.tree
             _check_monotone(facts, first.tree)
+            _check_conflicts_reported(facts, first.tree, first.findings)
         except AssertionError as exc:
             raise AssertionError(f"merge property failed for seed {seed} "
                                  f"(replay: GITREG_MERGE_SEED={seed}): {exc}") from exc
@@ -129,6 +133,20 @@ def _check_monotone(facts: FakeFacts, merged: Mapping[str, str]) -> None:
         assert path in merged and compare_versions(merged[path].split(":")[2], top) == 0
         tied = sorted(b for b in allowed if compare_versions(b.split(":")[2], top) == 0)
         assert merged[path] == tied[0] and merged[layout.sig_path(list_id)] == "S" + tied[0]
+
+
+def _check_conflicts_reported(facts: FakeFacts, merged: Mapping[str, str],
+                              findings: list[Equivocation]) -> None:
+    carriers = tuple(sorted(p for p, b in merged.items() if layout.is_list(p)
+                            and b.endswith(":z")))
+    changed = [p for p in carriers if len({t.get(p) for t in facts.trees.values()}) > 1]
+    reported = [f for f in findings if f.reason == "image-conflict"]
+    if len(carriers) > 1 and changed:
+        [finding] = reported
+        assert finding.image == SHARED and finding.claimants == carriers
+        assert finding.path == min(changed)
+    else:
+        assert not reported
 
 
 class _Version:

@@ -52,6 +52,8 @@ RULES_DIGESTS = {
     13: "8b99c379a2601961c3c7981711c533e12b2fa2e89a5cb59d454c36f53960c041",
     # A list's signature blob is read only when no cached verdict answers (same verdicts).
     14: "95ee51fdeb8647a34f52018f6146f4bf5d3f3d7876c8635fbb2669b2503d6620",
+    # An image conflict keeps both lists' highest versions; image-unique refuses new claims.
+    15: "ed531462e87767c1dc85ae7dd44c23c3db282744a4badfc35e29c76bc2c38f9e",
 }
 
 

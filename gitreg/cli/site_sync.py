@@ -80,7 +80,7 @@ def _print_sync(report: Any) -> None:
                 output.warn(f"{registry.name}: remote {remote.url} is {remote.state}: "
                             f"{remote.detail}{rule}")
         for finding in registry.equivocations:
-            kind = "equivocation" if finding.reason == "equivocation" else "merge conflict"
+            kind = "equivocation" if finding.reason == "equivocation" else "image conflict"
             output.warn(f"{registry.name}: {kind}: {finding.describe()}")
         if registry.merge_error:
             output.warn(f"{registry.name}: {registry.merge_error}")

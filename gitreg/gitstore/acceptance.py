@@ -132,10 +132,14 @@ def range_findings(store: RegistryStore, verifier: Verifier,
 def equivocation_json(finding: Equivocation) -> dict[str, Any]:
     """An equivocation as the ``--json`` reports show it."""
     list_id = layout.list_id_of(finding.path) if layout.is_list(finding.path) else None
-    return {"path": finding.path, "list": list_id, "version": finding.version,
-            "blobs": list(finding.blobs), "commits": list(finding.commits),
-            "chosen": finding.chosen, "reason": finding.reason,
-            "message": finding.describe()}
+    found: dict[str, Any] = {
+        "path": finding.path, "list": list_id, "version": finding.version,
+        "blobs": list(finding.blobs), "commits": list(finding.commits),
+        "chosen": finding.chosen, "reason": finding.reason, "message": finding.describe()}
+    if finding.image is not None:
+        found["image"] = finding.image
+        found["lists"] = [layout.list_id_of(p) for p in finding.claimants]
+    return found
 
 
 def merged_heads(store: RegistryStore, choice: Choice, heads: Sequence[str], *,

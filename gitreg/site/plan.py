@@ -31,7 +31,8 @@ HELD_STATES: tuple[ImageState, ...] = ("cached", "pending", "failed")
 # whenever desired_images computes something else from the same inputs.
 # 4: records of images moved between lists name their new list (make_plan);
 # the one full plan after an upgrade repairs the records older syncs left.
-DESIRED_IMAGES_VERSION = "4"
+# 5: an image two lists of one registry carry is taken from neither.
+DESIRED_IMAGES_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,17 @@ class Retirement:
     in_cache: bool
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """An image UUID claimed by several registries (or lists of one), and where it was
+    taken from."""
+
+    image_uuid: str
+    registries: tuple[str, ...]
+    taken_from: str | None
+    message: str
+
+
 @dataclass
 class RegistryImages:
     """The desired images of one registry and why others of it are not."""
@@ -143,6 +155,9 @@ class RegistryImages:
     lists: set[str] = field(default_factory=set)
     # list uuid -> version, for lists published with no image: decommissioned.
     decommissioned: dict[str, str] = field(default_factory=dict)
+    # Image UUIDs that several wanted lists of this registry carry (an image
+    # conflict a merge left): taken from none of them.
+    conflicts: list[Conflict] = field(default_factory=list)
     # The first list or image expiry after ``now`` that this result depends
     # on: until then it stays the same for the same lists, subscriptions
     # and (with new_images = "refuse") records. None: no date can change it.
@@ -153,16 +168,6 @@ class RegistryImages:
             if moment is not None and moment > now and (
                     self.valid_until is None or moment < self.valid_until):
                 self.valid_until = moment
-
-
-@dataclass(frozen=True)
-class Conflict:
-    """An image UUID claimed by several registries, and where it was taken from."""
-
-    image_uuid: str
-    registries: tuple[str, ...]
-    taken_from: str | None
-    message: str
 
 
 @dataclass
@@ -193,8 +198,14 @@ def desired_images(registry: str, priority: int,
     was never seen before, or the subscription names the image. ``inert``:
     list UUID -> why the trust core holds it inert at ``now`` (its endorser
     expired); its images are dropped, and retired if they were installed.
+
+    An image that two wanted lists carry (the trust core lets a merge keep
+    both lists' highest versions and reports the image conflict) is taken
+    from neither: which claim is genuine is not decidable from the registry,
+    so the site waits until an endorser drops it from one list.
     """
     result = RegistryImages(registry)
+    carriers: dict[str, list[str]] = {}
     seen_lists = {r.list_uuid for r in known.values() if r.registry == registry}
     for given in lists:
         summary = given if isinstance(given, ListSummary) else ListSummary.of(given)
@@ -243,11 +254,20 @@ def desired_images(registry: str, priority: int,
             if image.expires is not None and image.expires <= now:
                 result.dropped[image_uuid] = ("expired", "image expired")
                 continue
+            carriers.setdefault(image_uuid, []).append(list_uuid)
             result.images[image_uuid] = DesiredImage(
                 uuid=image_uuid, registry=registry, priority=priority, list_uuid=list_uuid,
                 list_version=summary.version, sha512=image.sha512, size=image.size,
                 uri=image.uri, metadata=image.metadata, list_keys=summary.list_keys,
                 vo=summary.vo)
+    for image_uuid, lists_carrying in sorted(carriers.items()):
+        if len(lists_carrying) > 1:
+            del result.images[image_uuid]
+            named = " and ".join(sorted(lists_carrying))
+            message = (f"image {image_uuid} is carried by lists {named} of registry "
+                       f"{registry} (image conflict); not taken until one list drops it")
+            result.dropped[image_uuid] = ("expired", message)
+            result.conflicts.append(Conflict(image_uuid, (registry,), None, message))
     return result
 
 
@@ -271,6 +291,7 @@ def make_plan(registries: Sequence[RegistryImages], records: Iterable[ImageRecor
     in_cache = set(cached)
     frozen_set = set(frozen)
     desired = _resolve_conflicts(registries, conflicts, plan.claims)
+    plan.claims.extend(c for r in registries for c in r.conflicts)
     plan.conflicts = [c.message for c in plan.claims]
     by_registry = {r.registry: r for r in registries}
     current = {r.uuid: r for r in records}

@@ -12,7 +12,8 @@ between that tree and the target, the failed ones and those with records
 in ``failed`` or ``pending`` are planned, with only the records of those
 lists and of their images ("changes" planning). Anything else (first sync,
 an expiry passed, another config, records changed by another command, an
-image UUID claimed across registries, a recorded conflict) plans in full.
+image UUID claimed across registries or by a list planned and one not, a
+recorded conflict) plans in full.
 
 Either way a list is parsed at most once per blob: the index keeps what the
 plan needs of it (``ListSummary``) by blob id, and lists no subscription
@@ -143,9 +144,9 @@ def plan_inputs(targets: Sequence[Target], state: SiteState | None, *, key: str,
     if reason is None:
         assert state is not None
         planned = _changes(targets, state, now=now)
-        if planned is not None:
+        if isinstance(planned, PlanInputs):
             return planned
-        reason = "an image is claimed by another registry"
+        reason = planned
     return _full(targets, state, now=now, reason=reason)
 
 
@@ -168,7 +169,8 @@ def _changes_refused(targets: Sequence[Target], state: SiteState | None, *, key:
     return None
 
 
-def _changes(targets: Sequence[Target], state: SiteState, *, now: datetime) -> PlanInputs | None:
+def _changes(targets: Sequence[Target], state: SiteState, *, now: datetime) -> PlanInputs | str:
+    """The inputs from the changed lists, or why they would not be the full plan's."""
     result = PlanInputs(planning="changes")
     for target in targets:
         planned = target.index.planned()
@@ -187,11 +189,16 @@ def _changes(targets: Sequence[Target], state: SiteState, *, now: datetime) -> P
         records = {r.uuid: r for r in state.images_of(lists=focus, uuids=uuids)}
         if any(r.registry != target.name and r.state in HELD_STATES
                for r in records.values()):
-            return None
+            return "an image is claimed by another registry"
         result.records.update(records)
         wanted = desired_images(target.name, target.config.priority, summaries,
                                 subscriptions=target.subscriptions, known=records, now=now,
                                 inert=target.inert)
+        # A list not planned still holds the image (a move changes both lists):
+        # only the full plan sees both claims of an image conflict.
+        if any(r.list_uuid not in focus and r.state in HELD_STATES and r.uuid in wanted.images
+               for r in records.values()):
+            return f"registry {target.name}: an image is carried by a list not planned"
         result.registries.append(wanted)
         result.lists[target.name] = len(summaries)
         result.trees[target.name] = (tree, _earliest(planned.valid_until, wanted.valid_until,

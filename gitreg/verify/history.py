@@ -284,7 +284,7 @@ class Verifier:
             policy_rules.check_policy_expiry(policy, context=self.context, commit=facts.oid)
         for list_id in sorted(lists):
             self._check_list(list_id, parent, facts, policy)
-        self._check_unique_images(lists, facts, max_size)
+        self._check_unique_images(lists, parent, facts, max_size)
         for path in sorted(statements):
             self._check_attestation(path, parent, facts, policy)
         self.cache.mark_tree_indexed(facts.tree)
@@ -361,13 +361,19 @@ class Verifier:
             self._time_dependent = True
         return key_id
 
-    def _check_unique_images(self, changed: set[str], facts: CommitFacts,
+    def _check_unique_images(self, changed: set[str], parent: CommitFacts, facts: CommitFacts,
                              max_size: int) -> None:
         for list_id in sorted(changed):
             path = layout.list_path(list_id)
             entry = self.source.entry(facts.tree, path)
             assert entry is not None
+            old = self.source.entry(parent.tree, path)
+            # Only a new claim is refused: a list may keep an image that a merge
+            # left in two lists (an image conflict) until one of them drops it.
+            kept = set(self.facts(old.oid, path=path, max_size=max_size).images) if old else set()
             for image in self.facts(entry.oid, path=path, max_size=max_size).images:
+                if image in kept:
+                    continue
                 lists.check_unique_image(image, self._owner_elsewhere(image, list_id,
                                                                       facts.tree),
                                          commit=facts.oid, path=path)

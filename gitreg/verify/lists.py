@@ -110,7 +110,7 @@ def check_binding(policy: Policy, key_id: str, new: ListFacts, *, commit: str,
 
 
 def check_unique_image(image: str, owner: str | None, *, commit: str, path: str) -> None:
-    """No image UUID of a changed list is carried by another list of the new tree."""
+    """No image UUID a changed list newly carries is carried by another list of the new tree."""
     if owner is not None:
         raise PolicyViolationError(f"image {image} is already published in list {owner}",
                                    rule="image-unique", commit=commit, path=path)

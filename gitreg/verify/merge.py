@@ -9,8 +9,11 @@ not a candidate, so a concurrent revocation wins. An attestation (with its
 among the statements the merged policy's attesters signed. Two different contents at
 the same highest version are an equivocation by their signer: it is reported,
 and the smallest blob id is taken, so that every party computes the same tree
-and no list ever goes back to a lower version. Anyone computes the same tree,
-so merge commits need no signature.
+and no list ever goes back to a lower version. Two lists that now carry one
+image UUID (each side put it in another list) both keep their highest
+version: the image conflict is reported, and sites take that image from
+neither list until an endorser drops it from one (gitreg/site/plan.py).
+Anyone computes the same tree, so merge commits need no signature.
 
 The rule reads the parents only through ``MergeFacts`` (a few tree facts), so
 it can be tested without a repository; ``VerifierFacts`` answers them from the
@@ -74,16 +77,21 @@ class Equivocation:
     """Two or more different contents of one path at one version."""
 
     path: str
-    version: str
+    version: str  # for an image conflict: the image UUID (one finding per image)
     blobs: tuple[str, ...]  # the competing contents, sorted
     commits: tuple[str, ...]  # the parents that carry them, sorted
     chosen: str | None  # the blob the merge took (None: the path was dropped)
     reason: str = "equivocation"  # or "image-conflict"
+    # For an image conflict: the image UUID and every list path that carries it.
+    image: str | None = None
+    claimants: tuple[str, ...] = ()
 
     def describe(self) -> str:
         if self.reason == "image-conflict":
-            return (f"{self.path}: carries an image UUID another list also claims; "
-                    "keeping the merge base's content")
+            return (f"image {self.image} is carried by {' and '.join(self.claimants)} "
+                    f"(image conflict, from {', '.join(c[:12] for c in self.commits)}); "
+                    "both lists keep their highest version, sites take the image from "
+                    "neither until one list drops it")
         what = "policies" if self.path == layout.POLICY_FILE else "contents"
         kind = "version" if self.path == layout.POLICY_FILE else "hv:version"
         if layout.is_attestation(self.path):
@@ -138,7 +146,7 @@ def merge_trees(facts: MergeFacts, parents: tuple[str, ...]) -> MergeResult:
             _put(result.tree, list_id, chosen)
             if len({t.get(layout.list_path(list_id)) for _, t in trees}) > 1:
                 changed.append(list_id)
-    _resolve_image_conflicts(facts, policy_blob, changed, base, result)
+    _report_image_conflicts(facts, policy_blob, changed, trees, result)
     statements = sorted({p for _, t in trees for p in t if layout.is_attestation(p)})
     for path in statements:
         picked = _merge_attestation(facts, policy_blob, path, trees=trees, base=base,
@@ -244,40 +252,31 @@ def _merge_list(facts: MergeFacts, policy_blob: str, list_id: str, *,
     return best
 
 
-def _resolve_image_conflicts(facts: MergeFacts, policy_blob: str, changed: list[str],
-                             base: Mapping[str, str], result: MergeResult) -> None:
-    """Two lists that now carry one image UUID: the later path falls back to its base."""
-    for _ in range(len(changed) + 1):
-        owners: dict[str, str] = {}
-        conflict: str | None = None
-        for path, blob in sorted(result.tree.items()):
-            if not layout.is_list(path):
-                continue
+def _report_image_conflicts(facts: MergeFacts, policy_blob: str, changed: list[str],
+                            trees: list[tuple[str, Mapping[str, str]]],
+                            result: MergeResult) -> None:
+    """Report each image UUID that two lists of the merged tree carry, one of them changed.
+
+    Nothing is undone: falling back to an older version would take a list
+    below what a party already trusted (docs/format.md, "Replication").
+    """
+    touched = {layout.list_path(list_id) for list_id in changed}
+    carriers: dict[str, list[str]] = {}
+    for path, blob in sorted(result.tree.items()):
+        if layout.is_list(path):
             _, images = facts.list_version(blob, path=path, policy_blob=policy_blob)
             for image in images:
-                if image in owners and conflict is None:
-                    conflict = _newcomer(path, owners[image], base, result.tree)
-                owners.setdefault(image, path)
-        if conflict is None:
-            return
-        list_id = layout.list_id_of(conflict)
-        assert list_id is not None
-        sig = layout.sig_path(list_id)
+                carriers.setdefault(image, []).append(path)
+    for image, paths in sorted(carriers.items()):
+        if len(paths) < 2 or touched.isdisjoint(paths):
+            continue
+        blobs = tuple(sorted(result.tree[p] for p in paths))
+        commits = tuple(sorted(c for c, tree in trees
+                               if any(tree.get(p) == result.tree[p] for p in touched & set(paths))))
+        first = min(touched & set(paths))
         result.findings.append(Equivocation(
-            conflict, "", (result.tree[conflict],), (), base.get(conflict),
-            reason="image-conflict"))
-        if conflict in base and sig in base:
-            result.tree[conflict], result.tree[sig] = base[conflict], base[sig]
-        else:
-            del result.tree[conflict]
-            del result.tree[sig]
-
-
-def _newcomer(first: str, second: str, base: Mapping[str, str],
-              tree: Mapping[str, str]) -> str:
-    """Of two lists claiming one image, the one that changed since the base (or the later)."""
-    changed = [p for p in (first, second) if base.get(p) != tree.get(p)]
-    return max(changed) if changed else max(first, second)
+            first, image, blobs, commits, result.tree[first], reason="image-conflict",
+            image=image, claimants=tuple(paths)))
 
 
 class VerifierFacts:
