@@ -65,6 +65,10 @@ def test_an_image_conflict_keeps_both_lists_and_no_site_takes_the_image(
     assert recorded["uuid"] == shared and recorded["registries"] == ["test"]
     text = world.run_cli(["site", "sync", "--config", config])
     assert "image conflict" in text.stderr and shared in text.stderr
+    # The catalogue says so too: both rows are `conflict`, and hidden from a valid search.
+    assert _statuses(world, config, shared) == {one: "conflict", two: "conflict"}
+    valid = world.run_cli(["search", "--registry", config, "--json"])
+    assert valid.returncode == 0 and shared not in valid.stdout
 
     # A fresh site with the remotes the other way round: the same commit, the same cache.
     other = world.site_config([world.urls["b"], world.urls["a"]], name="other")
@@ -98,4 +102,13 @@ def test_an_image_conflict_keeps_both_lists_and_no_site_takes_the_image(
     assert sha512((cache / shared).read_bytes()) == sha512(bob_bytes)
     status = world.run_cli(["site", "status", "--config", config, "--json"])
     assert json.loads(status.stdout)["conflicts"] == []
+    assert _statuses(world, config, shared) == {one: "valid"}
+
+
+def _statuses(world: SiteWorld, config: object, image: str) -> dict[str, str]:
+    """List UUID -> the catalogue status of ``image`` in it (``gitreg search --all``)."""
+    done = world.run_cli(["search", "--registry", config, "--all", "--json"])
+    assert done.returncode == 0, done.stderr
+    return {row["list"]: row["status"] for row in json.loads(done.stdout)["results"]
+            if row["image"] == image}
 

@@ -242,7 +242,7 @@ def _images(registries: Sequence[dict[str, Any]], now: str
         for record in registry["lists"].values():
             list_state = list_status(registry, record, now)
             for image in record["images"]:
-                yield registry, record, image, image_status(list_state, image, now)
+                yield registry, record, image, image_status(registry, list_state, image, now)
 
 
 def _row(registry: dict[str, Any], record: dict[str, Any], image: dict[str, Any],
@@ -340,7 +340,7 @@ def search(registries: Sequence[dict[str, Any]], filters: Sequence[Filter], now:
             if valid_only and list_state[0] != VALID:
                 continue  # its images have the list's status
             for image in record["images"]:
-                state = image_status(list_state, image, now)
+                state = image_status(registry, list_state, image, now)
                 if valid_only and state[0] != VALID:
                     continue
                 if all(f.accepts(registry, record, image, state) for f in filters):

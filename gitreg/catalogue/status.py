@@ -30,13 +30,15 @@ EXPIRED = "expired"
 REVOKED = "revoked"
 INERT = "inert"  # signed by an endorser whose policy entry has expired
 POLICY_EXPIRED = "policy-expired"
+CONFLICT = "conflict"  # an image UUID two lists carry (a merge's image conflict)
 
-STATUSES = (VALID, EXPIRED, REVOKED, INERT, POLICY_EXPIRED)
+STATUSES = (VALID, EXPIRED, REVOKED, INERT, POLICY_EXPIRED, CONFLICT)
 
 # Parsed policies by blob id, and verdicts by registry state: (from, until, verdict).
 _POLICIES: dict[str, Policy] = {}
 _VERDICTS: dict[tuple[str, str, str], tuple[str, str | None, StateVerdict]] = {}
 _EXPIRED_ATTESTERS: dict[tuple[str, str], frozenset[str]] = {}
+_CONFLICTS: dict[tuple[str, str], frozenset[str]] = {}
 _KEEP = 64
 
 
@@ -122,12 +124,36 @@ def list_status(registry: dict[str, Any], record: dict[str, Any],
     return VALID, ""
 
 
-def image_status(list_state: tuple[str, str], image: dict[str, Any],
-                 now: str) -> tuple[str, str]:
-    """``(status, reason)`` of one image of a list whose status is ``list_state``."""
+def image_status(registry: dict[str, Any], list_state: tuple[str, str],
+                 image: dict[str, Any], now: str) -> tuple[str, str]:
+    """``(status, reason)`` of one image of a list of ``registry`` whose status is
+    ``list_state``."""
     if list_state[0] != VALID:
         return list_state
     expires = image.get("expires")
     if expires and now >= expires:
         return EXPIRED, f"the image expired at {expires}"
+    if image["id"] in conflicted_images(registry):
+        return CONFLICT, ("another list of the registry carries this image UUID too (an "
+                          "image conflict): sites take it from neither list")
     return VALID, ""
+
+
+def conflicted_images(registry: dict[str, Any]) -> frozenset[str]:
+    """The image UUIDs that several lists of the state carry, once per state.
+
+    Only a merge of concurrent pushes leaves one (docs/format.md,
+    "Replication"); it lasts until an endorser drops the image from a list.
+    """
+    key = (registry["registry"], registry["head"])
+    found = _CONFLICTS.get(key)
+    if found is None:
+        seen: set[str] = set()
+        twice: set[str] = set()
+        for record in registry["lists"].values():
+            for image in record["images"]:
+                (twice if image["id"] in seen else seen).add(image["id"])
+        if len(_CONFLICTS) >= _KEEP:
+            _CONFLICTS.clear()
+        found = _CONFLICTS[key] = frozenset(twice)
+    return found

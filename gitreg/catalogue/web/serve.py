@@ -81,7 +81,8 @@ class Catalogue:
         if candidates is None:
             candidates = next((v for k, v in self._series.items() if slug(k) == name), [])
         for registry, record, row in candidates:
-            state = image_status(list_status(registry, record, at), _image(record, row), at)
+            state = image_status(registry, list_status(registry, record, at),
+                                 _image(record, row), at)
             if state[0] == VALID:
                 return {**row, "status": VALID, "reason": ""}
         return None

@@ -144,7 +144,7 @@ def inputs(index: int, registry: dict[str, Any], record: dict[str, Any], now: st
     state = list_status(registry, record, now)
     found = registry.get("attestations", {})
     list_id = record["id"]
-    images = tuple((image_status(state, image, now), found.get(image["id"]),
+    images = tuple((image_status(registry, state, image, now), found.get(image["id"]),
                     ranks.get((index, list_id, position)))
                    for position, image in enumerate(record["images"]))
     revoked = tuple(found.get(gone["id"]) for gone in record["revoked"])
