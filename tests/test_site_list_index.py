@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from gitreg.gitstore.acceptance import build_merge
 from gitreg.model.dates import format_date
 from gitreg.model.imagelist import Imagelist, parse_imagelist
 from gitreg.model.policy import fingerprint
@@ -27,7 +28,10 @@ from gitreg.site.config import Subscription, load_config
 from gitreg.site.list_index import ListIndex
 from gitreg.site.plan import ListSummary, desired_images
 from gitreg.site.state import SiteState
-from gitreg.site.sync import sync
+from gitreg.site.sync import SyncReport, sync
+from gitreg.verify.cache import MemoryCache
+from gitreg.verify.context import VerifyContext
+from gitreg.verify.history import Verifier
 from tests.fixtures.image_server import ImageServer
 from tests.registry_simulator import (
     RegistrySimulator,
@@ -402,15 +406,17 @@ class TwinSites:
         self.full = _site(tmp_path / "full", registry)
         self.full_index = tmp_path / "full" / "state" / "repos" / "r.lists.sqlite"
 
-    def sync(self, context: str) -> None:
-        """Sync both; they must end holding the same records."""
+    def sync(self, context: str) -> SyncReport:
+        """Sync both; they must end holding the same records. The first one's report."""
+        reports = []
         for config in (self.changes, self.full):
-            report = sync(load_config(config))
-            assert report.exit_code == 0, context
+            reports.append(sync(load_config(config)))
+            assert reports[-1].exit_code == 0, context
         assert _held(self.changes) == _held(self.full), context
         # The second site forgets what it planned: it plans in full each time.
         with ListIndex(self.full_index) as index:
             index.forget_planned()
+        return reports[0]
 
 
 def _list_of(config: Path, image_uuid: str) -> str:
@@ -539,6 +545,41 @@ def test_planning_from_changes_ends_where_a_full_plan_does(
         registry.publish(edit)
     sites.sync(f"seed {seed} last step")
     assert moves > 0, f"seed {seed}"
+
+
+def test_an_image_conflict_a_merge_brings_is_planned_as_in_full(
+        tmp_path: Path, image_server: ImageServer) -> None:
+    """Bob's side put image s in list one, the site took it; carol's side put s in
+    list two. The merge changes only list two since the planned tree, but list one
+    still carries s: the plan from changes must see both claims, as a full plan does."""
+    registry = _registry(tmp_path / "registry.git")
+    sim, one, two = registry.sim, new_id("conflict-one"), new_id("conflict-two")
+    one_a, two_a = _image(image_server, "one-a"), _image(image_server, "two-a")
+    registry.publish({one: [one_a], two: [two_a]})
+    sites = TwinSites(tmp_path, registry)
+    sites.sync("start")
+    base, shared = sim.head, new_id("conflict-shared")
+    bob = registry.publish({one: [one_a, _image(image_server, "shared-bob", shared)]})
+    assert sites.sync("bob's side").downloaded == [shared]
+    carol = sim.commit(sim.signed_list(two, sim.list_version(two, version="2", images=[
+        two_a, _image(image_server, "shared-carol", shared)]),
+        registry.signer), registry.signer, parents=[base], move=False)
+    verifier = Verifier(sim.store, MemoryCache(), context=VerifyContext.for_site(sim.clock))
+    verifier.verify_range(base, carol)
+    merge, findings = build_merge(sim.store, verifier, [bob, carol])
+    assert [f.image for f in findings] == [shared]
+    sim.set_main(merge)
+
+    merged = sites.sync("the merge")
+
+    assert merged.planning == "full" and "not planned" in merged.planning_reason
+    assert [r["uuid"] for r in merged.retired] == [shared]
+    assert _held(sites.changes)[shared][0] == "expired"
+    # Carol drops her claim: bob's image comes back, on both sites alike.
+    sim.lists[two] = ("2", ())
+    registry.publish({two: [two_a]})
+    assert sites.sync("carol drops it").downloaded == [shared]
+    assert _held(sites.changes)[shared][0] == "cached"
 
 
 def test_a_replaced_image_version_counts_as_retired(

@@ -396,6 +396,21 @@ def test_plan_replaces_changed_bytes_and_reports_conflicts() -> None:
     assert "higher priority" in chosen.conflicts[0]
 
 
+def test_plan_takes_an_image_two_lists_carry_from_neither() -> None:
+    lists = [_list(LIST_A, [_image(1), _image(2)]), _list(LIST_B, [_image(1)])]
+    plan = _plan(lists, [_record(1)])
+    assert [i.uuid[-1] for i in plan.download] == ["2"] and plan.keep == []
+    [retired] = plan.retire
+    assert retired.record.uuid[-1] == "1" and retired.state == "expired"
+    assert "image conflict" in retired.reason and LIST_B in retired.reason
+    [claim] = plan.claims
+    assert (claim.registries, claim.taken_from) == (("r",), None)
+    assert plan.conflicts == [claim.message]
+    # Not a conflict when one list is not subscribed: the site takes the image.
+    only_a = _plan(lists, [_record(1)], Subscription("r", imagelists=(LIST_A,)))
+    assert [i.uuid[-1] for i in only_a.keep] == ["1"] and only_a.claims == []
+
+
 @pytest.mark.slow
 def test_equivocation_is_reported_and_one_version_taken_everywhere(world: SiteWorld) -> None:
     [list_one], [kept], config = world.on_two_replicas("One")
