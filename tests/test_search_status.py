@@ -9,7 +9,15 @@ from typing import Any
 
 from gitreg.catalogue.search import parse_filters, search
 from gitreg.catalogue.sources import read_snapshot, snapshots
-from gitreg.catalogue.status import INERT, POLICY_EXPIRED, VALID, list_status, stamp, verdict
+from gitreg.catalogue.status import (
+    CONFLICT,
+    INERT,
+    POLICY_EXPIRED,
+    VALID,
+    list_status,
+    stamp,
+    verdict,
+)
 from gitreg.model.dates import parse_date
 from tests.catalogue_world import standard_world
 
@@ -59,3 +67,29 @@ def test_an_expired_endorser_makes_its_lists_inert_from_its_expiry_on(tmp_path: 
     found = search([edited], parse_filters([]), after, valid_only=False)
     assert {row["status"] for row in found} == {INERT}
     assert search([edited], parse_filters([]), after) == []
+
+
+def test_an_image_two_current_lists_carry_is_a_conflict_until_one_stops(
+        tmp_path: Path) -> None:
+    catalogue, registry, ids = _records(tmp_path)
+    now = stamp(catalogue.sim.clock)
+    alma, ubuntu = registry["lists"][ids["alma"]], registry["lists"][ids["ubuntu"]]
+    shared = alma["images"][0]
+    # The records a merge of an image conflict gives: ubuntu carries alma's image too.
+    lists = {**registry["lists"], ids["ubuntu"]: {**ubuntu, "images": [*ubuntu["images"],
+                                                                        shared]}}
+    merged = {**registry, "lists": lists, "head": "merged-" + registry["head"]}
+    rows = {(r["list"], r["image"]): r for r in search([merged], parse_filters([]), now,
+                                                       valid_only=False)}
+    for list_id in (ids["alma"], ids["ubuntu"]):
+        assert rows[(list_id, shared["id"])]["status"] == CONFLICT
+    others = [r for key, r in rows.items() if key[1] != shared["id"]]
+    assert others and CONFLICT not in {r["status"] for r in others}
+    assert shared["id"] not in {r["image"] for r in search([merged], parse_filters([]), now)}
+    # Past the ubuntu list's expiry only alma's claim counts: valid again there.
+    later = stamp(parse_date(ubuntu["expires"]) + timedelta(seconds=1))
+    assert parse_date(later) < parse_date(alma["expires"])
+    after = {(r["list"], r["image"]): r["status"]
+             for r in search([merged], parse_filters([]), later, valid_only=False)}
+    assert after[(ids["alma"], shared["id"])] == VALID
+    assert after[(ids["ubuntu"], shared["id"])] == "expired"

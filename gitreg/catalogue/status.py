@@ -38,7 +38,10 @@ STATUSES = (VALID, EXPIRED, REVOKED, INERT, POLICY_EXPIRED, CONFLICT)
 _POLICIES: dict[str, Policy] = {}
 _VERDICTS: dict[tuple[str, str, str], tuple[str, str | None, StateVerdict]] = {}
 _EXPIRED_ATTESTERS: dict[tuple[str, str], frozenset[str]] = {}
-_CONFLICTS: dict[tuple[str, str], frozenset[str]] = {}
+# Per state, the image UUIDs several lists carry with their claims; per time, the
+# ones still in conflict at a time (conflicted_images).
+_SHARED: dict[tuple[str, str], dict[str, tuple[tuple[dict[str, Any], dict[str, Any]], ...]]] = {}
+_CONFLICTS: dict[tuple[str, str, str], frozenset[str]] = {}
 _KEEP = 64
 
 
@@ -133,27 +136,45 @@ def image_status(registry: dict[str, Any], list_state: tuple[str, str],
     expires = image.get("expires")
     if expires and now >= expires:
         return EXPIRED, f"the image expired at {expires}"
-    if image["id"] in conflicted_images(registry):
+    if image["id"] in conflicted_images(registry, now):
         return CONFLICT, ("another list of the registry carries this image UUID too (an "
                           "image conflict): sites take it from neither list")
     return VALID, ""
 
 
-def conflicted_images(registry: dict[str, Any]) -> frozenset[str]:
-    """The image UUIDs that several lists of the state carry, once per state.
+def conflicted_images(registry: dict[str, Any], now: str) -> frozenset[str]:
+    """The image UUIDs that several current lists of the state carry at ``now``.
 
     Only a merge of concurrent pushes leaves one (docs/format.md,
     "Replication"); it lasts until an endorser drops the image from a list.
+    As at a site (gitreg/site/plan.py), a claim counts while its list is
+    valid and the image unexpired. The UUIDs carried twice at all are found
+    once per state (usually none), and judged at each reference time.
     """
     key = (registry["registry"], registry["head"])
-    found = _CONFLICTS.get(key)
-    if found is None:
-        seen: set[str] = set()
-        twice: set[str] = set()
+    shared = _SHARED.get(key)
+    if shared is None:
+        carriers: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = {}
         for record in registry["lists"].values():
             for image in record["images"]:
-                (twice if image["id"] in seen else seen).add(image["id"])
+                carriers.setdefault(image["id"], []).append((record, image))
+        if len(_SHARED) >= _KEEP:
+            _SHARED.clear()
+        shared = _SHARED[key] = {u: tuple(c) for u, c in carriers.items() if len(c) > 1}
+    if not shared:
+        return frozenset()
+    at = (*key, now)
+    found = _CONFLICTS.get(at)
+    if found is None:
         if len(_CONFLICTS) >= _KEEP:
             _CONFLICTS.clear()
-        found = _CONFLICTS[key] = frozenset(twice)
+        found = _CONFLICTS[at] = frozenset(
+            uuid for uuid, claims in shared.items()
+            if sum(_current(registry, record, image, now) for record, image in claims) > 1)
     return found
+
+
+def _current(registry: dict[str, Any], record: dict[str, Any], image: dict[str, Any],
+             now: str) -> bool:
+    expires = image.get("expires")
+    return list_status(registry, record, now)[0] == VALID and not (expires and now >= expires)
