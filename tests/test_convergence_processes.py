@@ -20,7 +20,9 @@ list goes back to a lower ``hv:version``; a site's trusted commit
 verifies from the trust root and every file in its cache has the bytes its
 list promises. After quiescence (every replica ran ``sync-peers``, every
 mirror and site synced, nothing killed): one commit id everywhere and the
-same cache at every site, holding exactly the images of that state.
+same cache at every site, holding exactly the images of that state that one
+list carries (endorsers often put one shared image in the list they push,
+so concurrent pushes make image conflicts, which no site holds).
 
 The seed of a failing schedule is printed; ``GITREG_CONVERGENCE_PROCESS_SEED=N``
 replays it and ``GITREG_CONVERGENCE_PROCESS_RUNS=N`` runs more (default 10);
@@ -92,6 +94,9 @@ class Origin:
     www_url: str
     replica_template: Path
     bodies: dict[str, bytes] = field(default_factory=dict)  # image UUID -> bytes
+    # An image endorsers put in any list, so that concurrent pushes put it in
+    # two lists (image conflicts): UUID -> entry.
+    shared: dict[str, dict[str, object]] = field(default_factory=dict)
 
     @property
     def store(self) -> RegistryStore:
@@ -107,6 +112,14 @@ class Origin:
                       "hv:size": len(body),
                       "sl:checksum:sha512": hashlib.sha512(body).hexdigest()})
         return entry
+
+    def pooled(self, rng: random.Random, taken: set[str]) -> dict[str, object] | None:
+        """The shared image, if no other list of the copy carries it."""
+        while not self.shared:
+            entry = self.image(rng)
+            self.shared[str(entry["dc:identifier"])] = entry
+        free = sorted(u for u in self.shared if u not in taken)
+        return self.shared[rng.choice(free)] if free else None
 
 
 @pytest.fixture(scope="module")
@@ -318,13 +331,20 @@ class Schedule:
                 found[layout.list_id_of(entry.path) or ""] = str(body["hv:version"])
         return found
 
-    def _images(self, store: RegistryStore, commit: str) -> set[str]:
-        found = set()
+    def _carriers(self, store: RegistryStore, commit: str) -> dict[str, list[str]]:
+        """Image UUID -> the lists of ``commit`` that carry it."""
+        found: dict[str, list[str]] = {}
         for entry in store.entries(store.commit(commit).tree):
             if layout.is_list(entry.path):
                 body = json.loads(store.blob(entry.oid, 1 << 20))["hv:imagelist"]
-                found |= {i["hv:image"]["dc:identifier"] for i in body["hv:images"]}
+                for image in body["hv:images"]:
+                    found.setdefault(image["hv:image"]["dc:identifier"], []).append(
+                        layout.list_id_of(entry.path) or "")
         return found
+
+    def _images(self, store: RegistryStore, commit: str) -> set[str]:
+        """The images a site takes: those one list carries (two is an image conflict)."""
+        return {u for u, lists in self._carriers(store, commit).items() if len(lists) == 1}
 
     # --- actions ---------------------------------------------------------------
 
@@ -335,6 +355,13 @@ class Schedule:
         list_id = self.rng.choice(self.origin.lists)
         version = self._versions(self.origin.store, base).get(list_id, "0")
         images = [self.origin.image(self.rng) for _ in range(self.rng.randint(1, 3))]
+        if self.rng.random() < 0.6:
+            # The hook refuses an image another list of the copy carries (image-unique).
+            taken = {u for u, lists in self._carriers(self.origin.store, base).items()
+                     if set(lists) - {list_id}}
+            pooled = self.origin.pooled(self.rng, taken)
+            if pooled is not None:
+                images[0] = pooled
         data = sim.list_version(list_id, version=str(int(version) + 1), images=images)
         signer = self.origin.endorsers[who]
         commit = sim.commit(sim.signed_list(list_id, data, signer), signer, parents=[base],
@@ -419,6 +446,15 @@ class Schedule:
         self.log.append(f"site {n} sync{self.kill_note}: exit {run.returncode}")
         assert run.returncode in (0, KILLED), run.stderr
         self._check_site(n)
+        trusted = self._trusted(site)
+        if run.returncode == 0 and trusted is not None:
+            store = RegistryStore.open(site.state / "repos" / "test.git")
+            twice = sorted(u for u, lists in self._carriers(store, trusted).items()
+                           if len(lists) > 1)
+            if twice:
+                self.log.append(f"  (image conflict at site {n}: {len(twice)})")
+            held = [u for u in twice if (site.state / "cache" / u).exists()]
+            assert not held, f"site {n} holds {held}, which two lists carry"
 
     def _trusted(self, site: Site) -> str | None:
         db = site.state / "state.sqlite"
