@@ -115,8 +115,9 @@ class Origin:
 
     def pooled(self, rng: random.Random, taken: set[str]) -> dict[str, object] | None:
         """The shared image, if no other list of the copy carries it."""
-        while not self.shared:
-            entry = self.image(rng)
+        if not self.shared:
+            # Not from the schedule's generator: a replayed seed draws what it drew.
+            entry = self.image(random.Random("shared image"))
             self.shared[str(entry["dc:identifier"])] = entry
         free = sorted(u for u in self.shared if u not in taken)
         return self.shared[rng.choice(free)] if free else None
