@@ -17,7 +17,9 @@ import pytest
 from gitreg.errors import GitregError
 from gitreg.site.config import Handler
 from gitreg.site.events import HandlerOutcome, delivery_variables, event_key, run_handlers
-from gitreg.site.state import SCHEMA_VERSION, EquivocationRecord, SiteState
+from gitreg.site.records import EquivocationRecord
+from gitreg.site.state import SiteState
+from gitreg.site.state_schema import SCHEMA_VERSION
 
 NOW = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
 IMAGE = "c0482bc2-bf41-5d49-aaaa-a750174a186b"

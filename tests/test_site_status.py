@@ -19,7 +19,7 @@ import pytest
 from gitreg.model.imagelist import Imagelist
 from gitreg.site.config import Subscription, load_config
 from gitreg.site.plan import desired_images, make_plan
-from gitreg.site.state import ImageRecord
+from gitreg.site.records import ImageRecord
 from gitreg.site.sync import sync
 from tests.site_registry import (
     SiteWorld,

@@ -13,7 +13,7 @@ import pytest
 from gitreg.model.imagelist import Imagelist
 from gitreg.site.config import Subscription
 from gitreg.site.plan import Plan, desired_images, make_plan
-from gitreg.site.state import ImageRecord
+from gitreg.site.records import ImageRecord
 from tests.fixtures.git_server import git
 from tests.site_registry import (
     SiteWorld,

@@ -17,7 +17,7 @@ import pytest
 
 from gitreg.errors import GitregError
 from gitreg.gitstore.verify_cache import SqliteCache
-from gitreg.site import state as state_module
+from gitreg.site import state_schema as state_module
 from gitreg.site.list_index import SCHEMA as LIST_INDEX_SCHEMA
 from gitreg.site.list_index import ListIndex
 from gitreg.site.state import SiteState

@@ -21,7 +21,7 @@ from typing import Any
 from gitreg.model.dates import format_date, parse_date
 from gitreg.model.imagelist import Imagelist
 from gitreg.site.config import Conflicts, Subscription
-from gitreg.site.state import ImageRecord, ImageState
+from gitreg.site.records import ImageRecord, ImageState
 from gitreg.verify.facts import CREATED_SKEW
 
 # Records whose image the site holds or is getting: the only ones a plan may

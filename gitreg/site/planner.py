@@ -42,7 +42,8 @@ from gitreg.site.plan import (
     RegistryImages,
     desired_images,
 )
-from gitreg.site.state import ImageRecord, SiteState
+from gitreg.site.records import ImageRecord
+from gitreg.site.state import SiteState
 from gitreg.verify import layout
 from gitreg.verify.facts import ListFacts
 

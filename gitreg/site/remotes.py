@@ -40,7 +40,7 @@ from gitreg.gitstore.store import RegistryStore
 from gitreg.model.policy import fingerprint
 from gitreg.site.config import RegistryConfig
 from gitreg.site.crash import crash_point
-from gitreg.site.state import RemoteState
+from gitreg.site.records import RemoteState
 from gitreg.verify.history import Verifier
 from gitreg.verify.merge import Equivocation
 

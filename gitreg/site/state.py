@@ -27,187 +27,28 @@ import contextlib
 import json
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, cast, get_args
 
 from gitreg.errors import GitregError
 from gitreg.site.events import EventType, HandlerOutcome
-from gitreg.sqlite_store import Schema, StoreVersionError, open_store
+from gitreg.site.records import (
+    ConflictRecord,
+    Delivery,
+    DeliveryStatus,
+    EquivocationRecord,
+    EventRecord,
+    ImageRecord,
+    ImageState,
+    RegistryRecord,
+    RemoteRecord,
+    RemoteState,
+)
+from gitreg.site.state_schema import SCHEMA
+from gitreg.sqlite_store import StoreVersionError, open_store
 
-RemoteState = Literal["current", "stale", "forked", "invalid", "unreachable"]
-ImageState = Literal["pending", "cached", "expired", "revoked", "failed"]
-DeliveryStatus = Literal["pending", "started", "delivered", "failed", "dropped"]
-
-_OPEN_DELIVERY = ("pending", "started", "failed")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-# A migration script never changes once released: version 1 spelled a merged
-# remote "diverged" (version 5 renames it "forked").
-_V1_REMOTE_STATES = ("current", "stale", "diverged", "invalid", "unreachable")
-
-_SCHEMA_V1 = f"""
-CREATE TABLE registry (
-    name           TEXT PRIMARY KEY,
-    trusted_commit TEXT,
-    advanced_at    TEXT
-);
-CREATE TABLE remote (
-    registry   TEXT NOT NULL,
-    url        TEXT NOT NULL,
-    state      TEXT NOT NULL CHECK (state IN {_V1_REMOTE_STATES!r}),
-    detail     TEXT NOT NULL DEFAULT '',
-    commit_id  TEXT,
-    checked_at TEXT NOT NULL,
-    PRIMARY KEY (registry, url)
-);
-CREATE TABLE image (
-    uuid         TEXT PRIMARY KEY,
-    registry     TEXT NOT NULL,
-    list_uuid    TEXT NOT NULL,
-    list_version TEXT NOT NULL,
-    sha512       TEXT NOT NULL,
-    size         INTEGER NOT NULL CHECK (size >= 0),
-    state        TEXT NOT NULL CHECK (state IN {get_args(ImageState)!r}),
-    reason       TEXT NOT NULL DEFAULT '',
-    path         TEXT,
-    metadata     TEXT NOT NULL DEFAULT '{{}}',
-    vo           TEXT,
-    created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL
-);
-CREATE INDEX image_by_registry ON image (registry, state);
-CREATE TABLE event (
-    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    key        TEXT NOT NULL UNIQUE,
-    type       TEXT NOT NULL,
-    env        TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE delivery (
-    event_seq  INTEGER NOT NULL REFERENCES event (seq) ON DELETE CASCADE,
-    handler    TEXT NOT NULL,
-    status     TEXT NOT NULL CHECK (status IN {get_args(DeliveryStatus)!r}),
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    returncode INTEGER,
-    timed_out  INTEGER NOT NULL DEFAULT 0,
-    detail     TEXT NOT NULL DEFAULT '',
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (event_seq, handler)
-);
-CREATE INDEX delivery_open ON delivery (status, event_seq)
-    WHERE status IN {_OPEN_DELIVERY!r};
-"""
-
-# Version 2: the parents of a trusted local merge (so it can be rebuilt if
-# repos/ is lost) and the image conflicts between registries at the last sync.
-_SCHEMA_V2 = """
-ALTER TABLE registry ADD COLUMN merge_parents TEXT NOT NULL DEFAULT '';
-CREATE TABLE conflict (
-    image_uuid TEXT PRIMARY KEY,
-    registries TEXT NOT NULL,
-    taken_from TEXT,
-    detail     TEXT NOT NULL,
-    seen_at    TEXT NOT NULL
-);
-"""
-
-# Version 3: images an operator holds (`gitreg site hold`): their failures
-# are acknowledged and do not fail a sync.
-_SCHEMA_V3 = """
-CREATE TABLE hold (
-    image_uuid TEXT PRIMARY KEY,
-    reason     TEXT NOT NULL DEFAULT '',
-    held_at    TEXT NOT NULL
-);
-"""
-
-# Version 4: what each cloud adapter registered (gitreg.adapters.records).
-_SCHEMA_V4 = """
-CREATE TABLE cloud_image (
-    cloud        TEXT NOT NULL,
-    image_uuid   TEXT NOT NULL,
-    sha512       TEXT NOT NULL,
-    remote_id    TEXT,
-    uploaded_sha512 TEXT,
-    disk_format  TEXT,
-    state        TEXT NOT NULL CHECK (state IN ('registered', 'retiring', 'failed')),
-    reason       TEXT NOT NULL DEFAULT '',
-    retired_at   TEXT,
-    members      TEXT NOT NULL DEFAULT '',
-    updated_at   TEXT NOT NULL,
-    PRIMARY KEY (cloud, image_uuid, sha512)
-);
-"""
-
-# Version 5: a remote whose head was merged is "forked" (the word of
-# docs/format.md), so the remote table is rebuilt with the new CHECK; the
-# equivocations seen by syncs (one list, one version, several contents) are
-# kept, since they are evidence against their signer, not a passing state.
-_SCHEMA_V5 = """
-CREATE TABLE remote_v5 (
-    registry   TEXT NOT NULL,
-    url        TEXT NOT NULL,
-    state      TEXT NOT NULL
-               CHECK (state IN ('current', 'stale', 'forked', 'invalid', 'unreachable')),
-    detail     TEXT NOT NULL DEFAULT '',
-    commit_id  TEXT,
-    checked_at TEXT NOT NULL,
-    PRIMARY KEY (registry, url)
-);
-INSERT INTO remote_v5 (registry, url, state, detail, commit_id, checked_at)
-    SELECT registry, url, CASE state WHEN 'diverged' THEN 'forked' ELSE state END,
-           detail, commit_id, checked_at FROM remote;
-DROP TABLE remote;
-ALTER TABLE remote_v5 RENAME TO remote;
-CREATE TABLE equivocation (
-    registry   TEXT NOT NULL,
-    path       TEXT NOT NULL,
-    version    TEXT NOT NULL,
-    blobs      TEXT NOT NULL,
-    commits    TEXT NOT NULL,
-    chosen     TEXT,
-    reason     TEXT NOT NULL,
-    detail     TEXT NOT NULL,
-    first_seen TEXT NOT NULL,
-    last_seen  TEXT NOT NULL,
-    PRIMARY KEY (registry, path, version, blobs)
-);
-"""
-
-# Version 6: a sync asks whether any image record changed since it last
-# planned by reading one row, not by scanning every record: triggers count
-# the changes, under a generation drawn when the row is made (a state started
-# afresh never matches an older count). An index by list finds the records
-# of the lists a sync plans from changes.
-_SCHEMA_V6 = """
-CREATE TABLE image_changes (
-    one        INTEGER PRIMARY KEY CHECK (one = 1),
-    generation TEXT NOT NULL,
-    changes    INTEGER NOT NULL
-);
-INSERT INTO image_changes VALUES (1, lower(hex(randomblob(16))), 0);
-CREATE TRIGGER image_inserted AFTER INSERT ON image
-    BEGIN UPDATE image_changes SET changes = changes + 1; END;
-CREATE TRIGGER image_updated AFTER UPDATE ON image
-    BEGIN UPDATE image_changes SET changes = changes + 1; END;
-CREATE TRIGGER image_deleted AFTER DELETE ON image
-    BEGIN UPDATE image_changes SET changes = changes + 1; END;
-CREATE INDEX image_by_list ON image (list_uuid);
-"""
-
-# Version 7: the stamp of cache/ (gitreg.site.cache.DirStamp) when a sync
-# last left it holding exactly the cached records, with the fingerprint of
-# the records then: while both hold, the next sync need not list cache/.
-_SCHEMA_V7 = """
-CREATE TABLE cache_stamp (
-    one      INTEGER PRIMARY KEY CHECK (one = 1),
-    stamp    TEXT NOT NULL,
-    records  TEXT NOT NULL,
-    taken_at TEXT NOT NULL
-);
-"""
 
 _IMAGE_COLUMNS = ("SELECT uuid, registry, list_uuid, list_version, sha512, size, state, reason, "
                   "path, metadata, vo, created_at, updated_at FROM image")
@@ -215,107 +56,6 @@ _IMAGE_FILTERS = {(False, False): "", (True, False): " WHERE registry = ?",
                   (False, True): " WHERE state = ?",
                   (True, True): " WHERE registry = ? AND state = ?"}
 
-# Index i holds the script that takes the schema from version i to i + 1.
-_MIGRATIONS: tuple[str, ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5,
-                                 _SCHEMA_V6, _SCHEMA_V7)
-SCHEMA = Schema("site state", _MIGRATIONS, synchronous="FULL", foreign_keys=True)
-SCHEMA_VERSION = SCHEMA.version
-
-
-@dataclass(frozen=True)
-class RegistryRecord:
-    name: str
-    trusted_commit: str | None
-    advanced_at: datetime | None
-    # Sorted parents when the trusted commit is this site's own merge (which
-    # exists on no remote): enough to rebuild it if repos/ is lost.
-    merge_parents: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ConflictRecord:
-    """An image UUID claimed by several registries at the last sync."""
-
-    image_uuid: str
-    registries: tuple[str, ...]
-    taken_from: str | None  # the registry it was taken from (conflicts = "priority")
-    detail: str
-    seen_at: datetime
-
-
-@dataclass(frozen=True)
-class EquivocationRecord:
-    """One list (or the policy) at one version with several contents, as a sync saw it."""
-
-    registry: str
-    path: str
-    version: str
-    blobs: tuple[str, ...]  # the competing contents, sorted
-    commits: tuple[str, ...]  # the commits that carry them, sorted
-    chosen: str | None  # the blob the deterministic merge took
-    detail: str
-    reason: str = "equivocation"  # or "image-conflict" (gitreg.verify.merge.Equivocation)
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-
-
-@dataclass(frozen=True)
-class RemoteRecord:
-    registry: str
-    url: str
-    state: RemoteState
-    detail: str
-    commit: str | None
-    checked_at: datetime
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    uuid: str
-    registry: str
-    list_uuid: str
-    list_version: str
-    sha512: str
-    size: int
-    state: ImageState
-    reason: str
-    path: str | None
-    # The image's hv:image keys when last seen: needed for the Expire events
-    # of an image its list no longer contains.
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    vo: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Delivery:
-    handler: str
-    status: DeliveryStatus
-    attempts: int
-    returncode: int | None
-    timed_out: bool
-    detail: str
-    updated_at: datetime
-
-    @property
-    def interrupted(self) -> bool:
-        """Started but never recorded: the sync died while the handler ran."""
-        return self.status == "started"
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    seq: int
-    key: str
-    type: EventType
-    env: Mapping[str, str]
-    created_at: datetime
-    deliveries: tuple[Delivery, ...]
-
-    @property
-    def pending_handlers(self) -> tuple[str, ...]:
-        return tuple(d.handler for d in self.deliveries if d.status in _OPEN_DELIVERY)
 
 
 _KEEP = object()

@@ -49,6 +49,7 @@ from gitreg.site.planner import (
     remember,
     resolve_names,
 )
+from gitreg.site.records import ConflictRecord, EquivocationRecord, ImageRecord, ImageState
 from gitreg.site.remotes import (
     RegistryOutcome,
     fetch_registry,
@@ -57,13 +58,7 @@ from gitreg.site.remotes import (
     pinned_fingerprint,
     prepare_dry_run,
 )
-from gitreg.site.state import (
-    ConflictRecord,
-    EquivocationRecord,
-    ImageRecord,
-    ImageState,
-    SiteState,
-)
+from gitreg.site.state import SiteState
 from gitreg.verify.context import VerifyContext
 from gitreg.verify.facts import ListFacts
 from gitreg.verify.history import Verifier
