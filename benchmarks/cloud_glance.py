@@ -38,7 +38,7 @@ import json, os, sys, time
 from pathlib import Path
 from gitreg.adapters.glance import GlanceBackend
 from gitreg.adapters.interface import Upload
-from gitreg.site.config import CloudConfig
+from gitreg.site.cloud_config import CloudConfig
 path, sha512 = Path(sys.argv[1]), sys.argv[2]
 backend = GlanceBackend.from_config(CloudConfig(name="bench", type="glance", cloud="bench"))
 started = time.perf_counter()
@@ -56,7 +56,7 @@ def calls(glance: GlanceServer, root: Path, count: int) -> dict[str, int]:
     from gitreg.adapters.interface import VerifiedImage
     from gitreg.adapters.reconcile import Reconciler
     from gitreg.adapters.records import CloudRecords
-    from gitreg.site.config import CloudConfig
+    from gitreg.site.cloud_config import CloudConfig
     from gitreg.site.state import SiteState
 
     name = f"bench-{count}"

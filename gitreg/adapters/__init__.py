@@ -16,7 +16,8 @@ from gitreg.adapters.interface import CloudBackend, CloudUnreachableError
 from gitreg.adapters.reconcile import CloudOutcome, Reconciler, wanted_images
 from gitreg.adapters.records import CloudRecords
 from gitreg.errors import GitregError
-from gitreg.site.config import CloudConfig, SiteConfig
+from gitreg.site.cloud_config import CloudConfig
+from gitreg.site.config import SiteConfig
 from gitreg.site.state import SiteState
 
 WORK_DIR_NAME = "convert"

@@ -49,7 +49,7 @@ from gitreg.adapters.interface import (
 )
 from gitreg.adapters.properties import GITREG_TAG
 from gitreg.errors import GitregError, UsageError
-from gitreg.site.config import CloudConfig
+from gitreg.site.cloud_config import CloudConfig
 
 READ_BLOCK = 1024 * 1024
 TIMEOUT = 300.0

@@ -37,7 +37,7 @@ from gitreg.adapters.interface import (
     Upload,
 )
 from gitreg.errors import GitregError, UsageError
-from gitreg.site.config import CloudConfig
+from gitreg.site.cloud_config import CloudConfig
 
 # Image states (OpenNebula's image.h): READY, USED, USED_PERS count as active.
 _ACTIVE = {1, 2, 8}

@@ -40,7 +40,7 @@ from gitreg.adapters.interface import (
 from gitreg.adapters.properties import text_value
 from gitreg.adapters.records import CloudRecord, CloudRecords
 from gitreg.model.versions import version_key
-from gitreg.site.config import CloudConfig
+from gitreg.site.cloud_config import CloudConfig
 from gitreg.site.crash import crash_point
 
 Key = tuple[str, str]  # (image UUID, the list's SHA-512)
