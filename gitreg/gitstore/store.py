@@ -2,8 +2,9 @@
 
 Every object is sized from its header before it is loaded, so a hostile push
 or remote cannot make gitreg inflate a huge blob, tree or commit. Trees are
-parsed here (not by libgit2's tree cache) so that one parser decides what a
-tree holds, and tree comparison costs what the change costs.
+parsed by gitreg (gitreg/gitstore/tree_bytes.py, not libgit2's tree cache) so
+that one parser decides what a tree holds, and tree comparison costs what
+the change costs.
 
 No working tree is ever checked out: everything is read from the object
 database. ``RegistryStore`` also implements ``gitreg.verify.source.ObjectSource``.
@@ -15,7 +16,7 @@ import os
 import re
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -23,6 +24,7 @@ import pygit2
 from pygit2.enums import ObjectType, RepositoryOpenFlag, SortMode
 
 from gitreg.errors import RejectedError, UsageError
+from gitreg.gitstore.tree_bytes import ParsedTree, RawEntry, differing_window
 from gitreg.verify import source as _source
 
 if TYPE_CHECKING:
@@ -54,15 +56,6 @@ _KIND: dict[int, ObjectKind] = {
     int(ObjectType.COMMIT): "commit",
     int(ObjectType.TAG): "tag",
 }
-# One tree entry as git writes it: octal mode, space, name, NUL, binary id.
-# A name holds neither NUL nor "/"; parsing must tile the whole object.
-_TREE_ENTRY = re.compile(rb"([0-7]{1,7}) ([^\0/]+)\0(.{20})", re.DOTALL)
-# Whole entries from the start: fullmatch checks a tree tiles, match(raw, 0, n)
-# finds the last entry boundary at or before n, both at C speed.
-_TREE_TILES = re.compile(rb"(?:[0-7]{1,7} [^\0/]+\0.{20})*", re.DOTALL)
-_MODE_DIGITS = frozenset(b"01234567")
-# Each search of a tree's bytes for a name costs up to one scan of the tree.
-_SEARCHES_BEFORE_PARSE = 8
 _HEX_OID = re.compile(r"[0-9a-f]{40}")
 
 
@@ -133,98 +126,6 @@ class CommitInfo:
 
 
 # (mode, name, id) exactly as the tree object spells them.
-_RawEntry = tuple[bytes, bytes, bytes]
-
-
-@dataclass
-class _ParsedTree:
-    """A tree object's bytes; checked to tile into entries before any answer.
-
-    A push that changes one list of a 10,000-list registry reads two 1.4 MB
-    imagelists/ trees: comparing and searching their bytes at C speed, rather
-    than building 20,000 entries of each, keeps the cost with the change.
-    """
-
-    oid: str
-    raw: bytes
-    valid: bool = False
-    _entries: list[_RawEntry] | None = None
-    _by_name: dict[bytes, _RawEntry] | None = None
-    _found: dict[bytes, _RawEntry | None] = field(default_factory=dict)
-    _searches: int = 0
-
-    def validate(self) -> None:
-        """Refuse bytes that do not tile into entries: a tree git would not accept."""
-        if not self.valid:
-            if _TREE_TILES.fullmatch(self.raw) is None:
-                raise RejectedError(f"tree {self.oid} is malformed")
-            self.valid = True
-
-    @property
-    def entries(self) -> list[_RawEntry]:
-        if self._entries is None:
-            self.validate()
-            entries: list[_RawEntry] = _TREE_ENTRY.findall(self.raw)
-            by_name = {e[1]: e for e in entries}
-            if len(by_name) != len(entries):
-                raise RejectedError(f"tree {self.oid} has two entries with the same name")
-            self._entries, self._by_name = entries, by_name
-        return self._entries
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.raw
-
-    def by_name(self) -> dict[bytes, _RawEntry]:
-        if self._by_name is None:
-            self.entries  # noqa: B018 -- parses and fills _by_name
-        assert self._by_name is not None
-        return self._by_name
-
-    def lookup(self, name: bytes) -> _RawEntry | None:
-        """The entry named ``name``, found without parsing the whole tree."""
-        if self._by_name is not None:
-            return self._by_name.get(name)
-        if name not in self._found:
-            self._searches += 1
-            if self._searches > _SEARCHES_BEFORE_PARSE:
-                # Many searches cost more than one parse of the whole tree.
-                return self.by_name().get(name)
-            self.validate()
-            self._found[name] = self._search(name)
-        return self._found[name]
-
-    def remember(self, entries: list[_RawEntry]) -> None:
-        """Entries parsed elsewhere (a window of a comparison), for later lookups."""
-        for entry in entries:
-            self._found[entry[1]] = entry
-
-    def _search(self, name: bytes) -> _RawEntry | None:
-        needle = b" " + name + b"\0"
-        pos = self.raw.find(needle)
-        while pos != -1:
-            start = self._entry_start(pos)
-            if start is not None:
-                match = _TREE_ENTRY.match(self.raw, start)
-                if match is not None and match.group(2) == name:
-                    mode, found, oid = match.groups()
-                    return (mode, found, oid)
-            # The bytes also occur inside another entry (its name or id): go on.
-            pos = self.raw.find(needle, pos + 1)
-        return None
-
-    def _entry_start(self, space: int) -> int | None:
-        """Where the entry whose mode ends at ``space`` starts, if one does there."""
-        for digits in range(1, 8):
-            start = space - digits
-            if start < 0 or self.raw[start] not in _MODE_DIGITS:
-                return None
-            boundary = _TREE_TILES.match(self.raw, 0, start)
-            if boundary is not None and boundary.end() == start:
-                return start
-        return None
-
-
 class RegistryStore:
     """One registry repository (bare or not), read through pygit2."""
 
@@ -234,7 +135,7 @@ class RegistryStore:
         self._repo = repo
         self.max_tree_size = max_tree_size
         self.max_commit_size = max_commit_size
-        self._trees: OrderedDict[str, _ParsedTree] = OrderedDict()
+        self._trees: OrderedDict[str, ParsedTree] = OrderedDict()
         # The same two trees are diffed several times (pre-verification and the
         # walk; a site's state verdict and list index): on a flat 20,000-entry
         # tree each diff costs milliseconds.
@@ -348,7 +249,7 @@ class RegistryStore:
         """A blob's bytes; refuses one over ``max_size`` before loading it."""
         return self._read(oid, "blob", max_size)
 
-    def _tree(self, oid: str | pygit2.Oid) -> _ParsedTree:
+    def _tree(self, oid: str | pygit2.Oid) -> ParsedTree:
         key = str(oid)
         cached = self._trees.get(key)
         if cached is not None:
@@ -359,7 +260,7 @@ class RegistryStore:
         # in one pass over their shared bytes). Duplicate names are refused
         # wherever entries are parsed, and by git fsck, which receive.fsckObjects
         # and transfer.fsckObjects run on the way in.
-        parsed = _ParsedTree(key, raw)
+        parsed = ParsedTree(key, raw)
         self._trees[key] = parsed
         if len(self._trees) > _PARSED_TREE_CACHE:
             self._trees.popitem(last=False)
@@ -383,7 +284,7 @@ class RegistryStore:
         """
         root = self._tree_of(commit_or_tree)
         # Depth-first with explicit iterators: tree order, no recursion limit.
-        stack: list[tuple[str, str, int, Iterator[_RawEntry]]] = [
+        stack: list[tuple[str, str, int, Iterator[RawEntry]]] = [
             ("", root, 0, iter(self._tree(root).entries))]
         while stack:
             prefix, tree_oid, depth, pending = stack[-1]
@@ -456,7 +357,7 @@ class RegistryStore:
         if depth >= MAX_TREE_DEPTH:
             raise RejectedError(f"tree {new_oid}: {prefix} is nested too deeply")
         old_tree, new_tree = self._tree(old_oid), self._tree(new_oid)
-        old_window, new_window = _differing_window(old_tree, new_tree)
+        old_window, new_window = differing_window(old_tree, new_tree)
         old_by_name = {e[1]: e for e in old_window}
         new_by_name = {e[1]: e for e in new_window}
         if len(old_by_name) != len(old_window) or len(new_by_name) != len(new_window):
@@ -659,85 +560,6 @@ def _entry_kind(mode: int, path: str, tree: str) -> ObjectKind:
     if kind in (0o100000, 0o120000):
         return "blob"
     raise RejectedError(f"tree {tree}: {path} has an invalid mode {mode:o}")
-
-
-def _differing_window(old_tree: _ParsedTree,
-                      new_tree: _ParsedTree) -> tuple[list[_RawEntry], list[_RawEntry]]:
-    """The entries of two trees that lie between their common head and tail.
-
-    The longest common prefix and suffix of the bytes are bisected with bytes
-    comparisons (memcmp), widened to entry boundaries, and only the entries
-    between them are parsed: a one-list change in a 10,000-list tree parses
-    two entries. Both trees are checked to tile on the way, in one pass over
-    their shared bytes.
-    """
-    old, new = old_tree.raw, new_tree.raw
-    limit = min(len(old), len(new))
-    head = _common_prefix(old, new, limit)
-    # The same bytes from the start hold the same whole entries in both trees;
-    # the scan stops early at bytes that are no entry, and parsing fails there.
-    start = _TREE_TILES.match(old, 0, head)
-    begin = start.end() if start is not None else 0
-    tail = _common_suffix(old, new, limit - begin)
-    old_window, old_end = _entries_until(old_tree, begin, len(old) - tail)
-    new_window, new_end = _entries_until(new_tree, begin, len(new) - tail)
-    # Both windows must stop where equally many trailing bytes remain: those
-    # are then the same whole entries. Usually true at once; else parse on.
-    while len(old) - old_end != len(new) - new_end:
-        if len(old) - old_end > len(new) - new_end:
-            more, old_end = _entries_until(old_tree, old_end, len(old) - (len(new) - new_end))
-            old_window.extend(more)
-        else:
-            more, new_end = _entries_until(new_tree, new_end, len(new) - (len(old) - old_end))
-            new_window.extend(more)
-    if not (old_tree.valid and new_tree.valid):
-        # The shared tail is the last bytes left unchecked in both trees.
-        if _TREE_TILES.fullmatch(new, new_end) is None:
-            raise RejectedError(f"tree {new_tree.oid} is malformed")
-        old_tree.valid = new_tree.valid = True
-    return old_window, new_window
-
-
-def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
-    """The length of the longest common prefix of ``a`` and ``b`` (at most ``limit``)."""
-    lo, hi = 0, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        # Only the bytes not yet known equal are compared: the work halves each step.
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
-    """The length of the longest common suffix of ``a`` and ``b`` (at most ``limit``)."""
-    lo, hi = 0, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _entries_until(tree: _ParsedTree, pos: int, stop: int) -> tuple[list[_RawEntry], int]:
-    """Entries of ``tree`` from boundary ``pos`` until one starts at or after ``stop``.
-
-    Returns them and the boundary reached.
-    """
-    entries: list[_RawEntry] = []
-    raw = tree.raw
-    while pos < stop:
-        match = _TREE_ENTRY.match(raw, pos)
-        if match is None:
-            raise RejectedError(f"tree {tree.oid} is malformed")
-        mode, name, oid = match.groups()
-        entries.append((mode, name, oid))
-        pos = match.end()
-    return entries, pos
 
 
 def _person(sig: pygit2.Signature) -> Person:
