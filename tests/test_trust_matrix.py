@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from gitreg.gitstore.acceptance import build_merge
 from gitreg.model.policy import PolicyEnvelope, fingerprint
 from gitreg.model.registry_info import RegistryInfo
 from gitreg.publish import policy_edit
@@ -28,6 +29,9 @@ from gitreg.signing.interface import NAMESPACE_IMAGELIST
 from gitreg.site.config import load_config
 from gitreg.site.sync import SyncReport, sync
 from gitreg.verify import layout
+from gitreg.verify.cache import MemoryCache
+from gitreg.verify.context import VerifyContext
+from gitreg.verify.history import Verifier
 from tests.fixtures.env import RunCli
 from tests.fixtures.git_server import git
 from tests.registry_simulator import (
@@ -154,6 +158,23 @@ def _image_twice(w: World) -> str:
     return w.sim.publish(b.bob, {b.list_b: [b.image_b, b.image_a]}, move=False)
 
 
+def _image_claimed_again(w: World) -> str:
+    """A merge of concurrent pushes left one image in lists a and b; bob drops it from
+    b, then claims it again while a still carries it."""
+    b, sim = w.base, w.sim
+    shared = new_id()
+    sides = [sim.publish(b.alice, {b.list_a: [b.image_a, shared]}, move=False),
+             sim.publish(b.bob, {b.list_b: [b.image_b, shared]}, move=False)]
+    verifier = Verifier(sim.store, MemoryCache(),
+                        context=VerifyContext.for_site(datetime.now(UTC)))
+    head, _ = build_merge(sim.store, verifier, sides)
+    for version, images in (("3", [b.image_b]), ("4", [b.image_b, shared])):
+        data = sim.list_version(b.list_b, version=version, images=images)
+        head = sim.commit(sim.signed_list(b.list_b, data, b.bob), b.bob, parents=[head],
+                          move=False)
+    return head
+
+
 def _deleted(w: World) -> str:
     b = w.base
     return w.sim.commit({layout.list_path(b.list_a): None, layout.sig_path(b.list_a): None},
@@ -243,6 +264,8 @@ ATTACKS: dict[str, tuple[Callable[[World], str], tuple[str, str, str]]] = {
                                         refused("list-signature")),
     "identifier not the file name": (_identifier, refused("list-identifier")),
     "image UUID already in another list": (_image_twice, refused("image-unique")),
+    "image claimed anew while a merge left it in two lists": (_image_claimed_again,
+                                                              refused("image-unique")),
     "list deleted, not decommissioned": (_deleted, refused("list-deleted")),
     "symbolic link": (_mode(MODE_LINK), refused("layout-mode")),
     "executable bit": (_mode(MODE_EXEC), refused("layout-mode")),
