@@ -93,3 +93,20 @@ def test_site_syncs_from_a_dumb_http_mirror_and_a_forgery_changes_nothing(
         == {k: v for k, v in listing.items() if not k.startswith("gitreg/")}
     code, synced = world.sync(site)
     assert code == 0 and synced["registries"][0]["target"] == new_head
+
+
+def test_relative_upstreams_and_peers_are_kept_as_the_user_meant_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git resolves a relative remote against the repository it runs in: a path typed
+    relative to the current directory is stored absolute (a URL or user@host:path as is)."""
+    from gitreg.server.mirror import init_mirror, upstreams_of
+    from gitreg.server.peers import configured_peers, store_peers
+
+    monkeypatch.chdir(tmp_path)
+    git("init", "--quiet", "--bare", "replica.git")
+    given = ["a.git", "../b.git", "https://replica.example/r.git", "git@host:r.git"]
+    init_mirror(Path("m.git"), given, "sha256:" + "ab" * 32)
+    store_peers(tmp_path / "replica.git", given)
+    expected = [str(tmp_path / "a.git"), str((tmp_path / "../b.git").absolute()), *given[2:]]
+    assert upstreams_of(tmp_path / "m.git") == expected
+    assert configured_peers(tmp_path / "replica.git") == expected

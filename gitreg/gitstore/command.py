@@ -56,6 +56,18 @@ class GitRun:
     stderr: str
 
 
+def absolute_remote(address: str, base: Path) -> str:
+    """A Git remote as git reads it from any directory: a URL or scp-like address
+    (``user@host:path``) as is, a local path made absolute against ``base``.
+
+    git resolves a relative path against the repository it runs in, not the
+    directory a user typed it in.
+    """
+    if "://" in address or (re.match(r"[^/]+:", address) and not Path(address).is_absolute()):
+        return address
+    return str((base / Path(address).expanduser()).absolute())
+
+
 def redact(url: str) -> str:
     """The URL without user:password, fit for messages and logs."""
     return _USERINFO.sub("", url)

@@ -105,11 +105,11 @@ def init_mirror(path: Path, upstreams: Sequence[str], trust_root: str) -> None:
         raise UsageError(f"{path}: already mirrors the registry with trust root {existing}",
                          hint="a mirror follows one registry; create another for this one")
     _git(["-C", path, "config", TRUST_ROOT_KEY, trust_root.lower()], str(path))
-    from gitreg.gitstore.command import run_git
+    from gitreg.gitstore.command import absolute_remote, run_git
 
     # Exit status 5 when there is nothing to unset: fine on a first init.
     run_git(["-C", path, "config", "--unset-all", UPSTREAM_KEY], timeout=60, what=str(path))
-    for url in dict.fromkeys(upstreams):
+    for url in dict.fromkeys(absolute_remote(u, Path.cwd()) for u in upstreams):
         _git(["-C", path, "config", "--add", UPSTREAM_KEY, url], str(path))
     # Nobody pushes to a mirror; dumb-HTTP clients need the info files at once.
     _git(["-C", path, "config", "receive.denyNonFastForwards", "true"], str(path))

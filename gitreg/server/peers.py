@@ -32,6 +32,7 @@ from gitreg.errors import (
     GitregError,
     UsageError,
 )
+from gitreg.gitstore.command import absolute_remote
 from gitreg.server.hook import CACHE_FILE, MAIN, TRUST_ROOT_KEY
 from gitreg.server.upstreams import (
     UpstreamOutcome,
@@ -104,7 +105,7 @@ def store_peers(path: Path, peers: Sequence[str]) -> None:
     from gitreg.gitstore.command import run_git
 
     run_git(["-C", path, "config", "--unset-all", PEER_KEY], timeout=60, what=str(path))
-    for url in dict.fromkeys(peers):
+    for url in dict.fromkeys(absolute_remote(p, Path.cwd()) for p in peers):
         run = run_git(["-C", path, "config", "--add", PEER_KEY, url], timeout=60,
                       what=str(path))
         if run.returncode != 0:
@@ -129,7 +130,8 @@ def sync_peers(path: Path, peers: Sequence[str] | None = None, *,
         store = RegistryStore.open(path)
     except GitregError:
         raise UsageError(f"{path}: not a registry server repository") from None
-    urls = list(peers) if peers else configured_peers(path)
+    urls = ([absolute_remote(p, Path.cwd()) for p in peers] if peers
+            else configured_peers(path))
     if not urls:
         raise UsageError(f"{path}: no peers to sync from",
                          hint="give --peer URL, or store peers with "

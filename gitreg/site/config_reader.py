@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gitreg.errors import Problem
+from gitreg.gitstore.command import absolute_remote
 
 TRUST_ROOT_FINGERPRINT = re.compile(r"sha256:[0-9a-fA-F]{64}")
 # Registry and cloud names; a registry's names the directory of its local bare
@@ -209,9 +210,7 @@ class Reader:
             # Git would read it as an option.
             self.problem(path, f"{text!r} looks like a command-line option, not a remote")
             return None
-        if re.match(r"[^/]+:", text) and not Path(text).is_absolute():
-            return text  # scp-like user@host:path
-        return str((self.base_dir / Path(text).expanduser()).absolute())
+        return absolute_remote(text, self.base_dir)
 
     def trust_root(self, path: str, value: Any) -> str | None:
         text = self.string(path, value, required=True)
