@@ -54,6 +54,8 @@ RULES_DIGESTS = {
     14: "95ee51fdeb8647a34f52018f6146f4bf5d3f3d7876c8635fbb2669b2503d6620",
     # An image conflict keeps both lists' highest versions; image-unique refuses new claims.
     15: "ed531462e87767c1dc85ae7dd44c23c3db282744a4badfc35e29c76bc2c38f9e",
+    # An image conflict's image UUID is read from its version (same verdicts).
+    16: "9631447ebe07e072b801af426851e3ff09e5a79423c4b2ea2a365829fe73f1b5",
 }
 
 

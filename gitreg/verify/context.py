@@ -25,7 +25,7 @@ from enum import StrEnum
 # Bumped whenever a rule of the trust core changes (tests/test_trust_structure.py
 # holds a hash of the rule modules and fails when they change without it):
 # verdicts cached under another rules version are not reused.
-RULES_VERSION = 15
+RULES_VERSION = 16
 
 
 class Mode(StrEnum):

@@ -82,9 +82,13 @@ class Equivocation:
     commits: tuple[str, ...]  # the parents that carry them, sorted
     chosen: str | None  # the blob the merge took (None: the path was dropped)
     reason: str = "equivocation"  # or "image-conflict"
-    # For an image conflict: the image UUID and every list path that carries it.
-    image: str | None = None
+    # For an image conflict: every list path that carries the image.
     claimants: tuple[str, ...] = ()
+
+    @property
+    def image(self) -> str | None:
+        """The image UUID of an image conflict (kept in ``version``), else None."""
+        return self.version if self.reason == "image-conflict" else None
 
     def describe(self) -> str:
         if self.reason == "image-conflict":
@@ -276,7 +280,7 @@ def _report_image_conflicts(facts: MergeFacts, policy_blob: str, changed: list[s
         first = min(touched & set(paths))
         result.findings.append(Equivocation(
             first, image, blobs, commits, result.tree[first], reason="image-conflict",
-            image=image, claimants=tuple(paths)))
+            claimants=tuple(paths)))
 
 
 class VerifierFacts:
