@@ -131,11 +131,9 @@ def image_status(registry: dict[str, Any], list_state: tuple[str, str],
                  image: dict[str, Any], now: str) -> tuple[str, str]:
     """``(status, reason)`` of one image of a list of ``registry`` whose status is
     ``list_state``."""
-    if list_state[0] != VALID:
-        return list_state
-    expires = image.get("expires")
-    if expires and now >= expires:
-        return EXPIRED, f"the image expired at {expires}"
+    state = _claim_status(list_state, image, now)
+    if state[0] != VALID:
+        return state
     if image["id"] in conflicted_images(registry, now):
         return CONFLICT, ("another list of the registry carries this image UUID too (an "
                           "image conflict): sites take it from neither list")
@@ -174,7 +172,17 @@ def conflicted_images(registry: dict[str, Any], now: str) -> frozenset[str]:
     return found
 
 
+def _claim_status(list_state: tuple[str, str], image: dict[str, Any],
+                  now: str) -> tuple[str, str]:
+    """The status of an image from its list's and its own dates, conflicts aside."""
+    if list_state[0] != VALID:
+        return list_state
+    expires = image.get("expires")
+    if expires and now >= expires:
+        return EXPIRED, f"the image expired at {expires}"
+    return VALID, ""
+
+
 def _current(registry: dict[str, Any], record: dict[str, Any], image: dict[str, Any],
              now: str) -> bool:
-    expires = image.get("expires")
-    return list_status(registry, record, now)[0] == VALID and not (expires and now >= expires)
+    return _claim_status(list_status(registry, record, now), image, now)[0] == VALID

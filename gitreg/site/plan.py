@@ -205,7 +205,8 @@ def desired_images(registry: str, priority: int,
     so the site waits until an endorser drops it from one list.
     """
     result = RegistryImages(registry)
-    carriers: dict[str, list[str]] = {}
+    # Image UUID -> the lists carrying it, for the (rare) images a second list carries.
+    shared: dict[str, list[str]] = {}
     seen_lists = {r.list_uuid for r in known.values() if r.registry == registry}
     for given in lists:
         summary = given if isinstance(given, ListSummary) else ListSummary.of(given)
@@ -254,20 +255,20 @@ def desired_images(registry: str, priority: int,
             if image.expires is not None and image.expires <= now:
                 result.dropped[image_uuid] = ("expired", "image expired")
                 continue
-            carriers.setdefault(image_uuid, []).append(list_uuid)
+            if (prior := result.images.get(image_uuid)) is not None:
+                shared.setdefault(image_uuid, [prior.list_uuid]).append(list_uuid)
             result.images[image_uuid] = DesiredImage(
                 uuid=image_uuid, registry=registry, priority=priority, list_uuid=list_uuid,
                 list_version=summary.version, sha512=image.sha512, size=image.size,
                 uri=image.uri, metadata=image.metadata, list_keys=summary.list_keys,
                 vo=summary.vo)
-    for image_uuid, lists_carrying in sorted(carriers.items()):
-        if len(lists_carrying) > 1:
-            del result.images[image_uuid]
-            named = " and ".join(sorted(lists_carrying))
-            message = (f"image {image_uuid} is carried by lists {named} of registry "
-                       f"{registry} (image conflict); not taken until one list drops it")
-            result.dropped[image_uuid] = ("expired", message)
-            result.conflicts.append(Conflict(image_uuid, (registry,), None, message))
+    for image_uuid, lists_carrying in sorted(shared.items()):
+        del result.images[image_uuid]
+        named = " and ".join(sorted(lists_carrying))
+        message = (f"image {image_uuid} is carried by lists {named} of registry "
+                   f"{registry} (image conflict); not taken until one list drops it")
+        result.dropped[image_uuid] = ("expired", message)
+        result.conflicts.append(Conflict(image_uuid, (registry,), None, message))
     return result
 
 

@@ -56,8 +56,6 @@ _IMAGE_FILTERS = {(False, False): "", (True, False): " WHERE registry = ?",
                   (False, True): " WHERE state = ?",
                   (True, True): " WHERE registry = ? AND state = ?"}
 
-
-
 _KEEP = object()
 
 
