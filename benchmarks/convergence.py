@@ -211,10 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                            f"{commit}:refs/heads/main", check=False)
                 if done.returncode != 0:
                     tally.refused += 1
-                    git("-C", sim.path, "fetch", "-q", "--no-tags", replicas[target],
-                        f"+main:refs/copies/fetched-{who}")
-                    theirs = git("-C", sim.path, "rev-parse",
-                                 f"refs/copies/fetched-{who}").stdout.strip()
+                    theirs = fetch_main(sim.path, replicas[target],
+                                        f"refs/copies/fetched-{who}")
                     store = RegistryStore.open(sim.path)
                     verifier = Verifier(store, cache, context=VerifyContext.for_site(
                         datetime.now(UTC)), pinned_policy=registry.trust_root)

@@ -572,8 +572,8 @@ class Policy:
 
     def expired_attesters(self, at: datetime) -> frozenset[str]:
         """The attesters whose entry has expired at ``at``: their statements count no more."""
-        return frozenset(name for name, attester in self._attesters.items()
-                         if attester.expires is not None and attester.expires <= at)
+        return frozenset(name for name in self._attesters
+                         if not self.is_attester_active(name, at))
 
     # authorisation
 

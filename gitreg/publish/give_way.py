@@ -71,8 +71,9 @@ def canonical_successor(store: RegistryStore, verifier: Verifier, local: str,
         verdict = judge_head(store, verifier, local, head)
         if verdict.verdict == "invalid":
             invalid[head] = verdict.detail
-        # A stale head (an ancestor) holds a merge that adds nothing to it.
-        elif (verdict.valid or verdict.verdict == "stale") and holds(store, head, local):
+        # Any other head counts if it holds the merge; a stale one (an ancestor)
+        # holds a merge that adds nothing to it.
+        elif holds(store, head, local):
             holders.append(head)
     if not holders:
         return Successor(None, invalid=invalid)
