@@ -160,11 +160,10 @@ class PreverificationPool:
     ends the run with an error, never a hang or a partial verdict.
     """
 
-    def __init__(self, workers: int | None = None, *, start_method: str | None = None,
+    def __init__(self, workers: int | None = None, *,
                  in_process_jobs: int | None = None) -> None:
         self.workers = workers if workers is not None else _cores()
         self.in_process_jobs = IN_PROCESS_JOBS if in_process_jobs is None else in_process_jobs
-        self.start_method = start_method  # None: fork where the platform can, else threads
         self._pool: Executor | None = None
 
     def __enter__(self) -> PreverificationPool:
@@ -192,12 +191,11 @@ class PreverificationPool:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-            method = self.start_method or _start_method()
-            if method == "threads":
+            if "fork" not in multiprocessing.get_all_start_methods():
                 self._pool = ThreadPoolExecutor(self.workers)
             else:
                 # Forked workers inherit the loaded modules: nothing to import again.
-                context = multiprocessing.get_context(method)
+                context = multiprocessing.get_context("fork")
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
         return self._pool
 
@@ -220,9 +218,3 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
         return os.cpu_count() or 1
-
-
-def _start_method() -> str:
-    import multiprocessing
-
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "threads"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 # What a job uses is imported here, not in the job: forked workers inherit it
@@ -62,7 +61,6 @@ class ListJob:
     signature: bytes
     max_size: int
     ssh_keys: Mapping[str, Mapping[str, Any]]  # policy key id -> ``keys`` entry
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -101,22 +99,23 @@ class Preverifier:
         self.executor = executor
 
     def __call__(self, verifier: Verifier, commits: list[str]) -> None:
-        planned: list[tuple[ListJob, Policy]] = []
+        # What the results are recorded under; the jobs' bytes are not kept.
+        planned: list[tuple[str, str, Policy]] = []
 
         def jobs() -> Iterator[ListJob]:
             # Handed over as they are read: the workers start on the first
             # chunk while the blobs of the next ones are still being read.
             for job, policy in self._jobs(verifier, commits):
-                planned.append((job, policy))
+                planned.append((job.data_id, job.signature_id, policy))
                 yield job
 
         outcomes = self.executor.map(check_list_job, jobs(), chunksize=CHUNK)
         for index, outcome in enumerate(outcomes):
-            job, policy = planned[index]
+            data_id, signature_id, policy = planned[index]
             if outcome.facts is not None:
-                verifier.cache.put_list_facts(job.data_id, outcome.facts)
+                verifier.cache.put_list_facts(data_id, outcome.facts)
             if outcome.signer is not None:
-                verifier.cache.mark_signature_ok(job.data_id, job.signature_id,
+                verifier.cache.mark_signature_ok(data_id, signature_id,
                                                  key_digest(policy, outcome.signer))
 
     def _jobs(self, verifier: Verifier, commits: list[str]) -> Iterator[tuple[ListJob, Policy]]:
@@ -133,7 +132,6 @@ class Preverifier:
             except GitregError:
                 continue
             ssh_keys = {k: dict(v) for k, v in policy.keys.items() if v.get("scheme") == "ssh"}
-            at = verifier.context.at
             for change in changes:
                 list_id = layout.list_id_of(change.path)
                 if (change.new is None or list_id is None
@@ -143,14 +141,13 @@ class Preverifier:
                 seen.add(change.new.oid)
                 job = _job(verifier, tree=facts.tree, data_id=change.new.oid,
                            path=change.path, list_id=list_id,
-                           max_size=policy.limits.max_file_size, ssh_keys=ssh_keys, at=at)
+                           max_size=policy.limits.max_file_size, ssh_keys=ssh_keys)
                 if job is not None:
                     yield job, policy
 
 
 def _job(verifier: Verifier, *, tree: str, data_id: str, path: str, list_id: str,
-         max_size: int, ssh_keys: Mapping[str, Mapping[str, Any]],
-         at: datetime) -> ListJob | None:
+         max_size: int, ssh_keys: Mapping[str, Mapping[str, Any]]) -> ListJob | None:
     """The job for one changed list; None when the walk must meet a problem itself."""
     source = verifier.source
     try:
@@ -158,6 +155,6 @@ def _job(verifier: Verifier, *, tree: str, data_id: str, path: str, list_id: str
         if sig_entry is None:
             return None
         return ListJob(data_id, sig_entry.oid, path, source.blob(data_id, max_size),
-                       source.blob(sig_entry.oid, max_size), max_size, ssh_keys, at)
+                       source.blob(sig_entry.oid, max_size), max_size, ssh_keys)
     except GitregError:
         return None
