@@ -73,6 +73,8 @@ def keep_blobs_whole(git_dir: Path, blobs: Iterable[str], *, tree: str,
             for part in sorted(Path(scratch).iterdir(), key=lambda f: f.suffix == ".idx"):
                 part.replace(packs / part.name)
     except (GitregError, OSError):
+        # A timed-out git is killed, leaving its temporary pack as a failed one does.
+        _remove_new_temporaries(packs, before)
         return False
     return True
 
