@@ -220,8 +220,7 @@ class SiteCache:
     def watched(self) -> DirStamp | None:
         """The stamp of cache/ if it changed only by this process's moves since
         ``watch``, else None (something else changed it, or it was never watched)."""
-        if self._watched is None or self.stamp() != self._watched:
-            return None
+        self._before_move()
         return self._watched
 
     def _before_move(self) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from gitreg.site.cache import SiteCache, StrayFile
+from gitreg.site.cache import DirStamp, SiteCache, StrayFile
 from gitreg.site.state import SiteState
 
 # A recorded stamp older than this is not trusted: whatever a race with
@@ -50,7 +50,7 @@ def check_cache(state: SiteState, cache: SiteCache, *, now: datetime) -> CacheCh
     current = cache.stamp()
     if kept is not None and current is not None and not state.count_images("pending"):
         stamp, records, taken_at = kept
-        if stamp == current.to_text() and records == state.records_mark() \
+        if DirStamp.from_text(stamp) == current and records == state.records_mark() \
                 and taken_at <= now < taken_at + MAX_STAMP_AGE:
             cache.watch(current)
             return CacheCheck(listed=False)

@@ -213,7 +213,12 @@ def sync(config: SiteConfig, *, dry_run: bool = False, now: datetime | None = No
             if inputs.planning == "full" and not check.listed:
                 check = list_cache(state, cache)  # a full plan always looks
             report.stray = [str(s) for s in check.strays]
-        cached = [u for u in records if cache.has(u)]
+        if check is not None:
+            # Listed, or proved by its stamp: cache/ holds the cached records but these.
+            cached = [u for u, r in records.items()
+                      if r.state == "cached" and u not in check.missing]
+        else:
+            cached = [u for u in records if cache.has(u)]
         report.plan = make_plan(inputs.registries, records.values(), cached=cached,
                                 conflicts=config.conflicts, frozen=frozen)
         if inputs.planning == "changes" and state is not None:
