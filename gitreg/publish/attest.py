@@ -109,8 +109,7 @@ def attest(copy: WorkingCopy, image_spec: str, *, result: str, kind: str, note: 
     check_arguments(result, kind, note, signer)
     if copy.head() is None:
         raise UsageError(f"{copy.workdir}: {MAIN_REF} has no commit; nothing to attest")
-    give_way(copy, fetch=fetch_replicas, inform=inform, warn=notice)
-    head = copy.head()
+    head = give_way(copy, fetch=fetch_replicas, inform=inform, warn=notice)
     assert head is not None
     attester = attester_of(copy, signer)
     published = {i: il for i in copy.published_list_ids()

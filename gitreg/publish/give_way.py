@@ -116,22 +116,23 @@ def give_way(copy: WorkingCopy, *, fetch: bool, inform: Notice | None = None,
              warn: Notice | None = None) -> str | None:
     """Move a ``main`` that is gitreg's merge to the canonical state the replicas hold.
 
-    Returns the new ``main``, or None when it stays. Raises ``UsageError``
-    (nothing changed) when the move would overwrite drafts.
+    Returns the ``main`` to build on (moved or not; None only without a
+    commit). Raises ``UsageError`` (nothing changed) when the move would
+    overwrite drafts.
     """
     from gitreg.gitstore.acceptance import is_gitreg_merge
     from gitreg.publish.replicas import advance_working_copy, drafts_in_the_way, verifier_for
 
     local = copy.head()
     if local is None or not is_gitreg_merge(copy.store, local):
-        return None
+        return local
     offered = offers(copy, fetch=fetch)
     for offer in offered:
         if offer.head is None and warn:
             warn(f"{offer.problem}; skipped")  # the problem names the remote
     heads = [o.head for o in offered if o.head is not None]
     if not heads:
-        return None
+        return local
     with verifier_for(copy) as verifier:
         successor = canonical_successor(copy.store, verifier, local, heads)
     for offer in offered:
@@ -140,7 +141,7 @@ def give_way(copy: WorkingCopy, *, fetch: bool, inform: Notice | None = None,
                  f"of your main: {successor.invalid[offer.head]}; not followed")
     target = successor.target
     if target is None:
-        return None
+        return local
     names = sorted({o.remote for o in offered if o.head in successor.holders})
     drafts = drafts_in_the_way(copy, local, target)
     if drafts:

@@ -210,8 +210,7 @@ def publish(copy: WorkingCopy, *, list_signer: Signer | None, commit_signer: Sig
     if copy.head() is None:
         raise UsageError(f"{copy.workdir}: {MAIN_REF} has no commit; create registries "
                          "with `gitreg init`")
-    give_way(copy, fetch=fetch_replicas, inform=inform, warn=notice)
-    parent = copy.head()
+    parent = give_way(copy, fetch=fetch_replicas, inform=inform, warn=notice)
     assert parent is not None
     published_policy = copy.published_policy()
     draft_policy = copy.draft_policy()
